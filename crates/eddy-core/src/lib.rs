@@ -1,0 +1,16 @@
+//! The vocabulary every Eddy crate shares: what a record is ([`Data`]), how records travel
+//! ([`Batch`], [`StreamElement`]), where a key lives ([`keygroup`]), how a job is configured
+//! ([`config`]) and how things fail ([`EddyError`]).
+//!
+//! Nothing here runs anything; the runtime (`eddy-runtime`) and the API (`eddy`) build on it.
+
+pub mod config;
+pub mod data;
+pub mod element;
+pub mod error;
+pub mod keygroup;
+
+pub use config::Configuration;
+pub use data::{Data, Key, RecordDisplay, ShowRecord};
+pub use element::{Batch, StreamElement, NO_TIMESTAMP};
+pub use error::{EddyError, Result};

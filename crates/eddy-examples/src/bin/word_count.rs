@@ -1,0 +1,48 @@
+//! WordCount over text files (Flink's BatchWordCount / BoundedWordCount).
+//!
+//! ```text
+//! cargo run --release -p eddy-examples --bin word_count -- --input README.md --mode batch
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use eddy::prelude::*;
+use eddy_examples::{init_logging, word_count, CommonArgs, DEFAULT_TEXT};
+
+/// Counts the words of a text file or directory; prints `(word,count)` lines.
+#[derive(Debug, Parser)]
+#[command(name = "word_count")]
+struct Cli {
+    /// A text file or a directory of text files (default: a built-in text).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn run(cli: &Cli) -> Result<JobExecutionResult> {
+    let env = cli.common.environment()?;
+    let lines = match &cli.input {
+        Some(path) => env.read_text_file(path.clone()),
+        None => env.from_collection(DEFAULT_TEXT.iter().map(|s| s.to_string()).collect()),
+    };
+    cli.common.emit(&word_count(&lines));
+    env.execute("WordCount")
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(r) => {
+            eprintln!("Job {} finished in {} ms", r.job_id, r.net_runtime.as_millis());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Shared pieces of the example jobs: command-line options and the WordCount pipeline.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use eddy::config::{parse_dynamic_properties, RuntimeMode};
+use eddy::prelude::*;
+
+/// Options every example takes.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Output directory (one part file per subtask); without it, records are printed.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Parallelism of the job (default: `parallelism.default`, else the number of cores).
+    #[arg(long, short = 'p')]
+    pub parallelism: Option<usize>,
+    /// Runtime mode: streaming, batch or automatic (default: `execution.runtime-mode`).
+    #[arg(long, value_parser = parse_mode)]
+    pub mode: Option<RuntimeMode>,
+    /// Configuration overrides, Flink style: `-D key=value`.
+    #[arg(short = 'D', value_name = "KEY=VALUE")]
+    pub define: Vec<String>,
+}
+
+fn parse_mode(s: &str) -> std::result::Result<RuntimeMode, String> {
+    s.parse()
+}
+
+impl CommonArgs {
+    /// The environment these options describe.
+    pub fn environment(&self) -> Result<StreamExecutionEnvironment> {
+        let env = StreamExecutionEnvironment::get_execution_environment();
+        let defines = self.define.iter().map(|d| format!("-D{d}"));
+        let (conf, _) = parse_dynamic_properties(defines)?;
+        env.configure(&conf);
+        if let Some(p) = self.parallelism {
+            env.set_parallelism(p);
+        }
+        if let Some(m) = self.mode {
+            env.set_runtime_mode(m);
+        }
+        Ok(env)
+    }
+
+    /// Prints the stream, or writes it to the output directory.
+    pub fn emit<T: Data + RecordDisplay>(&self, stream: &DataStream<T>) {
+        match &self.output {
+            Some(dir) => stream.write_as_text(dir.clone()),
+            None => stream.print(),
+        };
+    }
+}
+
+/// Splits lines on whitespace into `(word, 1)`.
+pub fn tokenize(line: String, out: &mut Collector<(String, i64)>) {
+    for word in line.split_whitespace() {
+        out.collect((word.to_string(), 1));
+    }
+}
+
+/// The WordCount pipeline: `(word, count)` per word, updated per word in STREAMING mode and
+/// final per word in BATCH mode.
+pub fn word_count(lines: &DataStream<String>) -> DataStream<(String, i64)> {
+    lines
+        .flat_map(tokenize)
+        .name("Tokenizer")
+        .key_by(|t: &(String, i64)| t.0.clone())
+        .sum(|t: &mut (String, i64)| &mut t.1)
+        .name("Counter")
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// A few lines of Hamlet, the input when none is given (as in Flink's examples).
+pub const DEFAULT_TEXT: &[&str] = &[
+    "To be, or not to be,--that is the question:--",
+    "Whether 'tis nobler in the mind to suffer",
+    "The slings and arrows of outrageous fortune",
+    "Or to take arms against a sea of troubles,",
+    "And by opposing end them?--To die,--to sleep,--",
+    "No more; and by a sleep to say we end",
+    "The heartache, and the thousand natural shocks",
+    "That flesh is heir to,--'tis a consummation",
+    "Devoutly to be wish'd. To die,--to sleep;--",
+    "To sleep! perchance to dream:--ay, there's the rub;",
+];

@@ -1,0 +1,267 @@
+//! Bounded channels between tasks, and the input gate that reads a task's channels.
+//!
+//! One channel connects one producer subtask to one consumer subtask and holds at most
+//! `capacity` elements (batches). A producer that finds it full waits: that is backpressure.
+//! Every wait is bounded and re-checks the job's cancellation flag, so a failing or cancelled
+//! job never leaves a task blocked on a channel.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Select, SendTimeoutError, Sender, TryRecvError};
+use eddy_core::{EddyError, Result, StreamElement};
+
+/// How often a blocked task looks at the cancellation flag.
+pub(crate) const CANCEL_CHECK: Duration = Duration::from_millis(50);
+
+/// Shared by all tasks of one job: cancellation, and the time spent backpressured.
+#[derive(Debug, Default)]
+pub struct JobSignals {
+    cancelled: AtomicBool,
+}
+
+impl JobSignals {
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+}
+
+pub(crate) fn cancelled_error() -> EddyError {
+    EddyError::Cancelled("this task's job".into())
+}
+
+/// Creates one bounded channel.
+pub fn channel<T>(capacity: usize, signals: Arc<JobSignals>) -> (ChannelSender<T>, ChannelReceiver<T>) {
+    let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+    (ChannelSender { tx, signals }, ChannelReceiver { rx })
+}
+
+/// The producing end of a channel.
+pub struct ChannelSender<T> {
+    tx: Sender<StreamElement<T>>,
+    signals: Arc<JobSignals>,
+}
+
+impl<T> ChannelSender<T> {
+    /// Sends, waiting while the channel is full (backpressure) unless the job is cancelled.
+    pub fn send(&self, mut element: StreamElement<T>) -> Result<()> {
+        loop {
+            match self.tx.send_timeout(element, CANCEL_CHECK) {
+                Ok(()) => return Ok(()),
+                Err(SendTimeoutError::Timeout(e)) => {
+                    if self.signals.is_cancelled() {
+                        return Err(cancelled_error());
+                    }
+                    element = e;
+                }
+                // The consumer is gone: it failed or was cancelled, and the job with it.
+                Err(SendTimeoutError::Disconnected(_)) => return Err(cancelled_error()),
+            }
+        }
+    }
+}
+
+/// The consuming end of a channel.
+pub struct ChannelReceiver<T> {
+    rx: Receiver<StreamElement<T>>,
+}
+
+/// What the input gate yields.
+pub enum GateEvent<T> {
+    /// An element from channel `usize`.
+    Element(usize, StreamElement<T>),
+    /// Nothing arrived before the deadline.
+    Timeout,
+    /// Every channel has delivered its end of input.
+    Finished,
+}
+
+/// All input channels of one logical input of a task.
+pub struct InputGate<T> {
+    channels: Vec<Receiver<StreamElement<T>>>,
+    finished: Vec<bool>,
+    open: usize,
+    next: usize,
+    ready: Option<(usize, StreamElement<T>)>,
+}
+
+impl<T> InputGate<T> {
+    pub fn new(receivers: Vec<ChannelReceiver<T>>) -> Self {
+        let n = receivers.len();
+        InputGate {
+            channels: receivers.into_iter().map(|r| r.rx).collect(),
+            finished: vec![false; n],
+            open: n,
+            next: 0,
+            ready: None,
+        }
+    }
+
+    pub fn num_channels(&self) -> usize {
+        self.channels.len()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.open == 0
+    }
+
+    /// Returns the next element, waiting at most until `deadline`.
+    ///
+    /// Channels are polled round-robin so that a busy channel cannot starve the others.
+    pub fn next(&mut self, deadline: Instant) -> Result<GateEvent<T>> {
+        if self.open == 0 {
+            return Ok(GateEvent::Finished);
+        }
+        if let Some(ev) = self.try_next()? {
+            return Ok(ev);
+        }
+        let mut sel = Select::new();
+        let mut index = Vec::with_capacity(self.open);
+        for (i, rx) in self.channels.iter().enumerate() {
+            if !self.finished[i] {
+                sel.recv(rx);
+                index.push(i);
+            }
+        }
+        let received = match sel.select_deadline(deadline) {
+            Ok(op) => {
+                let ch = index[op.index()];
+                Some((ch, op.recv(&self.channels[ch])))
+            }
+            Err(_) => None,
+        };
+        drop(sel);
+        match received {
+            Some((ch, Ok(e))) => Ok(self.deliver(ch, e)),
+            Some((ch, Err(_))) => Err(self.lost(ch)),
+            None => Ok(GateEvent::Timeout),
+        }
+    }
+
+    fn try_next(&mut self) -> Result<Option<GateEvent<T>>> {
+        let n = self.channels.len();
+        for k in 0..n {
+            let ch = (self.next + k) % n;
+            if self.finished[ch] {
+                continue;
+            }
+            match self.channels[ch].try_recv() {
+                Ok(e) => {
+                    self.next = (ch + 1) % n;
+                    return Ok(Some(self.deliver(ch, e)));
+                }
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => return Err(self.lost(ch)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The element found by [`next_of_two`], if it was this gate's.
+    pub fn take_ready(&mut self) -> Option<(usize, StreamElement<T>)> {
+        self.ready.take()
+    }
+
+    fn stash(&mut self, ev: GateEvent<T>) -> bool {
+        match ev {
+            GateEvent::Element(ch, e) => {
+                self.ready = Some((ch, e));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn add_to<'a>(&'a self, sel: &mut Select<'a>, index: &mut Vec<(bool, usize)>, first: bool) {
+        for (i, rx) in self.channels.iter().enumerate() {
+            if !self.finished[i] {
+                sel.recv(rx);
+                index.push((first, i));
+            }
+        }
+    }
+
+    fn deliver(&mut self, ch: usize, e: StreamElement<T>) -> GateEvent<T> {
+        if matches!(e, StreamElement::EndOfInput) {
+            self.finished[ch] = true;
+            self.open -= 1;
+        }
+        GateEvent::Element(ch, e)
+    }
+
+    fn lost(&self, _ch: usize) -> EddyError {
+        // A producer dropped its channel without end of input: it failed or was cancelled.
+        cancelled_error()
+    }
+}
+
+/// Waits for the next element of either gate, trying `g1` first when `prefer_first`.
+///
+/// Returns `true` when `g1` holds a ready element, `false` when `g2` does or nothing arrived
+/// before `deadline` (then neither does); fetch it with [`InputGate::take_ready`].
+pub fn next_of_two<A, B>(
+    g1: &mut InputGate<A>,
+    g2: &mut InputGate<B>,
+    prefer_first: bool,
+    deadline: Instant,
+) -> Result<bool> {
+    let order = if prefer_first { [true, false] } else { [false, true] };
+    for first in order {
+        if first {
+            if g1.open > 0 {
+                if let Some(ev) = g1.try_next()? {
+                    return Ok(g1.stash(ev));
+                }
+            }
+        } else if g2.open > 0 {
+            if let Some(ev) = g2.try_next()? {
+                g2.stash(ev);
+                return Ok(false);
+            }
+        }
+    }
+    let mut sel = Select::new();
+    let mut index = Vec::new();
+    g1.add_to(&mut sel, &mut index, true);
+    g2.add_to(&mut sel, &mut index, false);
+    if index.is_empty() {
+        return Ok(false);
+    }
+    let Ok(op) = sel.select_deadline(deadline) else {
+        return Ok(false);
+    };
+    let (first, ch) = index[op.index()];
+    let (r1, r2) =
+        if first { (Some(op.recv(&g1.channels[ch])), None) } else { (None, Some(op.recv(&g2.channels[ch]))) };
+    drop(sel);
+    match (r1, r2) {
+        (Some(r), _) => {
+            let e = r.map_err(|_| g1.lost(ch))?;
+            let ev = g1.deliver(ch, e);
+            Ok(g1.stash(ev))
+        }
+        (_, Some(r)) => {
+            let e = r.map_err(|_| g2.lost(ch))?;
+            let ev = g2.deliver(ch, e);
+            g2.stash(ev);
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Returns an error if the job has been cancelled.
+#[inline]
+pub fn check_cancelled(signals: &JobSignals) -> Result<()> {
+    if signals.is_cancelled() {
+        Err(cancelled_error())
+    } else {
+        Ok(())
+    }
+}

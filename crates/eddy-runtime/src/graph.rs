@@ -1,0 +1,328 @@
+//! The StreamGraph: what the user's program declared, one node per operator.
+//!
+//! Typed API code registers nodes with factories that hide their record types. Building a job
+//! calls the factories once per subtask; the values they exchange are `Box<dyn Any>` holding
+//! typed channel ends and outputs, downcast once when the job is built, never per record.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+
+use eddy_core::{Data, EddyError, Result};
+
+use crate::channel::{channel, ChannelReceiver, InputGate, JobSignals};
+use crate::operator::{ChainedOperator, OneInputOperator, OperatorContext, TwoInputHead, TwoInputOperator};
+use crate::output::{Emitter, ErasedSide, FanOut, Output};
+use crate::partitioner::PartitionerFactory;
+use crate::source::{Boundedness, ReaderContext, SharedEnumerator, Source, SourceTask};
+use crate::task::{Invokable, OneInputTask, TwoInputTask};
+
+pub type NodeId = usize;
+pub type AnyBox = Box<dyn Any + Send>;
+
+/// Whether an operator may share a task with its neighbours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChainingStrategy {
+    /// Chain with the operator before and after when the exchange allows it.
+    #[default]
+    Always,
+    /// `start_new_chain`: never chain to the operator before.
+    Head,
+    /// `disable_chaining`: a task of its own.
+    Never,
+}
+
+/// A side output ready to be attached to an emitter (type-erased).
+pub struct SideSlot(pub(crate) Box<dyn ErasedSide>);
+
+/// Type-level operations for one record type, used while building a job.
+pub trait StreamType: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    /// A channel: (`ChannelSender<T>`, `ChannelReceiver<T>`).
+    fn channel(&self, capacity: usize, signals: Arc<JobSignals>) -> (AnyBox, AnyBox);
+    /// Combines several `Box<dyn Output<T>>` into one.
+    fn fan_out(&self, outputs: Vec<AnyBox>) -> Result<AnyBox>;
+    /// Wraps an output as a side output slot.
+    fn side_slot(&self, output: AnyBox) -> Result<SideSlot>;
+    /// A task reading `ChannelReceiver<T>`s into a chain head (`Box<dyn Output<T>>`).
+    fn one_input_task(&self, name: String, head: AnyBox, inputs: Vec<AnyBox>) -> Result<Box<dyn Invokable>>;
+}
+
+/// The [`StreamType`] of `T`.
+pub struct TypeOf<T>(PhantomData<fn() -> T>);
+
+impl<T: Data> TypeOf<T> {
+    pub fn arc() -> Arc<dyn StreamType> {
+        Arc::new(TypeOf::<T>(PhantomData))
+    }
+}
+
+fn wrong_type(what: &str) -> EddyError {
+    EddyError::InvalidJob(format!("internal: {what} of the wrong record type"))
+}
+
+/// Unpacks a `Box<dyn Output<T>>` from a type-erased box.
+pub fn downcast_output<T: Data>(b: AnyBox) -> Result<Box<dyn Output<T>>> {
+    b.downcast::<Box<dyn Output<T>>>().map(|b| *b).map_err(|_| wrong_type("output"))
+}
+
+/// Packs a `Box<dyn Output<T>>` into a type-erased box.
+pub fn upcast_output<T: Data>(o: Box<dyn Output<T>>) -> AnyBox {
+    Box::new(o)
+}
+
+fn downcast_receivers<T: Data>(inputs: Vec<AnyBox>) -> Result<Vec<ChannelReceiver<T>>> {
+    inputs
+        .into_iter()
+        .map(|b| b.downcast::<ChannelReceiver<T>>().map(|b| *b).map_err(|_| wrong_type("channel")))
+        .collect()
+}
+
+impl<T: Data> StreamType for TypeOf<T> {
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+
+    fn channel(&self, capacity: usize, signals: Arc<JobSignals>) -> (AnyBox, AnyBox) {
+        let (tx, rx) = channel::<T>(capacity, signals);
+        (Box::new(tx), Box::new(rx))
+    }
+
+    fn fan_out(&self, outputs: Vec<AnyBox>) -> Result<AnyBox> {
+        let outs = outputs.into_iter().map(downcast_output::<T>).collect::<Result<Vec<_>>>()?;
+        Ok(upcast_output(FanOut::combine(outs)))
+    }
+
+    fn side_slot(&self, output: AnyBox) -> Result<SideSlot> {
+        Ok(SideSlot(crate::output::side_output::<T>(downcast_output::<T>(output)?)))
+    }
+
+    fn one_input_task(&self, name: String, head: AnyBox, inputs: Vec<AnyBox>) -> Result<Box<dyn Invokable>> {
+        let gate = InputGate::new(downcast_receivers::<T>(inputs)?);
+        Ok(Box::new(OneInputTask::new(name, gate, downcast_output::<T>(head)?)))
+    }
+}
+
+/// Builds the emitter of an operator from its erased outputs.
+pub fn make_emitter<T: Data>(
+    main: AnyBox,
+    sides: Vec<(String, SideSlot)>,
+    ctx: &OperatorContext,
+) -> Result<Emitter<T>> {
+    let mut e = Emitter::new(downcast_output::<T>(main)?, ctx.batch_size);
+    for (tag, slot) in sides {
+        e.add_side_slot(tag, slot.0);
+    }
+    Ok(e)
+}
+
+/// Makes the source of one node.
+pub trait SourceFactory: Send + Sync {
+    fn boundedness(&self) -> Boundedness;
+    /// Creates the job-wide coordinator (the split enumerator).
+    fn create_coordinator(&self, parallelism: usize) -> Result<Arc<dyn Any + Send + Sync>>;
+    fn create_task(
+        &self,
+        ctx: OperatorContext,
+        coordinator: &Arc<dyn Any + Send + Sync>,
+        main: AnyBox,
+    ) -> Result<Box<dyn Invokable>>;
+}
+
+/// The [`SourceFactory`] of a [`Source`].
+pub struct SourceNode<S: Source>(pub Arc<S>);
+
+impl<S: Source> SourceFactory for SourceNode<S> {
+    fn boundedness(&self) -> Boundedness {
+        self.0.boundedness()
+    }
+
+    fn create_coordinator(&self, parallelism: usize) -> Result<Arc<dyn Any + Send + Sync>> {
+        let e: SharedEnumerator<S::Split> = Arc::new(Mutex::new(self.0.create_enumerator(parallelism)?));
+        Ok(Arc::new(e))
+    }
+
+    fn create_task(
+        &self,
+        ctx: OperatorContext,
+        coordinator: &Arc<dyn Any + Send + Sync>,
+        main: AnyBox,
+    ) -> Result<Box<dyn Invokable>> {
+        let enumerator = coordinator
+            .downcast_ref::<SharedEnumerator<S::Split>>()
+            .ok_or_else(|| wrong_type("split enumerator"))?
+            .clone();
+        let rctx = ReaderContext {
+            subtask_index: ctx.subtask_index,
+            parallelism: ctx.parallelism,
+            batch_size: ctx.batch_size,
+        };
+        let reader = ctx.guard(|| self.0.create_reader(&rctx))?;
+        Ok(Box::new(SourceTask { reader, enumerator, out: downcast_output::<S::Output>(main)?, ctx }))
+    }
+}
+
+/// Makes the operator of one one-input node, once per subtask.
+pub trait OneInputFactory: Send + Sync {
+    fn input_type(&self) -> Arc<dyn StreamType>;
+    /// Returns the operator as a `Box<dyn Output<In>>`.
+    fn create(&self, ctx: &OperatorContext, main: AnyBox, sides: Vec<(String, SideSlot)>) -> Result<AnyBox>;
+}
+
+/// The [`OneInputFactory`] of operators made by a closure.
+pub struct OneInputNode<Op, F> {
+    make: F,
+    _op: PhantomData<fn() -> Op>,
+}
+
+impl<Op, F> OneInputNode<Op, F> {
+    pub fn new(make: F) -> Self {
+        OneInputNode { make, _op: PhantomData }
+    }
+}
+
+impl<Op, F> OneInputFactory for OneInputNode<Op, F>
+where
+    Op: OneInputOperator,
+    F: Fn(&OperatorContext) -> Result<Op> + Send + Sync,
+{
+    fn input_type(&self) -> Arc<dyn StreamType> {
+        TypeOf::<Op::In>::arc()
+    }
+
+    fn create(&self, ctx: &OperatorContext, main: AnyBox, sides: Vec<(String, SideSlot)>) -> Result<AnyBox> {
+        let emitter = make_emitter::<Op::Out>(main, sides, ctx)?;
+        let op = ctx.guard(|| (self.make)(ctx))?;
+        let chained: Box<dyn Output<Op::In>> = Box::new(ChainedOperator::open(op, emitter, ctx.clone())?);
+        Ok(upcast_output(chained))
+    }
+}
+
+/// Makes the task of one two-input node, once per subtask.
+pub trait TwoInputFactory: Send + Sync {
+    fn create_task(
+        &self,
+        ctx: &OperatorContext,
+        main: AnyBox,
+        sides: Vec<(String, SideSlot)>,
+        inputs1: Vec<AnyBox>,
+        inputs2: Vec<AnyBox>,
+    ) -> Result<Box<dyn Invokable>>;
+}
+
+/// The [`TwoInputFactory`] of operators made by a closure.
+pub struct TwoInputNode<Op, F> {
+    make: F,
+    _op: PhantomData<fn() -> Op>,
+}
+
+impl<Op, F> TwoInputNode<Op, F> {
+    pub fn new(make: F) -> Self {
+        TwoInputNode { make, _op: PhantomData }
+    }
+}
+
+impl<Op, F> TwoInputFactory for TwoInputNode<Op, F>
+where
+    Op: TwoInputOperator,
+    F: Fn(&OperatorContext) -> Result<Op> + Send + Sync,
+{
+    fn create_task(
+        &self,
+        ctx: &OperatorContext,
+        main: AnyBox,
+        sides: Vec<(String, SideSlot)>,
+        inputs1: Vec<AnyBox>,
+        inputs2: Vec<AnyBox>,
+    ) -> Result<Box<dyn Invokable>> {
+        let emitter = make_emitter::<Op::Out>(main, sides, ctx)?;
+        let op = ctx.guard(|| (self.make)(ctx))?;
+        let head = TwoInputHead::open(op, emitter, ctx.clone())?;
+        let g1 = InputGate::new(downcast_receivers::<Op::In1>(inputs1)?);
+        let g2 = InputGate::new(downcast_receivers::<Op::In2>(inputs2)?);
+        Ok(Box::new(TwoInputTask::new(g1, g2, head)))
+    }
+}
+
+/// What kind of operator a node is.
+#[derive(Clone)]
+pub enum NodeKind {
+    Source(Arc<dyn SourceFactory>),
+    OneInput(Arc<dyn OneInputFactory>),
+    TwoInput(Arc<dyn TwoInputFactory>),
+}
+
+/// One operator of the program.
+#[derive(Clone)]
+pub struct StreamNode {
+    pub id: NodeId,
+    pub name: String,
+    pub uid: Option<String>,
+    /// Set by the user; `None` uses the job's default.
+    pub parallelism: Option<usize>,
+    pub max_parallelism: Option<usize>,
+    /// A source that cannot run in parallel (collections, sockets).
+    pub non_parallel: bool,
+    pub chaining: ChainingStrategy,
+    pub kind: NodeKind,
+    /// The type of the main output.
+    pub output_type: Arc<dyn StreamType>,
+    /// Side outputs consumed downstream: tag and type.
+    pub side_outputs: Vec<(String, Arc<dyn StreamType>)>,
+}
+
+/// A connection from an output of one node to an input of another.
+#[derive(Clone)]
+pub struct StreamEdge {
+    pub source: NodeId,
+    /// `Some(tag)` when the edge carries a side output.
+    pub side_tag: Option<String>,
+    pub target: NodeId,
+    /// 0, or 1 for the second input of a two-input operator.
+    pub input: usize,
+    pub partitioner: Arc<dyn PartitionerFactory>,
+}
+
+/// The whole program as declared.
+#[derive(Clone, Default)]
+pub struct StreamGraph {
+    pub nodes: Vec<StreamNode>,
+    pub edges: Vec<StreamEdge>,
+}
+
+impl StreamGraph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add_node(&mut self, mut node: StreamNode) -> NodeId {
+        let id = self.nodes.len();
+        node.id = id;
+        self.nodes.push(node);
+        id
+    }
+
+    pub fn add_edge(&mut self, edge: StreamEdge) {
+        self.edges.push(edge);
+    }
+
+    pub fn node_mut(&mut self, id: NodeId) -> &mut StreamNode {
+        &mut self.nodes[id]
+    }
+
+    /// Every source is bounded (AUTOMATIC mode then runs as BATCH).
+    pub fn all_sources_bounded(&self) -> bool {
+        self.nodes.iter().all(|n| match &n.kind {
+            NodeKind::Source(s) => s.boundedness() == Boundedness::Bounded,
+            _ => true,
+        })
+    }
+
+    /// Registers that side output `tag` of `node` is consumed, with its type.
+    pub fn add_side_output_type(&mut self, node: NodeId, tag: &str, ty: Arc<dyn StreamType>) {
+        let n = &mut self.nodes[node];
+        if !n.side_outputs.iter().any(|(t, _)| t == tag) {
+            n.side_outputs.push((tag.to_string(), ty));
+        }
+    }
+}

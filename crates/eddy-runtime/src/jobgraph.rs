@@ -1,0 +1,273 @@
+//! The JobGraph: the StreamGraph with operators fused into chains.
+//!
+//! An edge is chained when it is a forward exchange between operators of equal parallelism,
+//! its target has no other input, and neither side forbids chaining. Every chain becomes one
+//! [`JobVertex`]; every vertex runs as `parallelism` tasks. Chains are trees: an operator may
+//! feed several chained operators, but a chained operator has exactly one input.
+
+use std::hash::Hasher;
+
+use eddy_core::config::RuntimeMode;
+use eddy_core::keygroup::{default_max_parallelism, StableHasher, UPPER_BOUND_MAX_PARALLELISM};
+use eddy_core::{EddyError, Result};
+use serde_json::{json, Value};
+
+use crate::graph::{ChainingStrategy, NodeId, NodeKind, StreamGraph};
+use crate::partitioner::PartitionKind;
+
+/// One chain: a set of operators that run together in one task per subtask.
+#[derive(Debug, Clone)]
+pub struct JobVertex {
+    pub index: usize,
+    /// A 32-hex-digit id, stable for the same program (from the head's uid or position).
+    pub id: String,
+    /// `Source: a -> Map -> Filter`.
+    pub name: String,
+    /// The operators, head first, in graph order.
+    pub nodes: Vec<NodeId>,
+    pub parallelism: usize,
+    pub max_parallelism: usize,
+}
+
+/// An exchange between two chains.
+#[derive(Debug, Clone)]
+pub struct JobEdge {
+    /// Index into the stream graph's edges.
+    pub stream_edge: usize,
+    pub source_vertex: usize,
+    pub target_vertex: usize,
+    pub kind: PartitionKind,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobGraph {
+    pub job_name: String,
+    pub runtime_mode: RuntimeMode,
+    pub vertices: Vec<JobVertex>,
+    pub edges: Vec<JobEdge>,
+    /// Per stream edge: runs inside a chain.
+    pub chained: Vec<bool>,
+    /// Per stream edge: the exchange kind after resolving `Default`.
+    pub edge_kind: Vec<PartitionKind>,
+    /// Per node: its vertex, parallelism and max parallelism.
+    pub node_vertex: Vec<usize>,
+    pub node_parallelism: Vec<usize>,
+    pub node_max_parallelism: Vec<usize>,
+}
+
+/// Settings that shape the job graph.
+#[derive(Debug, Clone)]
+pub struct GraphSettings {
+    pub job_name: String,
+    pub default_parallelism: usize,
+    pub max_parallelism: Option<usize>,
+    /// STREAMING or BATCH (AUTOMATIC already resolved).
+    pub runtime_mode: RuntimeMode,
+}
+
+fn vertex_id(graph: &StreamGraph, head: NodeId) -> String {
+    let node = &graph.nodes[head];
+    let basis = match &node.uid {
+        Some(uid) => format!("uid:{uid}"),
+        None => format!("node:{head}:{}", node.name),
+    };
+    let mut a = StableHasher::new();
+    a.write(basis.as_bytes());
+    let mut b = StableHasher::new();
+    b.write_u8(0x5a);
+    b.write(basis.as_bytes());
+    format!("{:016x}{:016x}", a.finish(), b.finish())
+}
+
+impl JobGraph {
+    pub fn build(graph: &StreamGraph, settings: &GraphSettings) -> Result<JobGraph> {
+        if settings.default_parallelism == 0 {
+            return Err(EddyError::InvalidJob("parallelism must be at least 1".into()));
+        }
+        let n = graph.nodes.len();
+        let mut par = Vec::with_capacity(n);
+        let mut max_par = Vec::with_capacity(n);
+        for node in &graph.nodes {
+            let p = match (node.non_parallel, node.parallelism) {
+                (true, Some(p)) if p != 1 => {
+                    return Err(EddyError::InvalidJob(format!(
+                        "'{}' is not a parallel operator; its parallelism must be 1, not {p}",
+                        node.name
+                    )))
+                }
+                (true, _) => 1,
+                (false, Some(0)) => {
+                    return Err(EddyError::InvalidJob(format!(
+                        "parallelism of '{}' must be at least 1",
+                        node.name
+                    )))
+                }
+                (false, Some(p)) => p,
+                (false, None) => settings.default_parallelism,
+            };
+            let mp = node
+                .max_parallelism
+                .or(settings.max_parallelism)
+                .unwrap_or_else(|| default_max_parallelism(p));
+            if mp == 0 || mp > UPPER_BOUND_MAX_PARALLELISM {
+                return Err(EddyError::InvalidJob(format!(
+                    "max parallelism of '{}' must be in 1..={UPPER_BOUND_MAX_PARALLELISM}, not {mp}",
+                    node.name
+                )));
+            }
+            if p > mp {
+                return Err(EddyError::InvalidJob(format!(
+                    "parallelism {p} of '{}' exceeds its max parallelism {mp}",
+                    node.name
+                )));
+            }
+            par.push(p);
+            max_par.push(mp);
+        }
+
+        let mut in_degree = vec![0usize; n];
+        for e in &graph.edges {
+            if e.source >= e.target {
+                return Err(EddyError::InvalidJob("edges must point forward in the graph".into()));
+            }
+            in_degree[e.target] += 1;
+        }
+
+        let mut edge_kind = Vec::with_capacity(graph.edges.len());
+        let mut chained = Vec::with_capacity(graph.edges.len());
+        for e in &graph.edges {
+            let (pu, pd) = (par[e.source], par[e.target]);
+            let declared = e.partitioner.kind();
+            if declared == PartitionKind::Forward && pu != pd {
+                return Err(EddyError::InvalidJob(format!(
+                    "forward partitioning does not allow a change of parallelism: '{}' ({pu}) -> '{}' ({pd}); use rebalance or rescale",
+                    graph.nodes[e.source].name, graph.nodes[e.target].name
+                )));
+            }
+            let kind = declared.resolve(pu, pd);
+            let (src, dst) = (&graph.nodes[e.source], &graph.nodes[e.target]);
+            let chain = kind == PartitionKind::Forward
+                && pu == pd
+                && in_degree[e.target] == 1
+                && matches!(dst.kind, NodeKind::OneInput(_))
+                && dst.chaining == ChainingStrategy::Always
+                && src.chaining != ChainingStrategy::Never;
+            edge_kind.push(kind);
+            chained.push(chain);
+        }
+
+        // Nodes come in topological order (edges point forward), so a node's chain is known
+        // once its single chained input has been placed.
+        let mut node_vertex = vec![usize::MAX; n];
+        let mut vertices: Vec<JobVertex> = Vec::new();
+        for id in 0..n {
+            let chained_in = graph.edges.iter().enumerate().find(|(i, e)| e.target == id && chained[*i]);
+            match chained_in {
+                Some((_, e)) => {
+                    let v = node_vertex[e.source];
+                    node_vertex[id] = v;
+                    vertices[v].nodes.push(id);
+                }
+                None => {
+                    node_vertex[id] = vertices.len();
+                    vertices.push(JobVertex {
+                        index: vertices.len(),
+                        id: vertex_id(graph, id),
+                        name: String::new(),
+                        nodes: vec![id],
+                        parallelism: par[id],
+                        max_parallelism: max_par[id],
+                    });
+                }
+            }
+        }
+        for v in &mut vertices {
+            v.name = v.nodes.iter().map(|&i| graph.nodes[i].name.as_str()).collect::<Vec<_>>().join(" -> ");
+        }
+
+        let edges = graph
+            .edges
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !chained[*i])
+            .map(|(i, e)| JobEdge {
+                stream_edge: i,
+                source_vertex: node_vertex[e.source],
+                target_vertex: node_vertex[e.target],
+                kind: edge_kind[i],
+            })
+            .collect();
+
+        Ok(JobGraph {
+            job_name: settings.job_name.clone(),
+            runtime_mode: settings.runtime_mode,
+            vertices,
+            edges,
+            chained,
+            edge_kind,
+            node_vertex,
+            node_parallelism: par,
+            node_max_parallelism: max_par,
+        })
+    }
+
+    /// The plan as JSON in the shape of Flink's `/jobs/:jobid/plan`, plus the chained operators.
+    pub fn to_plan_json(&self, graph: &StreamGraph, job_id: &str) -> Value {
+        let nodes: Vec<Value> = self
+            .vertices
+            .iter()
+            .map(|v| {
+                let inputs: Vec<Value> = self
+                    .edges
+                    .iter()
+                    .filter(|e| e.target_vertex == v.index)
+                    .enumerate()
+                    .map(|(num, e)| {
+                        let se = &graph.edges[e.stream_edge];
+                        let mut input = json!({
+                            "num": num,
+                            "id": self.vertices[e.source_vertex].id,
+                            "ship_strategy": e.kind.ship_strategy(),
+                            "exchange": "pipelined_bounded",
+                            "input": se.input,
+                        });
+                        if let Some(tag) = &se.side_tag {
+                            input["side_output"] = json!(tag);
+                        }
+                        input
+                    })
+                    .collect();
+                let operators: Vec<Value> = v
+                    .nodes
+                    .iter()
+                    .map(|&i| {
+                        let node = &graph.nodes[i];
+                        json!({
+                            "id": i,
+                            "name": node.name,
+                            "uid": node.uid,
+                            "parallelism": self.node_parallelism[i],
+                        })
+                    })
+                    .collect();
+                json!({
+                    "id": v.id,
+                    "parallelism": v.parallelism,
+                    "max_parallelism": v.max_parallelism,
+                    "operator": "",
+                    "operator_strategy": "",
+                    "description": v.name,
+                    "chain": operators,
+                    "inputs": inputs,
+                    "optimizer_properties": {},
+                })
+            })
+            .collect();
+        json!({
+            "jid": job_id,
+            "name": self.job_name,
+            "type": self.runtime_mode.as_str(),
+            "nodes": nodes,
+        })
+    }
+}

@@ -1,0 +1,231 @@
+//! The operator core: one-input and two-input operators and how they sit in a chain.
+//!
+//! Every transformation of the API (`map`, `filter`, `reduce`, sinks, ...) is one of these two
+//! traits. An operator handles a whole [`Batch`] per call and writes results to an [`Emitter`].
+//! [`ChainedOperator`] glues an operator to its emitter and presents it as the [`Output`] of the
+//! operator before it; the chain is built once per task, so within a chain the only dynamic
+//! dispatch is one call per batch per operator.
+//!
+//! Errors and panics raised inside an operator are turned into [`EddyError::Task`] naming the
+//! operator and the subtask, which fails the job.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use eddy_core::config::RuntimeMode;
+use eddy_core::{Batch, Data, EddyError, Result};
+
+use crate::output::{Emitter, Output};
+
+/// What an operator knows about where it runs.
+#[derive(Debug, Clone)]
+pub struct OperatorContext {
+    pub job_name: String,
+    pub operator_name: String,
+    /// 0-based index of this subtask.
+    pub subtask_index: usize,
+    pub parallelism: usize,
+    pub max_parallelism: usize,
+    pub attempt: usize,
+    pub runtime_mode: RuntimeMode,
+    /// Records per batch handed between operators and tasks.
+    pub batch_size: usize,
+}
+
+impl OperatorContext {
+    /// `Name (2/4)`, as Flink names a subtask.
+    pub fn task_name(&self) -> String {
+        format!("{} ({}/{})", self.operator_name, self.subtask_index + 1, self.parallelism)
+    }
+
+    /// Wraps an error of this operator into a [`EddyError::Task`] naming it.
+    pub fn task_error(&self, message: impl std::fmt::Display) -> EddyError {
+        EddyError::Task {
+            operator: self.operator_name.clone(),
+            subtask: self.subtask_index + 1,
+            parallelism: self.parallelism,
+            message: message.to_string(),
+        }
+    }
+
+    /// Leaves task errors (raised further down the chain) as they are, wraps the others.
+    pub fn attribute(&self, e: EddyError) -> EddyError {
+        match e {
+            e @ (EddyError::Task { .. } | EddyError::Cancelled(_)) => e,
+            other => self.task_error(other),
+        }
+    }
+
+    /// Runs operator code, turning a panic into a task error.
+    pub fn guard<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(r) => r.map_err(|e| self.attribute(e)),
+            Err(panic) => Err(self.task_error(format!("panicked: {}", panic_message(&panic)))),
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_string()
+    }
+}
+
+/// An operator with one input.
+pub trait OneInputOperator: Send + 'static {
+    type In: Data;
+    type Out: Data;
+
+    fn open(&mut self, _ctx: &OperatorContext) -> Result<()> {
+        Ok(())
+    }
+
+    fn process_batch(&mut self, batch: Batch<Self::In>, out: &mut Emitter<Self::Out>) -> Result<()>;
+
+    /// The operator's event time advanced. The default forwards the watermark.
+    fn process_watermark(&mut self, watermark: i64, out: &mut Emitter<Self::Out>) -> Result<()> {
+        out.emit_watermark(watermark)
+    }
+
+    /// The input has ended. Called once, before the end is forwarded downstream.
+    fn end_input(&mut self, _out: &mut Emitter<Self::Out>) -> Result<()> {
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// An operator with two inputs of different types (`connect`, joins).
+pub trait TwoInputOperator: Send + 'static {
+    type In1: Data;
+    type In2: Data;
+    type Out: Data;
+
+    fn open(&mut self, _ctx: &OperatorContext) -> Result<()> {
+        Ok(())
+    }
+    fn process_batch1(&mut self, batch: Batch<Self::In1>, out: &mut Emitter<Self::Out>) -> Result<()>;
+    fn process_batch2(&mut self, batch: Batch<Self::In2>, out: &mut Emitter<Self::Out>) -> Result<()>;
+    /// The combined event time (minimum of both inputs) advanced.
+    fn process_watermark(&mut self, watermark: i64, out: &mut Emitter<Self::Out>) -> Result<()> {
+        out.emit_watermark(watermark)
+    }
+    /// Both inputs have ended.
+    fn end_input(&mut self, _out: &mut Emitter<Self::Out>) -> Result<()> {
+        Ok(())
+    }
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A one-input operator placed in a chain: the `Output` of whatever precedes it.
+pub struct ChainedOperator<Op: OneInputOperator> {
+    op: Op,
+    out: Emitter<Op::Out>,
+    ctx: OperatorContext,
+    ended: bool,
+}
+
+impl<Op: OneInputOperator> ChainedOperator<Op> {
+    /// Opens the operator and returns it ready to receive elements.
+    pub fn open(mut op: Op, out: Emitter<Op::Out>, ctx: OperatorContext) -> Result<Self> {
+        ctx.guard(|| op.open(&ctx))?;
+        Ok(ChainedOperator { op, out, ctx, ended: false })
+    }
+}
+
+impl<Op: OneInputOperator> Output<Op::In> for ChainedOperator<Op> {
+    #[inline]
+    fn emit_batch(&mut self, batch: Batch<Op::In>) -> Result<()> {
+        let (op, out) = (&mut self.op, &mut self.out);
+        self.ctx.guard(|| {
+            op.process_batch(batch, out)?;
+            out.flush_buffer()
+        })
+    }
+
+    fn emit_watermark(&mut self, watermark: i64) -> Result<()> {
+        let (op, out) = (&mut self.op, &mut self.out);
+        self.ctx.guard(|| op.process_watermark(watermark, out))
+    }
+
+    fn emit_idle(&mut self, idle: bool) -> Result<()> {
+        self.out.emit_idle(idle)
+    }
+
+    fn end_input(&mut self) -> Result<()> {
+        if self.ended {
+            return Ok(());
+        }
+        self.ended = true;
+        let (op, out) = (&mut self.op, &mut self.out);
+        self.ctx.guard(|| {
+            op.end_input(out)?;
+            op.close()?;
+            out.end_input()
+        })
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.out.flush()
+    }
+}
+
+/// A two-input operator at the head of its task, driven by a two-input task.
+pub struct TwoInputHead<Op: TwoInputOperator> {
+    op: Op,
+    out: Emitter<Op::Out>,
+    pub(crate) ctx: OperatorContext,
+}
+
+impl<Op: TwoInputOperator> TwoInputHead<Op> {
+    pub fn open(mut op: Op, out: Emitter<Op::Out>, ctx: OperatorContext) -> Result<Self> {
+        ctx.guard(|| op.open(&ctx))?;
+        Ok(TwoInputHead { op, out, ctx })
+    }
+
+    pub(crate) fn batch1(&mut self, b: Batch<Op::In1>) -> Result<()> {
+        let (op, out) = (&mut self.op, &mut self.out);
+        self.ctx.guard(|| {
+            op.process_batch1(b, out)?;
+            out.flush_buffer()
+        })
+    }
+
+    pub(crate) fn batch2(&mut self, b: Batch<Op::In2>) -> Result<()> {
+        let (op, out) = (&mut self.op, &mut self.out);
+        self.ctx.guard(|| {
+            op.process_batch2(b, out)?;
+            out.flush_buffer()
+        })
+    }
+
+    pub(crate) fn watermark(&mut self, w: i64) -> Result<()> {
+        let (op, out) = (&mut self.op, &mut self.out);
+        self.ctx.guard(|| op.process_watermark(w, out))
+    }
+
+    pub(crate) fn idle(&mut self, idle: bool) -> Result<()> {
+        self.out.emit_idle(idle)
+    }
+
+    pub(crate) fn end_input(&mut self) -> Result<()> {
+        let (op, out) = (&mut self.op, &mut self.out);
+        self.ctx.guard(|| {
+            op.end_input(out)?;
+            op.close()?;
+            out.end_input()
+        })
+    }
+
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        self.out.flush()
+    }
+}

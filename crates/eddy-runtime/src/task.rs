@@ -1,0 +1,209 @@
+//! Tasks: one subtask of one chain, run as one loop on its own thread.
+//!
+//! A task reads its input gate(s), passes watermarks through the valve, hands batches to the
+//! head of its chain, and flushes partially filled output batches when the buffer timeout
+//! passes. It checks the job's cancellation flag between batches and whenever it waits.
+
+use std::time::{Duration, Instant};
+
+use eddy_core::{Data, Result, StreamElement};
+
+use crate::channel::{check_cancelled, GateEvent, InputGate, JobSignals, CANCEL_CHECK};
+use crate::operator::{TwoInputHead, TwoInputOperator};
+use crate::output::Output;
+use crate::watermark::{ValveOutput, WatermarkValve};
+
+/// What a task needs from the job while it runs.
+pub struct TaskRuntime {
+    pub signals: std::sync::Arc<JobSignals>,
+    /// `None`: flush only full batches and at the end (BATCH mode).
+    pub buffer_timeout: Option<Duration>,
+}
+
+/// Something a task thread runs.
+pub trait Invokable: Send {
+    fn invoke(self: Box<Self>, rt: &TaskRuntime) -> Result<()>;
+    /// `Chain name (i/p)`.
+    fn name(&self) -> String;
+}
+
+/// Decides when partially filled output batches are pushed out.
+pub struct Flusher {
+    timeout: Option<Duration>,
+    next: Instant,
+}
+
+impl Flusher {
+    pub fn new(timeout: Option<Duration>) -> Self {
+        let now = Instant::now();
+        Flusher { timeout, next: timeout.map_or(now, |t| now + t) }
+    }
+
+    /// How long an idle task may wait for input.
+    pub fn deadline(&self, now: Instant) -> Instant {
+        match self.timeout {
+            Some(_) => self.next.min(now + CANCEL_CHECK),
+            None => now + CANCEL_CHECK,
+        }
+    }
+
+    pub fn maybe_flush<T>(&mut self, now: Instant, out: &mut dyn Output<T>) -> Result<()> {
+        if let Some(t) = self.timeout {
+            if now >= self.next {
+                out.flush()?;
+                self.next = now + t;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A task whose chain starts with a one-input operator.
+pub struct OneInputTask<T: Data> {
+    pub(crate) name: String,
+    pub(crate) gate: InputGate<T>,
+    pub(crate) head: Box<dyn Output<T>>,
+}
+
+impl<T: Data> OneInputTask<T> {
+    pub fn new(name: String, gate: InputGate<T>, head: Box<dyn Output<T>>) -> Self {
+        OneInputTask { name, gate, head }
+    }
+}
+
+fn forward_valve<T>(out: &mut dyn Output<T>, v: Option<ValveOutput>) -> Result<()> {
+    match v {
+        Some(ValveOutput::Watermark(w)) => out.emit_watermark(w),
+        Some(ValveOutput::Idle(i)) => out.emit_idle(i),
+        None => Ok(()),
+    }
+}
+
+impl<T: Data> Invokable for OneInputTask<T> {
+    fn invoke(mut self: Box<Self>, rt: &TaskRuntime) -> Result<()> {
+        let mut valve = WatermarkValve::new(self.gate.num_channels());
+        let mut flusher = Flusher::new(rt.buffer_timeout);
+        let head = &mut *self.head;
+        loop {
+            check_cancelled(&rt.signals)?;
+            let now = Instant::now();
+            match self.gate.next(flusher.deadline(now))? {
+                GateEvent::Element(_, StreamElement::Records(b)) => head.emit_batch(b)?,
+                GateEvent::Element(ch, StreamElement::Watermark(w)) => {
+                    forward_valve(head, valve.input_watermark(ch, w))?
+                }
+                GateEvent::Element(ch, StreamElement::Idle(i)) => {
+                    forward_valve(head, valve.input_idle(ch, i))?
+                }
+                GateEvent::Element(ch, StreamElement::EndOfInput) => {
+                    forward_valve(head, valve.channel_finished(ch))?
+                }
+                GateEvent::Timeout => {}
+                GateEvent::Finished => break,
+            }
+            flusher.maybe_flush(Instant::now(), head)?;
+        }
+        head.end_input()
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// A task whose chain starts with a two-input operator.
+pub struct TwoInputTask<Op: TwoInputOperator> {
+    pub(crate) gate1: InputGate<Op::In1>,
+    pub(crate) gate2: InputGate<Op::In2>,
+    pub(crate) head: TwoInputHead<Op>,
+}
+
+impl<Op: TwoInputOperator> TwoInputTask<Op> {
+    pub fn new(gate1: InputGate<Op::In1>, gate2: InputGate<Op::In2>, head: TwoInputHead<Op>) -> Self {
+        TwoInputTask { gate1, gate2, head }
+    }
+}
+
+/// Flush adapter so the flusher can drive a two-input head.
+struct HeadFlush<'a, Op: TwoInputOperator>(&'a mut TwoInputHead<Op>);
+impl<Op: TwoInputOperator> Output<()> for HeadFlush<'_, Op> {
+    fn emit_batch(&mut self, _: eddy_core::Batch<()>) -> Result<()> {
+        Ok(())
+    }
+    fn emit_watermark(&mut self, _: i64) -> Result<()> {
+        Ok(())
+    }
+    fn emit_idle(&mut self, _: bool) -> Result<()> {
+        Ok(())
+    }
+    fn end_input(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
+    fn invoke(mut self: Box<Self>, rt: &TaskRuntime) -> Result<()> {
+        let mut valve1 = WatermarkValve::new(self.gate1.num_channels());
+        let mut valve2 = WatermarkValve::new(self.gate2.num_channels());
+        let mut combined = i64::MIN;
+        let mut flusher = Flusher::new(rt.buffer_timeout);
+        let mut turn = false;
+        while !(self.gate1.is_finished() && self.gate2.is_finished()) {
+            check_cancelled(&rt.signals)?;
+            turn = !turn;
+            let now = Instant::now();
+            // Alternate between the inputs; wait on both without favouring either.
+            let ev1;
+            let ev2;
+            if crate::channel::next_of_two(&mut self.gate1, &mut self.gate2, turn, flusher.deadline(now))? {
+                ev1 = self.gate1.take_ready();
+                ev2 = None;
+            } else {
+                ev1 = None;
+                ev2 = self.gate2.take_ready();
+            }
+            let valve_out = match (ev1, ev2) {
+                (Some((_, StreamElement::Records(b))), _) => {
+                    self.head.batch1(b)?;
+                    None
+                }
+                (_, Some((_, StreamElement::Records(b)))) => {
+                    self.head.batch2(b)?;
+                    None
+                }
+                (Some((ch, e)), _) => control(&mut valve1, ch, e),
+                (_, Some((ch, e))) => control(&mut valve2, ch, e),
+                (None, None) => None,
+            };
+            match valve_out {
+                Some(ValveOutput::Watermark(_)) => {
+                    let w = valve1.current_watermark().min(valve2.current_watermark());
+                    if w > combined {
+                        combined = w;
+                        self.head.watermark(w)?;
+                    }
+                }
+                Some(ValveOutput::Idle(i)) => self.head.idle(i)?,
+                None => {}
+            }
+            flusher.maybe_flush(Instant::now(), &mut HeadFlush(&mut self.head))?;
+        }
+        self.head.end_input()
+    }
+
+    fn name(&self) -> String {
+        self.head.ctx.task_name()
+    }
+}
+
+fn control<T>(valve: &mut WatermarkValve, ch: usize, e: StreamElement<T>) -> Option<ValveOutput> {
+    match e {
+        StreamElement::Watermark(w) => valve.input_watermark(ch, w),
+        StreamElement::Idle(i) => valve.input_idle(ch, i),
+        StreamElement::EndOfInput => valve.channel_finished(ch),
+        StreamElement::Records(_) => None,
+    }
+}

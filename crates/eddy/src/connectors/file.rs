@@ -1,0 +1,571 @@
+//! Text files in and out: Flink's `readTextFile` and `writeAsText`.
+//!
+//! [`TextFileSource`] reads a file, or every visible file under a directory, one line per record.
+//! Its enumerator cuts each file into byte ranges ([`FileSplit`]s) so that several readers can
+//! share one large file. A range does not know where lines begin, so every reader follows
+//! Hadoop's rule: a split owns exactly the lines whose first byte lies in `[start, end)`. A
+//! reader of a split that does not start at 0 skips the line it lands in the middle of (its
+//! owner is the previous split) and reads its last line to the end even past `end`. Every line
+//! is then read exactly once, whatever the split size.
+//!
+//! [`TextFileSink`] writes one file per parallel subtask, `part-{subtask}-0`, one record per
+//! line in Flink's `toString` format (see [`RecordDisplay`]).
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use eddy_core::{Batch, Data, EddyError, RecordDisplay, Result, ShowRecord};
+use eddy_runtime::sink::{Sink, SinkContext, SinkWriter};
+use eddy_runtime::source::{
+    Boundedness, ReaderContext, ReaderStatus, Source, SourceOutput, SourceReader, SourceSplit,
+    SplitAssignment, SplitEnumerator,
+};
+
+/// The split size used unless [`TextFileSource::with_split_size`] says otherwise.
+pub const DEFAULT_SPLIT_SIZE: u64 = 32 * 1024 * 1024;
+
+const READ_BUFFER: usize = 1024 * 1024;
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// A byte range `[start, end)` of one file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileSplit {
+    pub path: PathBuf,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl SourceSplit for FileSplit {
+    fn split_id(&self) -> String {
+        format!("{}:{}-{}", self.path.display(), self.start, self.end)
+    }
+}
+
+/// Reads text files line by line, as Flink's `env.readTextFile(path)`.
+///
+/// `path` is a file or a directory; a directory is read recursively, in path order, skipping
+/// files and directories whose name starts with `.` or `_` (as Flink does). Lines end at `\n`;
+/// a trailing `\r` is removed too. The source is bounded.
+///
+/// ```no_run
+/// use eddy::connectors::file::TextFileSource;
+///
+/// let source = TextFileSource::new("/data/logs").with_split_size(8 * 1024 * 1024);
+/// ```
+#[derive(Debug, Clone)]
+pub struct TextFileSource {
+    path: PathBuf,
+    split_size: u64,
+}
+
+impl TextFileSource {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        TextFileSource { path: path.into(), split_size: DEFAULT_SPLIT_SIZE }
+    }
+
+    /// Cuts files into splits of `bytes` bytes (at least 1).
+    pub fn with_split_size(mut self, bytes: u64) -> Self {
+        self.split_size = bytes.max(1);
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Source for TextFileSource {
+    type Output = String;
+    type Split = FileSplit;
+    type Reader = TextFileReader;
+
+    fn boundedness(&self) -> Boundedness {
+        Boundedness::Bounded
+    }
+
+    fn create_enumerator(&self, _parallelism: usize) -> Result<Box<dyn SplitEnumerator<FileSplit>>> {
+        let mut splits = VecDeque::new();
+        for (path, len) in list_input_files(&self.path)? {
+            let mut start = 0;
+            while start < len {
+                let end = start.saturating_add(self.split_size).min(len);
+                splits.push_back(FileSplit { path: path.clone(), start, end });
+                start = end;
+            }
+        }
+        Ok(Box::new(FileSplitEnumerator { splits }))
+    }
+
+    fn create_reader(&self, _ctx: &ReaderContext) -> Result<TextFileReader> {
+        Ok(TextFileReader::new())
+    }
+}
+
+/// The regular files to read with their lengths: `path` itself, or the visible files under it.
+fn list_input_files(path: &Path) -> Result<Vec<(PathBuf, u64)>> {
+    let meta = fs::metadata(path).map_err(|e| EddyError::io("cannot read input", path, e))?;
+    let mut files = Vec::new();
+    if meta.is_dir() {
+        collect_dir(path, &mut files)?;
+    } else {
+        files.push((path.to_path_buf(), meta.len()));
+    }
+    Ok(files)
+}
+
+fn collect_dir(dir: &Path, files: &mut Vec<(PathBuf, u64)>) -> Result<()> {
+    let list_err = |e| EddyError::io("cannot list input directory", dir, e);
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir).map_err(list_err)? {
+        let entry = entry.map_err(list_err)?;
+        if !is_hidden(&entry.file_name()) {
+            entries.push(entry.path());
+        }
+    }
+    entries.sort();
+    for path in entries {
+        // `metadata` follows symbolic links, so a link to a file is read like the file.
+        let meta = fs::metadata(&path).map_err(|e| EddyError::io("cannot read input", &path, e))?;
+        if meta.is_dir() {
+            collect_dir(&path, files)?;
+        } else if meta.is_file() {
+            files.push((path, meta.len()));
+        }
+    }
+    Ok(())
+}
+
+/// Flink's default file filter: names starting with `.` or `_` are metadata, not input.
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    name.starts_with(b".") || name.starts_with(b"_")
+}
+
+/// Hands out the file splits, in order, to whichever reader asks first.
+struct FileSplitEnumerator {
+    splits: VecDeque<FileSplit>,
+}
+
+impl SplitEnumerator<FileSplit> for FileSplitEnumerator {
+    fn request_split(&mut self, _subtask: usize) -> Result<SplitAssignment<FileSplit>> {
+        Ok(match self.splits.pop_front() {
+            Some(split) => SplitAssignment::Split(split),
+            None => SplitAssignment::NoMoreSplits,
+        })
+    }
+}
+
+/// Reads the lines of its [`FileSplit`]s, a batch per poll.
+pub struct TextFileReader {
+    pending: VecDeque<FileSplit>,
+    current: Option<OpenSplit>,
+    /// Reused for every line, so reading a line allocates only its `String`.
+    line: Vec<u8>,
+}
+
+impl TextFileReader {
+    fn new() -> Self {
+        TextFileReader { pending: VecDeque::new(), current: None, line: Vec::new() }
+    }
+}
+
+impl SourceReader for TextFileReader {
+    type Output = String;
+    type Split = FileSplit;
+
+    fn add_split(&mut self, split: FileSplit) -> Result<()> {
+        self.pending.push_back(split);
+        Ok(())
+    }
+
+    fn poll_next(&mut self, out: &mut SourceOutput<String>) -> Result<ReaderStatus> {
+        loop {
+            let mut current = match self.current.take() {
+                Some(current) => current,
+                None => match self.pending.pop_front() {
+                    Some(split) => OpenSplit::open(split)?,
+                    None => return Ok(ReaderStatus::NeedsSplit),
+                },
+            };
+            if !current.read_lines(out, &mut self.line)? {
+                self.current = Some(current);
+                return Ok(ReaderStatus::MoreAvailable);
+            }
+            if out.remaining() == 0 {
+                return Ok(ReaderStatus::MoreAvailable);
+            }
+        }
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.current = None;
+        Ok(())
+    }
+}
+
+/// A split being read: `pos` is the file offset of the next unread byte.
+struct OpenSplit {
+    split: FileSplit,
+    reader: BufReader<File>,
+    pos: u64,
+}
+
+impl OpenSplit {
+    /// Opens the file and positions it at the first line this split owns.
+    fn open(split: FileSplit) -> Result<Self> {
+        let path = &split.path;
+        let mut file = File::open(path).map_err(|e| EddyError::io("cannot open input file", path, e))?;
+        let mut pos = split.start;
+        if split.start > 0 {
+            // Starting one byte early means a line beginning exactly at `start` is kept: the
+            // skipped "line" is then just the previous line's '\n'.
+            pos = split.start - 1;
+            file.seek(SeekFrom::Start(pos))
+                .map_err(|e| EddyError::io("cannot seek in input file", path, e))?;
+        }
+        let mut reader = BufReader::with_capacity(READ_BUFFER, file);
+        if split.start > 0 {
+            let mut skipped = Vec::new();
+            pos += read_line(&mut reader, &mut skipped, path)?;
+        }
+        Ok(OpenSplit { split, reader, pos })
+    }
+
+    /// Emits lines until `out` is full (returns `false`) or the split is done (returns `true`).
+    fn read_lines(&mut self, out: &mut SourceOutput<String>, line: &mut Vec<u8>) -> Result<bool> {
+        while out.remaining() > 0 {
+            if self.pos >= self.split.end {
+                return Ok(true);
+            }
+            line.clear();
+            let n = read_line(&mut self.reader, line, &self.split.path)?;
+            if n == 0 {
+                return Ok(true);
+            }
+            let line_start = self.pos;
+            self.pos += n;
+            out.collect(decode_line(line, &self.split.path, line_start)?);
+        }
+        Ok(false)
+    }
+}
+
+/// Reads through the next '\n' (or to the end of the file); returns the bytes read.
+fn read_line(reader: &mut BufReader<File>, buf: &mut Vec<u8>, path: &Path) -> Result<u64> {
+    let n = reader.read_until(b'\n', buf).map_err(|e| EddyError::io("cannot read input file", path, e))?;
+    Ok(n as u64)
+}
+
+/// The line without its "\n" or "\r\n", as UTF-8 text.
+fn decode_line(line: &[u8], path: &Path, line_start: u64) -> Result<String> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match std::str::from_utf8(line) {
+        Ok(text) => Ok(text.to_owned()),
+        Err(e) => Err(EddyError::BadInput {
+            location: format!("{} at byte offset {}", path.display(), line_start + e.valid_up_to() as u64),
+            reason: format!("invalid UTF-8 in the line starting at byte offset {line_start}"),
+        }),
+    }
+}
+
+/// Writes records as text lines, as Flink's `writeAsText(dir)`.
+///
+/// Subtask `i` writes `dir/part-{i}-0`, replacing a file of that name; `dir` is created if
+/// missing. Each record is one line in its [`RecordDisplay`] form, so `("a", 1)` is `(a,1)`.
+#[derive(Debug, Clone)]
+pub struct TextFileSink {
+    dir: PathBuf,
+}
+
+impl TextFileSink {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        TextFileSink { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file that subtask `subtask_index` writes.
+    pub fn part_file(&self, subtask_index: usize) -> PathBuf {
+        self.dir.join(format!("part-{subtask_index}-0"))
+    }
+}
+
+impl<T: Data + RecordDisplay> Sink<T> for TextFileSink {
+    fn create_writer(&self, ctx: &SinkContext) -> Result<Box<dyn SinkWriter<T>>> {
+        Ok(Box::new(TextFileWriter::create(&self.dir, self.part_file(ctx.subtask_index))?))
+    }
+}
+
+/// One subtask's part file.
+struct TextFileWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl TextFileWriter {
+    fn create(dir: &Path, path: PathBuf) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(|e| EddyError::io("cannot create output directory", dir, e))?;
+        let file = File::create(&path).map_err(|e| EddyError::io("cannot create output file", &path, e))?;
+        Ok(TextFileWriter { path, out: BufWriter::with_capacity(WRITE_BUFFER, file) })
+    }
+}
+
+impl<T: RecordDisplay> SinkWriter<T> for TextFileWriter {
+    fn write_batch(&mut self, batch: Batch<T>) -> Result<()> {
+        for value in &batch.values {
+            writeln!(self.out, "{}", ShowRecord(value)).map_err(|e| write_error(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.out.flush().map_err(|e| write_error(&self.path, e))
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        SinkWriter::<T>::flush(self)
+    }
+}
+
+fn write_error(path: &Path, e: std::io::Error) -> EddyError {
+    EddyError::io("cannot write output file", path, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BATCH: usize = 4;
+
+    fn ctx() -> ReaderContext {
+        ReaderContext { subtask_index: 0, parallelism: 1, batch_size: BATCH }
+    }
+
+    /// Reads the whole source with `readers` readers taking splits in turn, as the runtime does.
+    fn read_all(source: &TextFileSource, readers: usize) -> Result<Vec<String>> {
+        let mut enumerator = source.create_enumerator(readers)?;
+        let mut readers: Vec<TextFileReader> =
+            (0..readers).map(|_| source.create_reader(&ctx())).collect::<Result<_>>()?;
+        let mut done = vec![false; readers.len()];
+        let mut lines = Vec::new();
+        let mut out = SourceOutput::new(BATCH);
+        while done.iter().any(|d| !d) {
+            for (i, reader) in readers.iter_mut().enumerate() {
+                if done[i] {
+                    continue;
+                }
+                let status = reader.poll_next(&mut out)?;
+                let batch = out.take();
+                assert!(batch.len() <= BATCH);
+                lines.extend(batch.values);
+                if status == ReaderStatus::NeedsSplit {
+                    match enumerator.request_split(i)? {
+                        SplitAssignment::Split(s) => reader.add_split(s)?,
+                        SplitAssignment::NoMoreSplits => done[i] = true,
+                        SplitAssignment::NotYet => panic!("a file enumerator always knows"),
+                    }
+                }
+            }
+        }
+        Ok(lines)
+    }
+
+    /// The lines as a plain reader of the whole file sees them.
+    fn expected_lines(content: &str) -> Vec<String> {
+        content.lines().map(str::to_owned).collect()
+    }
+
+    const SPLIT_SIZES: [u64; 8] = [1, 2, 3, 5, 7, 16, 64, 1 << 20];
+
+    fn check_file(content: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("input.txt");
+        fs::write(&path, content).unwrap();
+        for split_size in SPLIT_SIZES {
+            for readers in [1, 3] {
+                let source = TextFileSource::new(&path).with_split_size(split_size);
+                let mut got = read_all(&source, readers).unwrap();
+                let mut want = expected_lines(content);
+                if readers > 1 {
+                    got.sort();
+                    want.sort();
+                }
+                assert_eq!(got, want, "split size {split_size}, {readers} readers, {content:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_line_exactly_once_for_any_split_size() {
+        check_file("a\nbb\nccc\n");
+        check_file("first line\nsecond\n\n\nfifth after two empty lines\nlast without newline");
+        check_file("\n\n\n");
+        check_file("\n");
+        check_file("x");
+        check_file("windows\r\nline endings\r\n\r\nend\r\n");
+        check_file("mixed\r\nendings\nand a lone \r inside\n");
+        check_file("ünïcödé → lines\nwith multibyte 字符 split anywhere\n日本語");
+        let long: String = (0..200).map(|i| format!("line {i} {}\n", "x".repeat(i % 13))).collect();
+        check_file(&long);
+    }
+
+    #[test]
+    fn line_starting_exactly_at_a_split_boundary_is_read_once() {
+        // "ab\n" is 3 bytes, so with split size 3 every line starts at a split start.
+        check_file("ab\ncd\nef\n");
+        check_file("ab\ncd\nef");
+    }
+
+    #[test]
+    fn empty_file_gives_no_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.txt");
+        fs::write(&path, "").unwrap();
+        let mut enumerator = TextFileSource::new(&path).create_enumerator(1).unwrap();
+        assert!(matches!(enumerator.request_split(0).unwrap(), SplitAssignment::NoMoreSplits));
+    }
+
+    #[test]
+    fn splits_cover_the_file_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, "0123456789").unwrap();
+        let mut enumerator = TextFileSource::new(&path).with_split_size(4).create_enumerator(2).unwrap();
+        let mut ranges = Vec::new();
+        while let SplitAssignment::Split(s) = enumerator.request_split(0).unwrap() {
+            assert_eq!(s.split_id(), format!("{}:{}-{}", path.display(), s.start, s.end));
+            ranges.push((s.start, s.end));
+        }
+        assert_eq!(ranges, vec![(0, 4), (4, 8), (8, 10)]);
+    }
+
+    #[test]
+    fn directory_is_read_recursively_in_path_order_skipping_hidden_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        fs::create_dir_all(root.join("_temporary")).unwrap();
+        fs::create_dir_all(root.join(".hidden_dir")).unwrap();
+        fs::write(root.join("b.txt"), "b1\nb2\n").unwrap();
+        fs::write(root.join("a.txt"), "a1\r\na2").unwrap();
+        fs::write(root.join("sub/c.txt"), "c1\n\nc3\n").unwrap();
+        fs::write(root.join("sub/deeper/d.txt"), "d1\n").unwrap();
+        fs::write(root.join("sub/empty.txt"), "").unwrap();
+        fs::write(root.join(".crc"), "hidden\n").unwrap();
+        fs::write(root.join("_SUCCESS"), "hidden\n").unwrap();
+        fs::write(root.join("_temporary/part"), "hidden\n").unwrap();
+        fs::write(root.join(".hidden_dir/part"), "hidden\n").unwrap();
+
+        let want = ["a1", "a2", "b1", "b2", "c1", "", "c3", "d1"];
+        for split_size in SPLIT_SIZES {
+            let source = TextFileSource::new(root).with_split_size(split_size);
+            assert_eq!(read_all(&source, 1).unwrap(), want, "split size {split_size}");
+            let mut got = read_all(&source, 4).unwrap();
+            got.sort();
+            let mut sorted = want.to_vec();
+            sorted.sort();
+            assert_eq!(got, sorted, "split size {split_size}, 4 readers");
+        }
+    }
+
+    #[test]
+    fn a_poll_emits_at_most_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("many.txt");
+        let content: String = (0..100).map(|i| format!("{i}\n")).collect();
+        fs::write(&path, &content).unwrap();
+        let source = TextFileSource::new(&path);
+        let mut enumerator = source.create_enumerator(1).unwrap();
+        let mut reader = source.create_reader(&ctx()).unwrap();
+        let SplitAssignment::Split(split) = enumerator.request_split(0).unwrap() else {
+            panic!("expected a split");
+        };
+        reader.add_split(split).unwrap();
+        let mut out = SourceOutput::new(10);
+        assert_eq!(reader.poll_next(&mut out).unwrap(), ReaderStatus::MoreAvailable);
+        assert_eq!(out.take().values, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn missing_input_is_an_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("does-not-exist");
+        let err = TextFileSource::new(&path).create_enumerator(1).err().unwrap();
+        assert!(matches!(&err, EddyError::Io { path: p, .. } if *p == path), "{err}");
+        assert!(err.to_string().contains("does-not-exist"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_bad_input_naming_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.txt");
+        fs::write(&path, b"good\nba\xffd\n").unwrap();
+        let err = read_all(&TextFileSource::new(&path), 1).unwrap_err();
+        match &err {
+            EddyError::BadInput { location, .. } => {
+                assert!(location.contains("bad.txt"), "{location}");
+                assert!(location.contains("byte offset 7"), "{location}");
+            }
+            other => panic!("expected BadInput, got {other}"),
+        }
+    }
+
+    #[test]
+    fn sink_writes_one_part_file_per_subtask() {
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("out/nested");
+        let sink = TextFileSink::new(&out_dir);
+        for subtask in 0..2 {
+            let ctx =
+                SinkContext { subtask_index: subtask, parallelism: 2, operator_name: "Sink: text".into() };
+            let mut writer: Box<dyn SinkWriter<(String, i64)>> = sink.create_writer(&ctx).unwrap();
+            writer.write_batch(Batch::from_values(vec![("a".into(), subtask as i64)])).unwrap();
+            writer.flush().unwrap();
+            writer.write_batch(Batch::from_values(vec![("b".into(), 2), ("c".into(), 3)])).unwrap();
+            writer.finish().unwrap();
+        }
+        assert_eq!(fs::read_to_string(out_dir.join("part-0-0")).unwrap(), "(a,0)\n(b,2)\n(c,3)\n");
+        assert_eq!(fs::read_to_string(out_dir.join("part-1-0")).unwrap(), "(a,1)\n(b,2)\n(c,3)\n");
+    }
+
+    #[test]
+    fn sink_overwrites_an_existing_part_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("part-0-0"), "old content that is longer\n").unwrap();
+        let sink = TextFileSink::new(dir.path());
+        let ctx = SinkContext { subtask_index: 0, parallelism: 1, operator_name: "s".into() };
+        let mut writer: Box<dyn SinkWriter<i64>> = sink.create_writer(&ctx).unwrap();
+        writer.write_batch(Batch::from_values(vec![1, 2])).unwrap();
+        writer.finish().unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join("part-0-0")).unwrap(), "1\n2\n");
+    }
+
+    #[test]
+    fn sink_flush_makes_records_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = TextFileSink::new(dir.path());
+        let ctx = SinkContext { subtask_index: 3, parallelism: 4, operator_name: "s".into() };
+        let mut writer: Box<dyn SinkWriter<String>> = sink.create_writer(&ctx).unwrap();
+        writer.write_batch(Batch::from_values(vec!["x".into()])).unwrap();
+        writer.flush().unwrap();
+        assert_eq!(fs::read_to_string(sink.part_file(3)).unwrap(), "x\n");
+    }
+
+    #[test]
+    fn sink_error_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the output directory should be.
+        let blocker = dir.path().join("blocker");
+        fs::write(&blocker, "").unwrap();
+        let sink = TextFileSink::new(blocker.join("out"));
+        let ctx = SinkContext { subtask_index: 0, parallelism: 1, operator_name: "s".into() };
+        let err = Sink::<String>::create_writer(&sink, &ctx).err().unwrap();
+        assert!(matches!(&err, EddyError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("blocker"), "{err}");
+    }
+}

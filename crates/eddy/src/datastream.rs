@@ -1,0 +1,547 @@
+//! [`DataStream`], [`KeyedStream`] and [`ConnectedStreams`]: the transformations of a program.
+//!
+//! Every method adds one operator to the environment's graph and returns the stream it
+//! produces. Operator settings (`set_parallelism`, `name`, `uid`, chaining) apply to the
+//! operator that produced the stream they are called on.
+
+use std::marker::PhantomData;
+use std::ops::AddAssign;
+use std::sync::{Arc, Mutex};
+
+use eddy_core::{Batch, Data, EddyError, Key, RecordDisplay, Result};
+use eddy_runtime::graph::{NodeId, NodeKind, OneInputNode, StreamEdge, TwoInputNode, TypeOf};
+use eddy_runtime::partitioner::{
+    BasicPartitioner, CustomPartitioner, KeyGroupPartitioner, PartitionKind, PartitionerFactory,
+};
+use eddy_runtime::sink::{Sink, SinkContext, SinkOperator, SinkWriter};
+use eddy_runtime::{ChainingStrategy, OneInputOperator, OperatorContext, TwoInputOperator};
+
+use crate::connectors::{PrintSink, TextFileSink};
+use crate::env::StreamExecutionEnvironment;
+use crate::functions::{CoProcessFunction, Collector, KeyedProcessFunction, OutputTag, ProcessFunction};
+use crate::operators::*;
+
+/// One upstream output feeding the next operator, and how records are spread over its subtasks.
+#[derive(Clone)]
+pub(crate) struct Port {
+    pub node: NodeId,
+    pub side_tag: Option<String>,
+    pub partitioner: Arc<dyn PartitionerFactory>,
+}
+
+/// A stream of records of type `T`.
+pub struct DataStream<T> {
+    pub(crate) env: StreamExecutionEnvironment,
+    pub(crate) ports: Vec<Port>,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for DataStream<T> {
+    fn clone(&self) -> Self {
+        DataStream { env: self.env.clone(), ports: self.ports.clone(), _t: PhantomData }
+    }
+}
+
+fn connect_ports(env: &StreamExecutionEnvironment, ports: &[Port], target: NodeId, input: usize) {
+    let mut inner = env.inner.borrow_mut();
+    for p in ports {
+        inner.graph.add_edge(StreamEdge {
+            source: p.node,
+            side_tag: p.side_tag.clone(),
+            target,
+            input,
+            partitioner: p.partitioner.clone(),
+        });
+    }
+}
+
+impl<T: Data> DataStream<T> {
+    /// The environment this stream belongs to.
+    pub fn env(&self) -> &StreamExecutionEnvironment {
+        &self.env
+    }
+
+    fn derive<U: Data>(&self, node: NodeId) -> DataStream<U> {
+        DataStream {
+            env: self.env.clone(),
+            ports: vec![Port {
+                node,
+                side_tag: None,
+                partitioner: Arc::new(BasicPartitioner::<U>::new(PartitionKind::Default)),
+            }],
+            _t: PhantomData,
+        }
+    }
+
+    /// Adds a one-input operator made per subtask by `make`.
+    pub fn transform<Op, M>(&self, name: &str, make: M) -> DataStream<Op::Out>
+    where
+        Op: OneInputOperator<In = T>,
+        M: Fn(&OperatorContext) -> Result<Op> + Send + Sync + 'static,
+    {
+        let kind = NodeKind::OneInput(Arc::new(OneInputNode::new(make)));
+        let node = self.env.add_node(name, kind, TypeOf::<Op::Out>::arc(), false);
+        connect_ports(&self.env, &self.ports, node, 0);
+        self.derive(node)
+    }
+
+    /// Applies `f` to every record.
+    pub fn map<U: Data, F>(&self, f: F) -> DataStream<U>
+    where
+        F: FnMut(T) -> U + Clone + Send + Sync + 'static,
+    {
+        self.transform("Map", move |_| Ok(MapOperator { f: f.clone(), _t: PhantomData }))
+    }
+
+    /// Emits zero or more records per input record through the collector.
+    ///
+    /// ```
+    /// use eddy::prelude::*;
+    /// let env = StreamExecutionEnvironment::local().with_parallelism(1);
+    /// let words = env
+    ///     .from_collection(vec!["to be".to_string(), "or not".to_string()])
+    ///     .flat_map(|line: String, out: &mut Collector<String>| {
+    ///         for w in line.split_whitespace() { out.collect(w.to_string()) }
+    ///     })
+    ///     .execute_and_collect()
+    ///     .unwrap();
+    /// assert_eq!(words, vec!["to", "be", "or", "not"]);
+    /// ```
+    pub fn flat_map<U: Data, F>(&self, f: F) -> DataStream<U>
+    where
+        F: FnMut(T, &mut Collector<U>) + Clone + Send + Sync + 'static,
+    {
+        self.transform("Flat Map", move |_| Ok(FlatMapOperator { f: f.clone(), _t: PhantomData }))
+    }
+
+    /// Keeps the records for which `f` is true.
+    pub fn filter<F>(&self, f: F) -> DataStream<T>
+    where
+        F: FnMut(&T) -> bool + Clone + Send + Sync + 'static,
+    {
+        self.transform("Filter", move |_| Ok(FilterOperator { f: f.clone(), _t: PhantomData }))
+    }
+
+    /// Applies a [`ProcessFunction`], which may also write to side outputs.
+    pub fn process<U: Data, P: ProcessFunction<T, U>>(&self, f: P) -> DataStream<U> {
+        self.transform("Process", move |_| Ok(ProcessOperator { f: f.clone(), _t: PhantomData }))
+    }
+
+    /// The records written to side output `tag` by the operator that produced this stream.
+    pub fn get_side_output<X: Data>(&self, tag: &OutputTag<X>) -> DataStream<X> {
+        let node = self.single_node("get_side_output");
+        self.env.inner.borrow_mut().graph.add_side_output_type(node, tag.id(), TypeOf::<X>::arc());
+        DataStream {
+            env: self.env.clone(),
+            ports: vec![Port {
+                node,
+                side_tag: Some(tag.id().to_string()),
+                partitioner: Arc::new(BasicPartitioner::<X>::new(PartitionKind::Default)),
+            }],
+            _t: PhantomData,
+        }
+    }
+
+    /// Partitions by key: records with equal keys go to the same subtask (by key group).
+    pub fn key_by<K: Key, F>(&self, key: F) -> KeyedStream<T, K, F>
+    where
+        F: Fn(&T) -> K + Clone + Send + Sync + 'static,
+    {
+        let p: Arc<dyn PartitionerFactory> = Arc::new(KeyGroupPartitioner::<T, F>::new(key.clone()));
+        KeyedStream { stream: self.with_partitioner(p), key, _k: PhantomData }
+    }
+
+    /// The records of this stream and of `other`, in one stream.
+    pub fn union(&self, other: &DataStream<T>) -> DataStream<T> {
+        let mut ports = self.ports.clone();
+        ports.extend(other.ports.iter().cloned());
+        DataStream { env: self.env.clone(), ports, _t: PhantomData }
+    }
+
+    /// Pairs this stream with another for a two-input operator.
+    pub fn connect<U: Data>(&self, other: &DataStream<U>) -> ConnectedStreams<T, U> {
+        ConnectedStreams { first: self.clone(), second: other.clone() }
+    }
+
+    fn with_partitioner(&self, p: Arc<dyn PartitionerFactory>) -> DataStream<T> {
+        let ports = self.ports.iter().map(|port| Port { partitioner: p.clone(), ..port.clone() }).collect();
+        DataStream { env: self.env.clone(), ports, _t: PhantomData }
+    }
+
+    fn partition(&self, kind: PartitionKind) -> DataStream<T> {
+        self.with_partitioner(Arc::new(BasicPartitioner::<T>::new(kind)))
+    }
+
+    /// Subtask i sends to subtask i of the next operator (parallelism must match).
+    pub fn forward(&self) -> DataStream<T> {
+        self.partition(PartitionKind::Forward)
+    }
+    /// Round-robin over all subtasks of the next operator.
+    pub fn rebalance(&self) -> DataStream<T> {
+        self.partition(PartitionKind::Rebalance)
+    }
+    /// Round-robin over a local subset of the next operator's subtasks.
+    pub fn rescale(&self) -> DataStream<T> {
+        self.partition(PartitionKind::Rescale)
+    }
+    /// Uniformly at random.
+    pub fn shuffle(&self) -> DataStream<T> {
+        self.partition(PartitionKind::Shuffle)
+    }
+    /// Every record to every subtask.
+    pub fn broadcast(&self) -> DataStream<T> {
+        self.partition(PartitionKind::Broadcast)
+    }
+    /// Everything to the first subtask.
+    pub fn global(&self) -> DataStream<T> {
+        self.partition(PartitionKind::Global)
+    }
+
+    /// Chooses the subtask with `partitioner(key, number_of_subtasks)`.
+    pub fn partition_custom<K: 'static, P, F>(&self, partitioner: P, key: F) -> DataStream<T>
+    where
+        P: Fn(&K, usize) -> usize + Clone + Send + Sync + 'static,
+        F: Fn(&T) -> K + Clone + Send + Sync + 'static,
+    {
+        self.with_partitioner(Arc::new(CustomPartitioner::<T, F, P>::new(partitioner, key)))
+    }
+
+    fn single_node(&self, what: &str) -> NodeId {
+        if self.ports.len() != 1 || self.ports[0].side_tag.is_some() {
+            self.env.record_error(EddyError::InvalidJob(format!(
+                "{what} applies to the output of one operator, not to a union or side output"
+            )));
+        }
+        self.ports[0].node
+    }
+
+    fn configure(self, what: &str, f: impl FnOnce(&mut eddy_runtime::graph::StreamNode)) -> Self {
+        let node = self.single_node(what);
+        f(self.env.inner.borrow_mut().graph.node_mut(node));
+        self
+    }
+
+    /// Parallelism of the operator that produced this stream.
+    pub fn set_parallelism(self, parallelism: usize) -> Self {
+        self.configure("set_parallelism", |n| n.parallelism = Some(parallelism))
+    }
+    /// Max parallelism (number of key groups) of the operator that produced this stream.
+    pub fn set_max_parallelism(self, max_parallelism: usize) -> Self {
+        self.configure("set_max_parallelism", |n| n.max_parallelism = Some(max_parallelism))
+    }
+    /// Name shown in plans, logs and errors.
+    pub fn name(self, name: &str) -> Self {
+        let name = name.to_string();
+        self.configure("name", move |n| {
+            n.name = if matches!(n.kind, NodeKind::Source(_)) { format!("Source: {name}") } else { name }
+        })
+    }
+    /// A stable id for the operator (matches state across program versions).
+    pub fn uid(self, uid: &str) -> Self {
+        let uid = uid.to_string();
+        self.configure("uid", move |n| n.uid = Some(uid))
+    }
+    /// Runs the operator in a task of its own.
+    pub fn disable_chaining(self) -> Self {
+        self.configure("disable_chaining", |n| n.chaining = ChainingStrategy::Never)
+    }
+    /// Starts a new chain at this operator (it may still chain with what follows).
+    pub fn start_new_chain(self) -> Self {
+        self.configure("start_new_chain", |n| n.chaining = ChainingStrategy::Head)
+    }
+
+    /// Writes records to a sink (Flink's `sinkTo`).
+    pub fn sink_to<S: Sink<T>>(&self, sink: S, name: &str) -> DataStreamSink {
+        let sink = Arc::new(sink);
+        let s = self.transform(&format!("Sink: {name}"), move |ctx| SinkOperator::new(sink.as_ref(), ctx));
+        DataStreamSink { stream: s }
+    }
+
+    /// Prints records to standard output as `N> record` (N = subtask + 1, when parallel).
+    pub fn print(&self) -> DataStreamSink
+    where
+        T: RecordDisplay,
+    {
+        self.sink_to(PrintSink::stdout(), "Print to Std. Out")
+    }
+
+    /// Prints records to standard error, like [`print`](Self::print).
+    pub fn print_to_err(&self) -> DataStreamSink
+    where
+        T: RecordDisplay,
+    {
+        self.sink_to(PrintSink::stderr(), "Print to Std. Err")
+    }
+
+    /// Writes records as lines to `dir/part-<subtask>-0`, one file per subtask.
+    pub fn write_as_text(&self, dir: impl Into<std::path::PathBuf>) -> DataStreamSink
+    where
+        T: RecordDisplay,
+    {
+        self.sink_to(TextFileSink::new(dir.into()), "Text File Sink")
+    }
+
+    /// Collects this stream's records in memory when the job runs (for tests).
+    pub fn collect_to_vec(&self) -> CollectedRecords<T> {
+        let records = CollectedRecords { records: Arc::new(Mutex::new(Vec::new())) };
+        self.sink_to(records.clone(), "Collect Sink");
+        records
+    }
+
+    /// Runs the job and returns all records of this stream (Flink's `executeAndCollect`).
+    pub fn execute_and_collect(&self) -> Result<Vec<T>> {
+        let records = self.collect_to_vec();
+        self.env.execute("collect")?;
+        Ok(records.take())
+    }
+}
+
+/// The records a [`DataStream::collect_to_vec`] sink received.
+pub struct CollectedRecords<T> {
+    records: Arc<Mutex<Vec<T>>>,
+}
+
+impl<T> Clone for CollectedRecords<T> {
+    fn clone(&self) -> Self {
+        CollectedRecords { records: self.records.clone() }
+    }
+}
+
+impl<T> CollectedRecords<T> {
+    /// Takes the records received so far.
+    pub fn take(&self) -> Vec<T> {
+        std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl<T: Data> Sink<T> for CollectedRecords<T> {
+    fn create_writer(&self, _: &SinkContext) -> Result<Box<dyn SinkWriter<T>>> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl<T: Data> SinkWriter<T> for CollectedRecords<T> {
+    fn write_batch(&mut self, batch: Batch<T>) -> Result<()> {
+        let mut v = batch.values;
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).append(&mut v);
+        Ok(())
+    }
+}
+
+/// The end of a stream: a sink, with its operator settings.
+pub struct DataStreamSink {
+    stream: DataStream<()>,
+}
+
+impl DataStreamSink {
+    pub fn set_parallelism(self, parallelism: usize) -> Self {
+        DataStreamSink { stream: self.stream.set_parallelism(parallelism) }
+    }
+    pub fn name(self, name: &str) -> Self {
+        DataStreamSink { stream: self.stream.name(name) }
+    }
+    pub fn uid(self, uid: &str) -> Self {
+        DataStreamSink { stream: self.stream.uid(uid) }
+    }
+    pub fn disable_chaining(self) -> Self {
+        DataStreamSink { stream: self.stream.disable_chaining() }
+    }
+}
+
+/// A stream partitioned by key (Flink's `KeyedStream`).
+pub struct KeyedStream<T, K, F> {
+    stream: DataStream<T>,
+    key: F,
+    _k: PhantomData<fn() -> K>,
+}
+
+impl<T: Data, K: Key, F> KeyedStream<T, K, F>
+where
+    F: Fn(&T) -> K + Clone + Send + Sync + 'static,
+{
+    /// The stream, partitioned by key, for further transformations.
+    pub fn as_stream(&self) -> &DataStream<T> {
+        &self.stream
+    }
+
+    fn keyed_reduce<R>(&self, name: &str, reduce: R) -> DataStream<T>
+    where
+        R: FnMut(T, T) -> T + Clone + Send + Sync + 'static,
+    {
+        let key = self.key.clone();
+        self.stream.transform(name, move |ctx| {
+            Ok(ReduceOperator {
+                key: key.clone(),
+                reduce: reduce.clone(),
+                state: KeyMap::default(),
+                mode: ctx.runtime_mode,
+            })
+        })
+    }
+
+    /// Combines the records of each key: STREAMING emits every intermediate result, BATCH the
+    /// final one per key.
+    pub fn reduce<R>(&self, reduce: R) -> DataStream<T>
+    where
+        R: FnMut(T, T) -> T + Clone + Send + Sync + 'static,
+    {
+        self.keyed_reduce("Keyed Reduce", reduce)
+    }
+
+    /// Running sum of a field per key; the other fields are those of the key's first record.
+    ///
+    /// ```
+    /// use eddy::prelude::*;
+    /// let env = StreamExecutionEnvironment::local().with_parallelism(1);
+    /// let out = env
+    ///     .from_collection(vec![("a".to_string(), 1), ("a".to_string(), 2)])
+    ///     .key_by(|t: &(String, i32)| t.0.clone())
+    ///     .sum(|t: &mut (String, i32)| &mut t.1)
+    ///     .execute_and_collect()
+    ///     .unwrap();
+    /// assert_eq!(out, vec![("a".to_string(), 1), ("a".to_string(), 3)]);
+    /// ```
+    pub fn sum<N, A>(&self, field: A) -> DataStream<T>
+    where
+        N: AddAssign + Copy + 'static,
+        A: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
+    {
+        self.keyed_reduce("Keyed Aggregation", move |mut acc, mut v| {
+            let add = *field(&mut v);
+            *field(&mut acc) += add;
+            acc
+        })
+    }
+
+    /// Running minimum of a field per key; other fields from the key's first record.
+    pub fn min<N, A>(&self, field: A) -> DataStream<T>
+    where
+        N: PartialOrd + Copy + 'static,
+        A: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
+    {
+        self.keyed_reduce("Keyed Aggregation", move |mut acc, mut v| {
+            let x = *field(&mut v);
+            if x < *field(&mut acc) {
+                *field(&mut acc) = x;
+            }
+            acc
+        })
+    }
+
+    /// Running maximum of a field per key; other fields from the key's first record.
+    pub fn max<N, A>(&self, field: A) -> DataStream<T>
+    where
+        N: PartialOrd + Copy + 'static,
+        A: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
+    {
+        self.keyed_reduce("Keyed Aggregation", move |mut acc, mut v| {
+            let x = *field(&mut v);
+            if x > *field(&mut acc) {
+                *field(&mut acc) = x;
+            }
+            acc
+        })
+    }
+
+    /// The record with the smallest field per key (the first one on ties).
+    pub fn min_by<N, A>(&self, field: A) -> DataStream<T>
+    where
+        N: PartialOrd + Copy + 'static,
+        A: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
+    {
+        self.keyed_reduce(
+            "Keyed Aggregation",
+            move |mut acc, mut v| {
+                if *field(&mut v) < *field(&mut acc) {
+                    v
+                } else {
+                    acc
+                }
+            },
+        )
+    }
+
+    /// The record with the largest field per key (the first one on ties).
+    pub fn max_by<N, A>(&self, field: A) -> DataStream<T>
+    where
+        N: PartialOrd + Copy + 'static,
+        A: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
+    {
+        self.keyed_reduce(
+            "Keyed Aggregation",
+            move |mut acc, mut v| {
+                if *field(&mut v) > *field(&mut acc) {
+                    v
+                } else {
+                    acc
+                }
+            },
+        )
+    }
+
+    /// Applies a [`KeyedProcessFunction`], which sees each record's key.
+    pub fn process<U: Data, P: KeyedProcessFunction<K, T, U>>(&self, f: P) -> DataStream<U> {
+        let key = self.key.clone();
+        self.stream.transform("KeyedProcess", move |_| {
+            Ok(KeyedProcessOperator { key: key.clone(), f: f.clone(), _t: PhantomData })
+        })
+    }
+}
+
+/// Two streams joined for a two-input operator (Flink's `ConnectedStreams`).
+pub struct ConnectedStreams<A, B> {
+    first: DataStream<A>,
+    second: DataStream<B>,
+}
+
+impl<A: Data, B: Data> ConnectedStreams<A, B> {
+    /// Adds a two-input operator made per subtask by `make`.
+    pub fn transform<Op, M>(&self, name: &str, make: M) -> DataStream<Op::Out>
+    where
+        Op: TwoInputOperator<In1 = A, In2 = B>,
+        M: Fn(&OperatorContext) -> Result<Op> + Send + Sync + 'static,
+    {
+        let env = &self.first.env;
+        let kind = NodeKind::TwoInput(Arc::new(TwoInputNode::new(make)));
+        let node = env.add_node(name, kind, TypeOf::<Op::Out>::arc(), false);
+        connect_ports(env, &self.first.ports, node, 0);
+        connect_ports(env, &self.second.ports, node, 1);
+        self.first.derive(node)
+    }
+
+    /// Maps each input with its own function into one output type.
+    pub fn co_map<O: Data, F1, F2>(&self, f1: F1, f2: F2) -> DataStream<O>
+    where
+        F1: FnMut(A) -> O + Clone + Send + Sync + 'static,
+        F2: FnMut(B) -> O + Clone + Send + Sync + 'static,
+    {
+        self.transform("Co-Map", move |_| {
+            Ok(CoMapOperator { f1: f1.clone(), f2: f2.clone(), _t: PhantomData })
+        })
+    }
+
+    /// Flat-maps each input with its own function.
+    pub fn co_flat_map<O: Data, F1, F2>(&self, f1: F1, f2: F2) -> DataStream<O>
+    where
+        F1: FnMut(A, &mut Collector<O>) + Clone + Send + Sync + 'static,
+        F2: FnMut(B, &mut Collector<O>) + Clone + Send + Sync + 'static,
+    {
+        self.transform("Co-Flat Map", move |_| {
+            Ok(CoFlatMapOperator { f1: f1.clone(), f2: f2.clone(), _t: PhantomData })
+        })
+    }
+
+    /// Applies a [`CoProcessFunction`].
+    pub fn co_process<O: Data, P: CoProcessFunction<A, B, O>>(&self, f: P) -> DataStream<O> {
+        self.transform("Co-Process", move |_| Ok(CoProcessOperator { f: f.clone(), _t: PhantomData }))
+    }
+
+    /// Partitions both inputs by key, so equal keys of both meet in the same subtask.
+    pub fn key_by<K: Key, F1, F2>(&self, key1: F1, key2: F2) -> ConnectedStreams<A, B>
+    where
+        F1: Fn(&A) -> K + Clone + Send + Sync + 'static,
+        F2: Fn(&B) -> K + Clone + Send + Sync + 'static,
+    {
+        ConnectedStreams { first: self.first.key_by(key1).stream, second: self.second.key_by(key2).stream }
+    }
+}

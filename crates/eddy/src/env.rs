@@ -1,0 +1,270 @@
+//! The entry point of every program: [`StreamExecutionEnvironment`].
+//!
+//! The environment collects the program's operators into a stream graph and runs it. With no
+//! cluster configured it runs the job on the embedded local mini-cluster: the same tasks and
+//! channels a cluster runs, as threads of this process.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eddy_core::config::{options, ConfigValue, RuntimeMode};
+use eddy_core::{Configuration, Data, EddyError, Result};
+use eddy_runtime::executor::ExecutionSettings;
+use eddy_runtime::graph::{NodeId, NodeKind, SourceNode, StreamGraph, StreamNode, StreamType, TypeOf};
+use eddy_runtime::partitioner::{BasicPartitioner, PartitionKind};
+use eddy_runtime::source::Source;
+use eddy_runtime::{ChainingStrategy, JobClient, JobExecutionResult, LocalExecutor};
+
+use crate::connectors::{
+    CollectionSource, DataGeneratorSource, NumberSequenceSource, SocketTextSource, TextFileSource,
+};
+use crate::datastream::{DataStream, Port};
+
+pub(crate) struct EnvInner {
+    pub graph: StreamGraph,
+    pub config: Configuration,
+    /// Mistakes found while the program was built, reported by `execute`.
+    pub errors: Vec<EddyError>,
+}
+
+/// Builds and runs streaming and batch jobs (Flink's `StreamExecutionEnvironment`).
+///
+/// ```
+/// use eddy::prelude::*;
+///
+/// let env = StreamExecutionEnvironment::local();
+/// env.set_parallelism(2);
+/// let mut doubled = env.from_sequence(1, 4).map(|x| x * 2).execute_and_collect().unwrap();
+/// doubled.sort();
+/// assert_eq!(doubled, vec![2, 4, 6, 8]);
+/// ```
+#[derive(Clone)]
+pub struct StreamExecutionEnvironment {
+    pub(crate) inner: Rc<RefCell<EnvInner>>,
+}
+
+impl StreamExecutionEnvironment {
+    /// The environment for this program: configuration from `$EDDY_CONF_DIR/eddy.yaml` (or
+    /// `./conf/eddy.yaml`) and `$EDDY_PROPERTIES`, run on the local mini-cluster.
+    ///
+    /// A configuration that cannot be loaded is reported by `execute`.
+    pub fn get_execution_environment() -> Self {
+        match Configuration::load_default() {
+            Ok(c) => Self::with_configuration(c),
+            Err(e) => {
+                let env = Self::local();
+                env.inner.borrow_mut().errors.push(e);
+                env
+            }
+        }
+    }
+
+    /// A local environment with default settings, ignoring configuration files.
+    pub fn local() -> Self {
+        Self::with_configuration(Configuration::new())
+    }
+
+    /// An environment with the given configuration (Flink's key names).
+    pub fn with_configuration(config: Configuration) -> Self {
+        StreamExecutionEnvironment {
+            inner: Rc::new(RefCell::new(EnvInner { graph: StreamGraph::new(), config, errors: Vec::new() })),
+        }
+    }
+
+    /// Overlays configuration, e.g. parsed `-D key=value` arguments.
+    pub fn configure(&self, config: &Configuration) -> &Self {
+        self.inner.borrow_mut().config.merge(config);
+        self
+    }
+
+    /// A copy of the current configuration.
+    pub fn configuration(&self) -> Configuration {
+        self.inner.borrow().config.clone()
+    }
+
+    fn set_option<T: ConfigValue>(&self, option: &eddy_core::config::ConfigOption<T>, value: T) -> &Self {
+        if let Err(e) = option.check(&value) {
+            self.inner.borrow_mut().errors.push(e);
+        } else {
+            self.inner.borrow_mut().config.set_value(option, value);
+        }
+        self
+    }
+
+    /// Default parallelism of operators (`parallelism.default`); without it, the number of cores.
+    pub fn set_parallelism(&self, parallelism: usize) -> &Self {
+        self.set_option(&options::PARALLELISM_DEFAULT, parallelism)
+    }
+
+    /// Builder form of [`set_parallelism`](Self::set_parallelism).
+    pub fn with_parallelism(self, parallelism: usize) -> Self {
+        self.set_parallelism(parallelism);
+        self
+    }
+
+    /// The default parallelism in effect.
+    pub fn parallelism(&self) -> Result<usize> {
+        Ok(self
+            .inner
+            .borrow()
+            .config
+            .get_optional(&options::PARALLELISM_DEFAULT)?
+            .unwrap_or_else(default_parallelism))
+    }
+
+    /// Number of key groups (`pipeline.max-parallelism`); without it, Flink's formula per operator.
+    pub fn set_max_parallelism(&self, max_parallelism: usize) -> &Self {
+        self.set_option(&options::MAX_PARALLELISM, max_parallelism)
+    }
+
+    /// STREAMING, BATCH or AUTOMATIC (`execution.runtime-mode`).
+    pub fn set_runtime_mode(&self, mode: RuntimeMode) -> &Self {
+        self.set_option(&options::RUNTIME_MODE, mode)
+    }
+
+    /// How long a partly filled batch may wait before it is sent (`execution.buffer-timeout`).
+    pub fn set_buffer_timeout(&self, timeout: Duration) -> &Self {
+        self.set_option(&options::BUFFER_TIMEOUT, timeout)
+    }
+
+    pub(crate) fn add_node(
+        &self,
+        name: impl Into<String>,
+        kind: NodeKind,
+        output_type: Arc<dyn StreamType>,
+        non_parallel: bool,
+    ) -> NodeId {
+        self.inner.borrow_mut().graph.add_node(StreamNode {
+            id: 0,
+            name: name.into(),
+            uid: None,
+            parallelism: None,
+            max_parallelism: None,
+            non_parallel,
+            chaining: ChainingStrategy::Always,
+            kind,
+            output_type,
+            side_outputs: Vec::new(),
+        })
+    }
+
+    pub(crate) fn record_error(&self, e: EddyError) {
+        self.inner.borrow_mut().errors.push(e);
+    }
+
+    fn source_stream<T: Data>(&self, node: NodeId) -> DataStream<T> {
+        DataStream {
+            env: self.clone(),
+            ports: vec![Port {
+                node,
+                side_tag: None,
+                partitioner: Arc::new(BasicPartitioner::<T>::new(PartitionKind::Default)),
+            }],
+            _t: PhantomData,
+        }
+    }
+
+    /// Adds a source (Flink's `fromSource`).
+    pub fn from_source<S: Source>(&self, source: S, name: &str) -> DataStream<S::Output> {
+        let kind = NodeKind::Source(Arc::new(SourceNode(Arc::new(source))));
+        let node = self.add_node(format!("Source: {name}"), kind, TypeOf::<S::Output>::arc(), false);
+        self.source_stream(node)
+    }
+
+    fn non_parallel_source<S: Source>(&self, source: S, name: &str) -> DataStream<S::Output> {
+        let kind = NodeKind::Source(Arc::new(SourceNode(Arc::new(source))));
+        let node = self.add_node(format!("Source: {name}"), kind, TypeOf::<S::Output>::arc(), true);
+        self.source_stream(node)
+    }
+
+    /// A bounded stream of the given records, in order (a non-parallel source).
+    pub fn from_collection<T: Data + Sync>(&self, data: Vec<T>) -> DataStream<T> {
+        self.non_parallel_source(CollectionSource::new(data), "Collection Source")
+    }
+
+    /// A bounded stream of what an iterator yields (collected when the job is built).
+    pub fn from_iter<T: Data + Sync>(&self, iter: impl IntoIterator<Item = T>) -> DataStream<T> {
+        self.from_collection(iter.into_iter().collect())
+    }
+
+    /// The numbers `from..=to`, split across parallel subtasks (Flink's `fromSequence`).
+    pub fn from_sequence(&self, from: i64, to: i64) -> DataStream<i64> {
+        self.from_source(NumberSequenceSource::new(from, to), "Sequence Source")
+    }
+
+    /// Lines of a text file, or of every file in a directory, read in parallel by byte range.
+    pub fn read_text_file(&self, path: impl Into<PathBuf>) -> DataStream<String> {
+        self.from_source(TextFileSource::new(path.into()), "File Source")
+    }
+
+    /// Lines received from a TCP server (unbounded; ends when the server closes the connection).
+    pub fn socket_text_stream(&self, host: &str, port: u16) -> DataStream<String> {
+        self.non_parallel_source(SocketTextSource::new(host, port), "Socket Stream")
+    }
+
+    /// `count` records made by `generator(index)`, split across parallel subtasks.
+    pub fn from_generator<T: Data, F>(&self, count: u64, generator: F) -> DataStream<T>
+    where
+        F: Fn(u64) -> T + Clone + Send + Sync + 'static,
+    {
+        self.from_source(DataGeneratorSource::new(generator, count), "Data Generator")
+    }
+
+    pub(crate) fn settings(&self, job_name: &str) -> Result<ExecutionSettings> {
+        let inner = self.inner.borrow();
+        let c = &inner.config;
+        Ok(ExecutionSettings {
+            job_name: job_name.to_string(),
+            default_parallelism: c
+                .get_optional(&options::PARALLELISM_DEFAULT)?
+                .unwrap_or_else(default_parallelism),
+            max_parallelism: c.get_optional(&options::MAX_PARALLELISM)?,
+            runtime_mode: c.get(&options::RUNTIME_MODE)?,
+            buffer_timeout: c.get(&options::BUFFER_TIMEOUT)?,
+            batch_size: c.get(&options::BATCH_SIZE)?,
+            channel_capacity: c.get(&options::CHANNEL_CAPACITY)?,
+            task_slots: c.get_optional(&options::TASK_SLOTS)?,
+        })
+    }
+
+    fn take_errors(&self) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(inner.errors.remove(0))
+        }
+    }
+
+    /// The job graph as JSON: chains (`description`, `chain`), parallelism and exchanges.
+    pub fn execution_plan(&self) -> Result<String> {
+        self.take_errors()?;
+        let settings = self.settings("plan")?;
+        let inner = self.inner.borrow();
+        let jg = LocalExecutor::job_graph(&inner.graph, &settings)?;
+        let json = jg.to_plan_json(&inner.graph, "");
+        serde_json::to_string_pretty(&json).map_err(EddyError::user)
+    }
+
+    /// Starts the job and returns a client to wait for it, query its status or cancel it.
+    /// The environment's operators are handed to the job; the environment starts empty again.
+    pub fn execute_async(&self, job_name: &str) -> Result<JobClient> {
+        self.take_errors()?;
+        let settings = self.settings(job_name)?;
+        let graph = std::mem::take(&mut self.inner.borrow_mut().graph);
+        LocalExecutor::submit(graph, settings)
+    }
+
+    /// Runs the job to its end and returns its id and runtime.
+    pub fn execute(&self, job_name: &str) -> Result<JobExecutionResult> {
+        self.execute_async(job_name)?.wait()
+    }
+}
+
+fn default_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -1,0 +1,212 @@
+//! The user function interfaces: collectors, process functions and their contexts.
+//!
+//! Simple transformations take closures (`map(|x| ...)`). The process functions are traits
+//! with a context, as in Flink: [`ProcessFunction`], [`KeyedProcessFunction`] and
+//! [`CoProcessFunction`]. Functions are cloned once per parallel subtask, so each subtask has
+//! its own copy of whatever state a function keeps in its fields.
+
+use std::marker::PhantomData;
+
+use eddy_core::{Data, EddyError, Result, NO_TIMESTAMP};
+use eddy_runtime::{MainOutput, OperatorContext, SideOutputs};
+
+/// Emits the results of a function (Flink's `Collector`).
+pub struct Collector<'a, T> {
+    out: &'a mut MainOutput<T>,
+    error: Option<EddyError>,
+}
+
+impl<'a, T: Data> Collector<'a, T> {
+    pub(crate) fn new(out: &'a mut MainOutput<T>) -> Self {
+        Collector { out, error: None }
+    }
+
+    /// Emits a record, with the timestamp of the input record being processed.
+    #[inline]
+    pub fn collect(&mut self, value: T) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.collect(value) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// Emits a record with the given event timestamp (milliseconds).
+    #[inline]
+    pub fn collect_with_timestamp(&mut self, value: T, timestamp: i64) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.collect_with_timestamp(value, timestamp) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    pub(crate) fn out_mut(&mut self) -> &mut MainOutput<T> {
+        self.out
+    }
+
+    pub(crate) fn finish(self) -> Result<()> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Names a side output and the type of its records (Flink's `OutputTag`).
+#[derive(Debug)]
+pub struct OutputTag<T> {
+    id: String,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for OutputTag<T> {
+    fn clone(&self) -> Self {
+        OutputTag { id: self.id.clone(), _t: PhantomData }
+    }
+}
+
+impl<T: Data> OutputTag<T> {
+    pub fn new(id: impl Into<String>) -> Self {
+        OutputTag { id: id.into(), _t: PhantomData }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// What a function can learn about where it runs (Flink's `RuntimeContext`).
+#[derive(Debug, Clone)]
+pub struct RuntimeContext {
+    pub(crate) op: OperatorContext,
+}
+
+impl RuntimeContext {
+    pub fn task_name(&self) -> &str {
+        &self.op.operator_name
+    }
+    /// 0-based.
+    pub fn index_of_this_subtask(&self) -> usize {
+        self.op.subtask_index
+    }
+    pub fn number_of_parallel_subtasks(&self) -> usize {
+        self.op.parallelism
+    }
+    pub fn max_number_of_parallel_subtasks(&self) -> usize {
+        self.op.max_parallelism
+    }
+    pub fn job_name(&self) -> &str {
+        &self.op.job_name
+    }
+}
+
+/// The context of one `process_element` call.
+pub struct Context<'a> {
+    pub(crate) timestamp: i64,
+    pub(crate) side: &'a mut SideOutputs,
+    pub(crate) error: Option<EddyError>,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(timestamp: i64, side: &'a mut SideOutputs) -> Self {
+        Context { timestamp, side, error: None }
+    }
+
+    /// The event timestamp of the current record, if it has one.
+    pub fn timestamp(&self) -> Option<i64> {
+        (self.timestamp != NO_TIMESTAMP).then_some(self.timestamp)
+    }
+
+    /// Emits a record to a side output.
+    pub fn output<X: Data>(&mut self, tag: &OutputTag<X>, value: X) {
+        if self.error.is_none() {
+            if let Err(e) = self.side.emit(&tag.id, value, self.timestamp) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<()> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The context of a keyed `process_element` call: a [`Context`] plus the current key.
+pub struct KeyedContext<'a, 'k, K> {
+    pub(crate) inner: Context<'a>,
+    pub(crate) key: &'k K,
+}
+
+impl<K> KeyedContext<'_, '_, K> {
+    /// The key of the record being processed.
+    pub fn current_key(&self) -> &K {
+        self.key
+    }
+    pub fn timestamp(&self) -> Option<i64> {
+        self.inner.timestamp()
+    }
+    pub fn output<X: Data>(&mut self, tag: &OutputTag<X>, value: X) {
+        self.inner.output(tag, value)
+    }
+}
+
+/// A function over single records with access to timestamps and side outputs.
+///
+/// ```
+/// use eddy::prelude::*;
+///
+/// #[derive(Clone)]
+/// struct SplitNegatives { negatives: OutputTag<i64> }
+///
+/// impl ProcessFunction<i64, i64> for SplitNegatives {
+///     fn process_element(&mut self, v: i64, ctx: &mut Context, out: &mut Collector<i64>) -> Result<()> {
+///         if v < 0 { ctx.output(&self.negatives, v) } else { out.collect(v) }
+///         Ok(())
+///     }
+/// }
+///
+/// let env = StreamExecutionEnvironment::local().with_parallelism(1);
+/// let negatives = OutputTag::<i64>::new("negatives");
+/// let main = env.from_collection(vec![1, -2, 3]).process(SplitNegatives { negatives: negatives.clone() });
+/// let side = main.get_side_output(&negatives).collect_to_vec();
+/// let kept = main.collect_to_vec();
+/// env.execute("split").unwrap();
+/// assert_eq!((kept.take(), side.take()), (vec![1, 3], vec![-2]));
+/// ```
+pub trait ProcessFunction<I, O>: Clone + Send + Sync + 'static {
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+    fn process_element(&mut self, value: I, ctx: &mut Context, out: &mut Collector<O>) -> Result<()>;
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A process function on a keyed stream: it also sees the key of each record.
+/// (Timers and keyed state arrive with event time.)
+pub trait KeyedProcessFunction<K, I, O>: Clone + Send + Sync + 'static {
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+    fn process_element(&mut self, value: I, ctx: &mut KeyedContext<K>, out: &mut Collector<O>) -> Result<()>;
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A process function over two connected streams.
+pub trait CoProcessFunction<I1, I2, O>: Clone + Send + Sync + 'static {
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+    fn process_element1(&mut self, value: I1, ctx: &mut Context, out: &mut Collector<O>) -> Result<()>;
+    fn process_element2(&mut self, value: I2, ctx: &mut Context, out: &mut Collector<O>) -> Result<()>;
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

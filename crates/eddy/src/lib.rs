@@ -1,0 +1,54 @@
+//! # Eddy
+//!
+//! Stateful computations over bounded and unbounded streams, with Flink's DataStream API in
+//! Rust. A program creates a [`StreamExecutionEnvironment`], adds sources, transformations and
+//! sinks, and calls `execute`:
+//!
+//! ```
+//! use eddy::prelude::*;
+//!
+//! let env = StreamExecutionEnvironment::local();
+//! env.set_parallelism(2).set_runtime_mode(RuntimeMode::Batch);
+//! let mut counts = env
+//!     .from_collection(vec!["to be or not to be".to_string()])
+//!     .flat_map(|line: String, out: &mut Collector<(String, i64)>| {
+//!         for w in line.split_whitespace() {
+//!             out.collect((w.to_string(), 1));
+//!         }
+//!     })
+//!     .key_by(|t: &(String, i64)| t.0.clone())
+//!     .sum(|t: &mut (String, i64)| &mut t.1)
+//!     .execute_and_collect()
+//!     .unwrap();
+//! counts.sort();
+//! assert_eq!(counts[0], ("be".to_string(), 2));
+//! ```
+//!
+//! Jobs run on the embedded local mini-cluster: every operator runs as parallel subtasks on
+//! threads, connected by bounded, batched channels with backpressure.
+
+pub mod connectors;
+pub mod datastream;
+pub mod env;
+pub mod functions;
+mod operators;
+
+pub use datastream::{CollectedRecords, ConnectedStreams, DataStream, DataStreamSink, KeyedStream};
+pub use eddy_core::{config, Batch, Configuration, Data, EddyError, Key, RecordDisplay, Result, ShowRecord};
+pub use eddy_runtime::{sink, source, JobClient, JobExecutionResult, JobStatus};
+pub use env::StreamExecutionEnvironment;
+
+/// Everything a typical program needs.
+pub mod prelude {
+    pub use crate::connectors::{DataGeneratorSource, NumberSequenceSource, TextFileSink, TextFileSource};
+    pub use crate::datastream::{DataStream, KeyedStream};
+    pub use crate::env::StreamExecutionEnvironment;
+    pub use crate::functions::{
+        CoProcessFunction, Collector, Context, KeyedContext, KeyedProcessFunction, OutputTag,
+        ProcessFunction, RuntimeContext,
+    };
+    pub use eddy_core::config::RuntimeMode;
+    pub use eddy_core::{record_display_via_display, Configuration, Data, EddyError, RecordDisplay, Result};
+    pub use eddy_runtime::{JobClient, JobExecutionResult, JobStatus};
+    pub use std::time::Duration;
+}
