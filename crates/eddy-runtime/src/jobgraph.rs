@@ -271,3 +271,173 @@ impl JobGraph {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::graph::{
+        AnyBox, OneInputFactory, SideSlot, SourceFactory, StreamEdge, StreamNode, StreamType, TypeOf,
+    };
+    use crate::operator::OperatorContext;
+    use crate::partitioner::{BasicPartitioner, PartitionerFactory};
+    use crate::source::Boundedness;
+    use crate::task::Invokable;
+
+    /// Factories that are never called: chaining only looks at the graph's shape.
+    struct Shape;
+    impl OneInputFactory for Shape {
+        fn input_type(&self) -> Arc<dyn StreamType> {
+            TypeOf::<u8>::arc()
+        }
+        fn create(&self, _: &OperatorContext, _: AnyBox, _: Vec<(String, SideSlot)>) -> Result<AnyBox> {
+            unreachable!("not built in chaining tests")
+        }
+    }
+    impl SourceFactory for Shape {
+        fn boundedness(&self) -> Boundedness {
+            Boundedness::Bounded
+        }
+        fn create_coordinator(&self, _: usize) -> Result<Arc<dyn std::any::Any + Send + Sync>> {
+            unreachable!("not built in chaining tests")
+        }
+        fn create_task(
+            &self,
+            _: OperatorContext,
+            _: &Arc<dyn std::any::Any + Send + Sync>,
+            _: AnyBox,
+        ) -> Result<Box<dyn Invokable>> {
+            unreachable!("not built in chaining tests")
+        }
+    }
+
+    struct G(StreamGraph);
+
+    impl G {
+        fn node(&mut self, name: &str, source: bool, parallelism: Option<usize>) -> NodeId {
+            let kind =
+                if source { NodeKind::Source(Arc::new(Shape)) } else { NodeKind::OneInput(Arc::new(Shape)) };
+            self.0.add_node(StreamNode {
+                id: 0,
+                name: name.into(),
+                uid: None,
+                parallelism,
+                max_parallelism: None,
+                non_parallel: false,
+                chaining: ChainingStrategy::Always,
+                kind,
+                output_type: TypeOf::<u8>::arc(),
+                side_outputs: vec![],
+            })
+        }
+        fn edge(&mut self, a: NodeId, b: NodeId, kind: PartitionKind) {
+            let partitioner: Arc<dyn PartitionerFactory> = Arc::new(BasicPartitioner::<u8>::new(kind));
+            self.0.add_edge(StreamEdge { source: a, side_tag: None, target: b, input: 0, partitioner });
+        }
+        fn build(&self) -> Result<JobGraph> {
+            let s = GraphSettings {
+                job_name: "t".into(),
+                default_parallelism: 2,
+                max_parallelism: None,
+                runtime_mode: RuntimeMode::Streaming,
+            };
+            JobGraph::build(&self.0, &s)
+        }
+        fn names(&self) -> Vec<String> {
+            self.build().unwrap().vertices.into_iter().map(|v| v.name).collect()
+        }
+    }
+
+    fn pipeline() -> (G, [NodeId; 4]) {
+        let mut g = G(StreamGraph::new());
+        let src = g.node("Source", true, None);
+        let map = g.node("Map", false, None);
+        let filter = g.node("Filter", false, None);
+        let sink = g.node("Sink", false, None);
+        g.edge(src, map, PartitionKind::Default);
+        g.edge(map, filter, PartitionKind::Default);
+        (g, [src, map, filter, sink])
+    }
+
+    #[test]
+    fn forward_edges_of_equal_parallelism_chain() {
+        let (mut g, [_, _, filter, sink]) = pipeline();
+        g.edge(filter, sink, PartitionKind::Default);
+        assert_eq!(g.names(), vec!["Source -> Map -> Filter -> Sink"]);
+    }
+
+    #[test]
+    fn keyed_and_rebalancing_exchanges_break_chains() {
+        let (mut g, [_, _, filter, sink]) = pipeline();
+        g.edge(filter, sink, PartitionKind::Hash);
+        let jg = g.build().unwrap();
+        assert_eq!(jg.vertices.len(), 2);
+        assert_eq!(jg.edges.len(), 1);
+        assert_eq!(jg.edges[0].kind, PartitionKind::Hash);
+    }
+
+    #[test]
+    fn a_change_of_parallelism_breaks_the_chain_and_rebalances() {
+        let (mut g, [_, _, filter, sink]) = pipeline();
+        g.0.node_mut(sink).parallelism = Some(1);
+        g.edge(filter, sink, PartitionKind::Default);
+        let jg = g.build().unwrap();
+        assert_eq!(
+            jg.vertices.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+            vec!["Source -> Map -> Filter", "Sink"]
+        );
+        assert_eq!(jg.edges.last().unwrap().kind, PartitionKind::Rebalance);
+    }
+
+    #[test]
+    fn chaining_strategies_are_respected() {
+        let (mut g, [_, map, filter, sink]) = pipeline();
+        g.edge(filter, sink, PartitionKind::Default);
+        g.0.node_mut(filter).chaining = ChainingStrategy::Head;
+        assert_eq!(g.names(), vec!["Source -> Map", "Filter -> Sink"]);
+        g.0.node_mut(filter).chaining = ChainingStrategy::Never;
+        assert_eq!(g.names(), vec!["Source -> Map", "Filter", "Sink"]);
+        g.0.node_mut(filter).chaining = ChainingStrategy::Always;
+        g.0.node_mut(map).chaining = ChainingStrategy::Never;
+        assert_eq!(g.names(), vec!["Source", "Map", "Filter -> Sink"]);
+    }
+
+    #[test]
+    fn an_operator_with_two_inputs_heads_its_chain_but_fan_out_chains() {
+        let (mut g, [src, _, filter, sink]) = pipeline();
+        g.edge(filter, sink, PartitionKind::Default);
+        g.edge(src, sink, PartitionKind::Default); // union-like second input
+        let other = g.node("Other", false, None);
+        g.edge(filter, other, PartitionKind::Default);
+        assert_eq!(g.names(), vec!["Source -> Map -> Filter -> Other", "Sink"]);
+    }
+
+    #[test]
+    fn forward_with_different_parallelism_is_rejected() {
+        let (mut g, [_, _, filter, _]) = pipeline();
+        let sink = g.node("Sink1", false, Some(1));
+        g.edge(filter, sink, PartitionKind::Forward);
+        let err = g.build().unwrap_err().to_string();
+        assert!(err.contains("forward partitioning"), "{err}");
+    }
+
+    #[test]
+    fn vertex_ids_are_stable_32_hex_digits() {
+        let (g, _) = pipeline();
+        let a = g.build().unwrap();
+        let b = g.build().unwrap();
+        assert_eq!(a.vertices[0].id, b.vertices[0].id);
+        assert_eq!(a.vertices[0].id.len(), 32);
+        assert!(a.vertices[0].id.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn max_parallelism_follows_flinks_default_and_bounds_parallelism() {
+        let (mut g, [_, map, _, _]) = pipeline();
+        assert_eq!(g.build().unwrap().node_max_parallelism[map], 128);
+        g.0.node_mut(map).max_parallelism = Some(4);
+        g.0.node_mut(map).parallelism = Some(8);
+        assert!(g.build().unwrap_err().to_string().contains("exceeds its max parallelism"));
+    }
+}

@@ -127,8 +127,12 @@ mod tests {
         // Channel 1 is behind the output: it does not pull the watermark back.
         assert_eq!(v.input_watermark(1, 50), None);
         assert_eq!(v.input_idle(0, false), None);
-        assert_eq!(v.input_watermark(0, 200), None);
-        assert_eq!(v.input_watermark(1, 150), Some(Watermark(150)));
+        // Channel 1 is still behind, so channel 0 alone moves the output.
+        assert_eq!(v.input_watermark(0, 200), Some(Watermark(200)));
+        assert_eq!(v.input_watermark(1, 150), None);
+        // Once caught up, channel 1 rejoins the minimum and holds it back again.
+        assert_eq!(v.input_watermark(1, 250), None);
+        assert_eq!(v.input_watermark(0, 300), Some(Watermark(250)));
     }
 
     #[test]

@@ -52,3 +52,8 @@ pub mod prelude {
     pub use eddy_runtime::{JobClient, JobExecutionResult, JobStatus};
     pub use std::time::Duration;
 }
+
+/// The README's Rust examples, compiled as doc tests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
