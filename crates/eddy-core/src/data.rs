@@ -50,7 +50,25 @@ macro_rules! record_display_via_display {
 }
 
 record_display_via_display!(
-    bool, char, i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64, String, str
+    bool,
+    char,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    f32,
+    f64,
+    String,
+    str,
+    compact_str::CompactString
 );
 
 impl<T: RecordDisplay + ?Sized> RecordDisplay for &T {

@@ -10,6 +10,9 @@ pub mod element;
 pub mod error;
 pub mod keygroup;
 
+/// A string stored inline when short (up to 24 bytes), so that creating, cloning, hashing and
+/// comparing words and ids needs no heap allocation. Use it for short keys on hot paths.
+pub use compact_str::CompactString;
 pub use config::Configuration;
 pub use data::{Data, Key, RecordDisplay, ShowRecord};
 pub use element::{Batch, StreamElement, NO_TIMESTAMP};

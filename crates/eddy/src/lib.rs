@@ -34,7 +34,9 @@ pub mod functions;
 mod operators;
 
 pub use datastream::{CollectedRecords, ConnectedStreams, DataStream, DataStreamSink, KeyedStream};
-pub use eddy_core::{config, Batch, Configuration, Data, EddyError, Key, RecordDisplay, Result, ShowRecord};
+pub use eddy_core::{
+    config, Batch, CompactString, Configuration, Data, EddyError, Key, RecordDisplay, Result, ShowRecord,
+};
 pub use eddy_runtime::{sink, source, JobClient, JobExecutionResult, JobStatus};
 pub use env::StreamExecutionEnvironment;
 
@@ -48,7 +50,9 @@ pub mod prelude {
         ProcessFunction, RuntimeContext,
     };
     pub use eddy_core::config::RuntimeMode;
-    pub use eddy_core::{record_display_via_display, Configuration, Data, EddyError, RecordDisplay, Result};
+    pub use eddy_core::{
+        record_display_via_display, CompactString, Configuration, Data, EddyError, RecordDisplay, Result,
+    };
     pub use eddy_runtime::{JobClient, JobExecutionResult, JobStatus};
     pub use std::time::Duration;
 }
