@@ -123,11 +123,17 @@ struct JobState {
 }
 
 impl JobState {
+    /// Records a task's failure and cancels the other tasks.
+    ///
+    /// A failing task drops its channels before its error arrives here, so a neighbour may
+    /// report the closed channel (a cancellation) first: a real error replaces that one.
     fn fail(&self, error: EddyError) {
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        if f.is_none() {
+        let replaces_cancellation =
+            matches!(*f, Some(EddyError::Cancelled(_))) && !matches!(error, EddyError::Cancelled(_));
+        if f.is_none() || replaces_cancellation {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            if *s == JobStatus::Running {
+            if matches!(*s, JobStatus::Running | JobStatus::Failing) {
                 tracing::error!(error = %error, "job failing");
                 *s = JobStatus::Failing;
                 *f = Some(error);

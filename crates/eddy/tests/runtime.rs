@@ -145,8 +145,7 @@ fn an_error_returned_by_a_function_fails_the_job_with_that_error() {
     assert!(matches!(&err, EddyError::Task { operator, .. } if operator == "Validator"), "{err:?}");
 }
 
-/// A failure whose task tears down slowly: a chained consumer of a side output takes its time
-/// to drop, after the task's main output channels are already closed.
+/// Fails on record `bad` with an error value; copies every earlier record to a side output.
 #[derive(Clone)]
 struct FailOn {
     bad: i64,
