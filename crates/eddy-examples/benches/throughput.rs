@@ -15,6 +15,9 @@
 //! - `wordcount/{streaming,batch}/p{1,2}`: `read_text_file` → `word_count` (tokenizer, key_by
 //!   word, sum) → a sink that only counts records, over a generated Zipf text (100 MiB by
 //!   default, cached). Throughput is in words: the words of the file, counted here.
+//! - `wordcount-stages/{read,tokenize,tokenize+keyby}/p2`: the first stages of the WordCount
+//!   job alone (lines; words; words through the keyed exchange), to see what each one costs.
+//!   Throughput is in words of the file, as above.
 //! - `map_filter/p1`: generator of `u64` → `map(x * 3 + 1)` → `filter(x % 2 == 0)` → counting
 //!   sink, one chained task. Throughput is in generated records (per core, as p = 1).
 //! - `keyed_shuffle/p2`: generator of `(u64 key, u64 value)` → `key_by(key)` → counting sink,
@@ -23,8 +26,8 @@
 //! Environment:
 //! - `EDDY_BENCH_RUNS` (3): runs per scenario.
 //! - `EDDY_BENCH_TEXT_MB` (100): size of the WordCount text in MiB.
-//! - `EDDY_BENCH_DATA_DIR`: where the text is cached (default `$CARGO_TARGET_DIR/eddy-bench`,
-//!   else `<temp dir>/eddy-bench`).
+//! - `EDDY_BENCH_DATA_DIR`: where the text is cached (default `$CARGO_TARGET_DIR/eddy-bench`
+//!   when that is an absolute path, else `<temp dir>/eddy-bench`).
 //! - `EDDY_BENCH_MAP_FILTER_RECORDS` (1000000000), `EDDY_BENCH_SHUFFLE_RECORDS` (200000000).
 
 use std::collections::HashSet;
@@ -70,6 +73,11 @@ impl<T: Data> SinkWriter<T> for CountingWriter {
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     WordCount(RuntimeMode),
+    /// The first stages of WordCount alone: reading lines; tokenizing them; tokenizing and
+    /// sending the words through the keyed exchange (everything but the counting).
+    ReadLines,
+    Tokenize,
+    TokenizeKeyBy,
     MapFilter,
     KeyedShuffle,
 }
@@ -114,6 +122,27 @@ const SCENARIOS: &[Scenario] = &[
         target: "≥ 35 M/s, ≤ 100 MB",
     },
     Scenario {
+        name: "wordcount-stages/read/p2",
+        kind: Kind::ReadLines,
+        parallelism: 2,
+        unit: "words",
+        target: "(stage breakdown)",
+    },
+    Scenario {
+        name: "wordcount-stages/tokenize/p2",
+        kind: Kind::Tokenize,
+        parallelism: 2,
+        unit: "words",
+        target: "(stage breakdown)",
+    },
+    Scenario {
+        name: "wordcount-stages/tokenize+keyby/p2",
+        kind: Kind::TokenizeKeyBy,
+        parallelism: 2,
+        unit: "words",
+        target: "(stage breakdown)",
+    },
+    Scenario {
         name: "map_filter/p1",
         kind: Kind::MapFilter,
         parallelism: 1,
@@ -128,6 +157,12 @@ const SCENARIOS: &[Scenario] = &[
         target: "≥ 20 M/s",
     },
 ];
+
+impl Scenario {
+    fn reads_text(&self) -> bool {
+        !matches!(self.kind, Kind::MapFilter | Kind::KeyedShuffle)
+    }
+}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -166,23 +201,42 @@ fn run_child(name: &str, args: &[String]) -> std::result::Result<(), String> {
     env.set_parallelism(scenario.parallelism);
     let sink = CountingSink::default();
     let (units, expected_sink) = match scenario.kind {
-        Kind::WordCount(mode) => {
+        Kind::WordCount(_) | Kind::ReadLines | Kind::Tokenize | Kind::TokenizeKeyBy => {
             let input = arg("--input").ok_or("--input is missing")?;
-            let words: u64 =
-                arg("--words").ok_or("--words is missing")?.parse().map_err(|_| "bad --words")?;
-            let distinct: u64 =
-                arg("--distinct").ok_or("--distinct is missing")?.parse().map_err(|_| "bad --distinct")?;
-            env.set_runtime_mode(mode);
-            let lines = env.read_text_file(input);
-            eddy_examples::word_count(&lines).sink_to(sink.clone(), "Counting Sink");
-            // STREAMING emits an updated count per word, BATCH one final count per word.
-            (words, if mode == RuntimeMode::Batch { distinct } else { words })
+            let number = |flag: &str| -> std::result::Result<u64, String> {
+                arg(flag).ok_or(format!("{flag} is missing"))?.parse().map_err(|_| format!("bad {flag}"))
+            };
+            let (words, distinct, lines) = (number("--words")?, number("--distinct")?, number("--lines")?);
+            let text = env.read_text_file(input);
+            match scenario.kind {
+                Kind::WordCount(mode) => {
+                    env.set_runtime_mode(mode);
+                    eddy_examples::word_count(&text).sink_to(sink.clone(), "Counting Sink");
+                    // STREAMING emits an updated count per word, BATCH one final count per word.
+                    (words, if mode == RuntimeMode::Batch { distinct } else { words })
+                }
+                Kind::ReadLines => {
+                    text.sink_to(sink.clone(), "Counting Sink");
+                    (words, lines)
+                }
+                Kind::Tokenize => {
+                    text.flat_map(eddy_examples::tokenize).sink_to(sink.clone(), "Counting Sink");
+                    (words, words)
+                }
+                _ => {
+                    text.flat_map(eddy_examples::tokenize)
+                        .key_by(|t: &eddy_examples::WordCount| t.0.clone())
+                        .as_stream()
+                        .sink_to(sink.clone(), "Counting Sink");
+                    (words, words)
+                }
+            }
         }
         Kind::MapFilter => {
             let n = env_u64("EDDY_BENCH_MAP_FILTER_RECORDS", 1_000_000_000);
             env.from_generator(n, |i: u64| i)
                 .map(|x: u64| x.wrapping_mul(3).wrapping_add(1))
-                .filter(|x: &u64| x % 2 == 0)
+                .filter(|x: &u64| x & 1 == 0) // even: x % 2 == 0
                 .sink_to(sink.clone(), "Counting Sink");
             // x * 3 + 1 is even exactly when x is odd.
             (n, n / 2)
@@ -236,6 +290,7 @@ fn parse_result(stdout: &str) -> Option<RunResult> {
 
 struct Text {
     path: PathBuf,
+    lines: u64,
     words: u64,
     distinct: u64,
     bytes: u64,
@@ -245,9 +300,9 @@ fn data_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("EDDY_BENCH_DATA_DIR") {
         return PathBuf::from(dir);
     }
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(t) => PathBuf::from(t).join("eddy-bench"),
-        None => std::env::temp_dir().join("eddy-bench"),
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(t) if t.is_absolute() => t.join("eddy-bench"),
+        _ => std::env::temp_dir().join("eddy-bench"),
     }
 }
 
@@ -263,10 +318,11 @@ fn prepare_text() -> std::result::Result<Text, String> {
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     let file = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let (mut words, mut bytes) = (0u64, 0u64);
+    let (mut lines, mut words, mut bytes) = (0u64, 0u64, 0u64);
     let mut distinct = HashSet::new();
     for line in BufReader::with_capacity(1 << 20, file).lines() {
         let line = line.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        lines += 1;
         bytes += line.len() as u64 + 1;
         for w in line.split_whitespace() {
             words += 1;
@@ -275,7 +331,7 @@ fn prepare_text() -> std::result::Result<Text, String> {
             }
         }
     }
-    Ok(Text { path, words, distinct: distinct.len() as u64, bytes })
+    Ok(Text { path, lines, words, distinct: distinct.len() as u64, bytes })
 }
 
 fn run_once(scenario: &Scenario, text: Option<&Text>) -> std::result::Result<RunResult, String> {
@@ -286,6 +342,7 @@ fn run_once(scenario: &Scenario, text: Option<&Text>) -> std::result::Result<Run
         cmd.arg("--input").arg(&t.path);
         cmd.arg("--words").arg(t.words.to_string());
         cmd.arg("--distinct").arg(t.distinct.to_string());
+        cmd.arg("--lines").arg(t.lines.to_string());
     }
     let out = cmd.output().map_err(|e| format!("cannot run the scenario process: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -342,7 +399,7 @@ fn run_parent(filters: &[String]) -> std::result::Result<(), String> {
     if selected.is_empty() {
         return Err(format!("no scenario matches {filters:?}"));
     }
-    let text = if selected.iter().any(|s| matches!(s.kind, Kind::WordCount(_))) {
+    let text = if selected.iter().any(|s| s.reads_text()) {
         let t = prepare_text()?;
         eprintln!(
             "input: {} ({} bytes, {} words, {} distinct)",
@@ -362,7 +419,7 @@ fn run_parent(filters: &[String]) -> std::result::Result<(), String> {
     for s in &selected {
         let mut results = Vec::with_capacity(runs);
         for r in 0..runs {
-            let res = run_once(s, text.as_ref().filter(|_| matches!(s.kind, Kind::WordCount(_))))?;
+            let res = run_once(s, text.as_ref().filter(|_| s.reads_text()))?;
             eprintln!(
                 "  {} run {}/{}: {:.3} s, {} {}/s, sink {} records, peak RSS {:.1} MB",
                 s.name,
