@@ -132,17 +132,29 @@ impl Default for StableHasher {
 impl Hasher for StableHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
+        let len = bytes.len();
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
             self.mix(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
         }
         let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut buf = [0u8; 8];
-            buf[..rest.len()].copy_from_slice(rest);
-            // The length tag keeps "a\0" and "a" apart.
-            self.mix(u64::from_le_bytes(buf) ^ ((rest.len() as u64) << 59));
+        if rest.is_empty() {
+            return;
         }
+        // The tail without copying it to a buffer: overlapping loads of what is there.
+        let tail = if len >= 8 {
+            let c = &bytes[len - 8..];
+            u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+        } else if rest.len() >= 4 {
+            let lo = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as u64;
+            let r = &rest[rest.len() - 4..];
+            let hi = u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as u64;
+            lo | (hi << 32)
+        } else {
+            rest[0] as u64 | ((rest[rest.len() / 2] as u64) << 8) | ((rest[rest.len() - 1] as u64) << 16)
+        };
+        // The length tag keeps inputs whose loads overlap differently apart.
+        self.mix(tail ^ ((rest.len() as u64) << 59));
     }
     #[inline]
     fn write_u8(&mut self, i: u8) {
@@ -240,6 +252,20 @@ mod tests {
                 next = r.end() + 1;
             }
             assert_eq!(next, 128);
+        }
+    }
+
+    #[test]
+    fn every_byte_of_a_key_changes_its_hash() {
+        for len in 1..40usize {
+            let base: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37).wrapping_add(11)).collect();
+            let h0 = hash_code(&base[..]);
+            for pos in 0..len {
+                let mut changed = base.clone();
+                changed[pos] ^= 0x20;
+                assert_ne!(hash_code(&changed[..]), h0, "len {len}: byte {pos} ignored");
+            }
+            assert_ne!(hash_code(&base[..len - 1]), h0, "len {len}: length ignored");
         }
     }
 

@@ -58,8 +58,19 @@ pub type WordCount = (CompactString, i64);
 
 /// Splits lines on whitespace into `(word, 1)`.
 pub fn tokenize(line: String, out: &mut Collector<WordCount>) {
-    for word in line.split_whitespace() {
-        out.collect((CompactString::new(word), 1));
+    // ASCII lines split on ASCII whitespace: the same words as `split_whitespace`, which also
+    // splits on vertical tab (`is_ascii_whitespace` does not), without decoding characters.
+    if line.is_ascii() {
+        for word in line.as_bytes().split(|&b| b.is_ascii_whitespace() || b == 0x0b).filter(|w| !w.is_empty())
+        {
+            // ASCII bytes are valid UTF-8.
+            let word = std::str::from_utf8(word).unwrap_or_default();
+            out.collect((CompactString::new(word), 1));
+        }
+    } else {
+        for word in line.split_whitespace() {
+            out.collect((CompactString::new(word), 1));
+        }
     }
 }
 
@@ -94,3 +105,24 @@ pub const DEFAULT_TEXT: &[&str] = &[
     "Devoutly to be wish'd. To die,--to sleep;--",
     "To sleep! perchance to dream:--ay, there's the rub;",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenizer_splits_exactly_like_split_whitespace() {
+        let lines = ["  to be\tor\x0bnot \r\n", "", "   ", "naïve café\u{a0}au lait", "a\x0c\x0cb"];
+        for line in lines {
+            let env = StreamExecutionEnvironment::local().with_parallelism(1);
+            let words = env
+                .from_collection(vec![line.to_string()])
+                .flat_map(tokenize)
+                .map(|(w, _)| w.to_string())
+                .execute_and_collect()
+                .unwrap();
+            let expected: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            assert_eq!(words, expected, "{line:?}");
+        }
+    }
+}

@@ -247,14 +247,20 @@ pub struct LocalExecutor;
 type Senders = HashMap<(usize, usize), Vec<AnyBox>>; // (stream edge, producer subtask) → channels
 
 impl LocalExecutor {
-    /// Builds the job graph (for plans) without running anything.
-    pub fn job_graph(graph: &StreamGraph, settings: &ExecutionSettings) -> Result<JobGraph> {
-        JobGraph::build(graph, &settings.graph_settings(graph))
+    /// The graph to run in the resolved mode, and its job graph; runs nothing.
+    pub fn prepare(graph: &StreamGraph, settings: &ExecutionSettings) -> Result<(StreamGraph, JobGraph)> {
+        let gs = settings.graph_settings(graph);
+        let graph = match gs.runtime_mode {
+            RuntimeMode::Batch => graph.clone(),
+            _ => graph.without_batch_only_nodes(),
+        };
+        let jg = JobGraph::build(&graph, &gs)?;
+        Ok((graph, jg))
     }
 
     /// Starts the job and returns at once.
     pub fn submit(graph: StreamGraph, settings: ExecutionSettings) -> Result<JobClient> {
-        let jg = Self::job_graph(&graph, &settings)?;
+        let (graph, jg) = Self::prepare(&graph, &settings)?;
         let needed = jg.vertices.iter().map(|v| v.parallelism).max().unwrap_or(0);
         if let Some(slots) = settings.task_slots {
             if needed > slots {

@@ -269,6 +269,10 @@ pub struct StreamNode {
     pub output_type: Arc<dyn StreamType>,
     /// Side outputs consumed downstream: tag and type.
     pub side_outputs: Vec<(String, Arc<dyn StreamType>)>,
+    /// Runs only in BATCH mode (a pre-aggregating combiner); bypassed in STREAMING.
+    pub batch_only: bool,
+    /// Takes the parallelism of its input, so that it chains to it.
+    pub inherit_parallelism: bool,
 }
 
 /// A connection from an output of one node to an input of another.
@@ -316,6 +320,37 @@ impl StreamGraph {
             NodeKind::Source(s) => s.boundedness() == Boundedness::Bounded,
             _ => true,
         })
+    }
+
+    /// The graph to run in STREAMING mode: every batch-only node is removed and its inputs are
+    /// connected straight to its consumers, with the consumers' exchanges.
+    pub fn without_batch_only_nodes(&self) -> StreamGraph {
+        if !self.nodes.iter().any(|n| n.batch_only) {
+            return self.clone();
+        }
+        let mut new_id = vec![usize::MAX; self.nodes.len()];
+        let mut nodes = Vec::new();
+        for node in self.nodes.iter().filter(|n| !n.batch_only) {
+            new_id[node.id] = nodes.len();
+            nodes.push(StreamNode { id: nodes.len(), ..node.clone() });
+        }
+        let mut edges = Vec::new();
+        for e in self.edges.iter().filter(|e| !self.nodes[e.target].batch_only) {
+            if self.nodes[e.source].batch_only {
+                for input in self.edges.iter().filter(|i| i.target == e.source) {
+                    edges.push(StreamEdge {
+                        source: new_id[input.source],
+                        side_tag: input.side_tag.clone(),
+                        target: new_id[e.target],
+                        input: e.input,
+                        partitioner: e.partitioner.clone(),
+                    });
+                }
+            } else {
+                edges.push(StreamEdge { source: new_id[e.source], target: new_id[e.target], ..e.clone() });
+            }
+        }
+        StreamGraph { nodes, edges }
     }
 
     /// Registers that side output `tag` of `node` is consumed, with its type.

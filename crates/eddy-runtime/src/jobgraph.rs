@@ -88,7 +88,11 @@ impl JobGraph {
         let mut par = Vec::with_capacity(n);
         let mut max_par = Vec::with_capacity(n);
         for node in &graph.nodes {
-            let p = match (node.non_parallel, node.parallelism) {
+            let inherited = match node.inherit_parallelism {
+                true => graph.edges.iter().find(|e| e.target == node.id).map(|e| par[e.source]),
+                false => None,
+            };
+            let p = match (node.non_parallel, inherited.or(node.parallelism)) {
                 (true, Some(p)) if p != 1 => {
                     return Err(EddyError::InvalidJob(format!(
                         "'{}' is not a parallel operator; its parallelism must be 1, not {p}",
@@ -329,6 +333,8 @@ mod tests {
                 kind,
                 output_type: TypeOf::<u8>::arc(),
                 side_outputs: vec![],
+                batch_only: false,
+                inherit_parallelism: false,
             })
         }
         fn edge(&mut self, a: NodeId, b: NodeId, kind: PartitionKind) {
@@ -420,6 +426,22 @@ mod tests {
         g.edge(filter, sink, PartitionKind::Forward);
         let err = g.build().unwrap_err().to_string();
         assert!(err.contains("forward partitioning"), "{err}");
+    }
+
+    #[test]
+    fn batch_only_nodes_are_bypassed_with_the_consumers_exchange() {
+        let (mut g, [_, map, filter, sink]) = pipeline();
+        g.edge(filter, sink, PartitionKind::Hash);
+        g.0.node_mut(filter).batch_only = true;
+        g.0.node_mut(filter).inherit_parallelism = true;
+        g.0.node_mut(map).parallelism = Some(3);
+        let batch = g.build().unwrap();
+        assert_eq!(batch.node_parallelism[filter], 3, "inherits the parallelism of its input");
+        let streaming = G(g.0.without_batch_only_nodes());
+        assert_eq!(streaming.names(), vec!["Source", "Map", "Sink"]);
+        let jg = streaming.build().unwrap();
+        let last = jg.edges.last().unwrap();
+        assert_eq!((last.kind, jg.vertices[last.source_vertex].name.as_str()), (PartitionKind::Hash, "Map"));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 use std::any::Any;
 use std::marker::PhantomData;
 
-use eddy_core::keygroup::{assign_to_key_group, operator_index_for_key_group};
+#[cfg(test)]
+use eddy_core::keygroup::assign_to_key_group;
+use eddy_core::keygroup::{flink_murmur_hash, hash_code, operator_index_for_key_group};
 use eddy_core::{Batch, Data, EddyError, Key, Result, StreamElement};
 use serde::Serialize;
 
@@ -109,15 +111,39 @@ impl<T> ChannelSelector<T> for Random {
 }
 
 /// By key group: Flink's keyed exchange.
+///
+/// The owner of every key group is looked up in a table built once, and the key group itself
+/// is a mask when max parallelism is a power of two (the default), so routing a record costs
+/// one hash and no division.
 pub struct KeyGroupSelector<F> {
     key: F,
     max_parallelism: usize,
+    /// Channel of each key group, for `channels_of_table` channels.
+    owner: Vec<u32>,
+    channels_of_table: usize,
 }
+
+impl<F> KeyGroupSelector<F> {
+    pub fn new(key: F, max_parallelism: usize) -> Self {
+        KeyGroupSelector { key, max_parallelism, owner: Vec::new(), channels_of_table: 0 }
+    }
+}
+
 impl<T, K: Key, F: Fn(&T) -> K + Send> ChannelSelector<T> for KeyGroupSelector<F> {
     #[inline]
     fn select(&mut self, record: &T, channels: usize) -> Result<usize> {
-        let kg = assign_to_key_group(&(self.key)(record), self.max_parallelism);
-        Ok(operator_index_for_key_group(self.max_parallelism, channels, kg))
+        if self.channels_of_table != channels {
+            let m = self.max_parallelism;
+            self.owner = (0..m).map(|kg| operator_index_for_key_group(m, channels, kg) as u32).collect();
+            self.channels_of_table = channels;
+        }
+        let murmur = flink_murmur_hash(hash_code(&(self.key)(record))) as usize;
+        let kg = if self.max_parallelism.is_power_of_two() {
+            murmur & (self.max_parallelism - 1)
+        } else {
+            murmur % self.max_parallelism
+        };
+        Ok(self.owner[kg] as usize)
     }
 }
 
@@ -347,7 +373,7 @@ impl<T: Data, K: Key, F: Fn(&T) -> K + Clone + Send + Sync + 'static> Partitione
         ctx: &WriterContext,
     ) -> Result<Box<dyn Any + Send>> {
         let ch = downcast_senders::<T>(senders)?;
-        let sel = KeyGroupSelector { key: self.key.clone(), max_parallelism: ctx.max_parallelism };
+        let sel = KeyGroupSelector::new(self.key.clone(), ctx.max_parallelism);
         Ok(boxed(PartitionWriter::new(ch, sel, ctx.batch_size, false)))
     }
 }
@@ -438,10 +464,12 @@ mod tests {
 
     #[test]
     fn key_group_selector_is_the_key_group_formula() {
-        let mut s = KeyGroupSelector { key: |v: &String| v.clone(), max_parallelism: 128 };
-        for w in ["a", "b", "hello", "world"] {
-            let kg = assign_to_key_group(&w.to_string(), 128);
-            assert_eq!(s.select(&w.to_string(), 4).unwrap(), kg * 4 / 128);
+        for max in [128, 100] {
+            let mut s = KeyGroupSelector::new(|v: &String| v.clone(), max);
+            for w in ["a", "b", "hello", "world", "a somewhat longer key of several words"] {
+                let kg = assign_to_key_group(&w.to_string(), max);
+                assert_eq!(s.select(&w.to_string(), 3).unwrap(), kg * 3 / max, "{w} of {max}");
+            }
         }
     }
 

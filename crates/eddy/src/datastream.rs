@@ -364,19 +364,57 @@ where
         &self.stream
     }
 
+    fn keyed_aggregate<A: Aggregator<T>>(&self, name: &str, agg: A) -> DataStream<T> {
+        let input = self.combined(name, agg.clone()).unwrap_or_else(|| self.stream.clone());
+        let key = self.key.clone();
+        input.transform(name, move |ctx| {
+            Ok(AggregateOperator::new(key.clone(), agg.clone(), ctx.runtime_mode))
+        })
+    }
+
+    /// The input with a combiner before the keyed exchange, when the input comes from a
+    /// single operator: in BATCH mode each subtask then sends one partial result per key.
+    /// Aggregations and reduce functions must therefore be associative, as in Flink's batch
+    /// combiners.
+    fn combined<A: Aggregator<T>>(&self, name: &str, agg: A) -> Option<DataStream<T>> {
+        let [port] = &self.stream.ports[..] else { return None };
+        if port.side_tag.is_some() {
+            return None;
+        }
+        let unkeyed = DataStream::<T> {
+            env: self.stream.env.clone(),
+            ports: vec![Port {
+                partitioner: Arc::new(BasicPartitioner::<T>::new(PartitionKind::Default)),
+                ..port.clone()
+            }],
+            _t: PhantomData,
+        };
+        let key = self.key.clone();
+        let combiner = unkeyed.transform(&format!("Combine: {name}"), move |ctx| {
+            Ok(CombineOperator::new(key.clone(), agg.clone(), ctx.runtime_mode))
+        });
+        let node = combiner.ports[0].node;
+        {
+            let mut inner = self.stream.env.inner.borrow_mut();
+            let n = inner.graph.node_mut(node);
+            n.batch_only = true;
+            n.inherit_parallelism = true;
+        }
+        Some(combiner.with_partitioner(self.stream.ports[0].partitioner.clone()))
+    }
+
     fn keyed_reduce<R>(&self, name: &str, reduce: R) -> DataStream<T>
     where
         R: FnMut(T, T) -> T + Clone + Send + Sync + 'static,
     {
-        let key = self.key.clone();
-        self.stream.transform(name, move |ctx| {
-            Ok(ReduceOperator {
-                key: key.clone(),
-                reduce: reduce.clone(),
-                state: KeyMap::default(),
-                mode: ctx.runtime_mode,
-            })
-        })
+        self.keyed_aggregate(name, ReduceWith(reduce))
+    }
+
+    fn keyed_in_place<R>(&self, update: R) -> DataStream<T>
+    where
+        R: FnMut(&mut T, T) + Clone + Send + Sync + 'static,
+    {
+        self.keyed_aggregate("Keyed Aggregation", InPlace(update))
     }
 
     /// Combines the records of each key: STREAMING emits every intermediate result, BATCH the
@@ -406,10 +444,9 @@ where
         N: AddAssign + Copy + 'static,
         A: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
     {
-        self.keyed_reduce("Keyed Aggregation", move |mut acc, mut v| {
+        self.keyed_in_place(move |acc: &mut T, mut v: T| {
             let add = *field(&mut v);
-            *field(&mut acc) += add;
-            acc
+            *field(acc) += add;
         })
     }
 
@@ -419,12 +456,11 @@ where
         N: PartialOrd + Copy + 'static,
         A: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
     {
-        self.keyed_reduce("Keyed Aggregation", move |mut acc, mut v| {
+        self.keyed_in_place(move |acc: &mut T, mut v: T| {
             let x = *field(&mut v);
-            if x < *field(&mut acc) {
-                *field(&mut acc) = x;
+            if x < *field(acc) {
+                *field(acc) = x;
             }
-            acc
         })
     }
 
@@ -434,12 +470,11 @@ where
         N: PartialOrd + Copy + 'static,
         A: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
     {
-        self.keyed_reduce("Keyed Aggregation", move |mut acc, mut v| {
+        self.keyed_in_place(move |acc: &mut T, mut v: T| {
             let x = *field(&mut v);
-            if x > *field(&mut acc) {
-                *field(&mut acc) = x;
+            if x > *field(acc) {
+                *field(acc) = x;
             }
-            acc
         })
     }
 

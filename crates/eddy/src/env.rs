@@ -149,6 +149,8 @@ impl StreamExecutionEnvironment {
             kind,
             output_type,
             side_outputs: Vec::new(),
+            batch_only: false,
+            inherit_parallelism: false,
         })
     }
 
@@ -244,9 +246,8 @@ impl StreamExecutionEnvironment {
     pub fn execution_plan(&self) -> Result<String> {
         self.take_errors()?;
         let settings = self.settings("plan")?;
-        let inner = self.inner.borrow();
-        let jg = LocalExecutor::job_graph(&inner.graph, &settings)?;
-        let json = jg.to_plan_json(&inner.graph, "");
+        let (graph, jg) = LocalExecutor::prepare(&self.inner.borrow().graph, &settings)?;
+        let json = jg.to_plan_json(&graph, "");
         serde_json::to_string_pretty(&json).map_err(EddyError::user)
     }
 

@@ -5,10 +5,8 @@
 //! retains in place), so a chain of them moves records without copying them.
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 
 use eddy_core::config::RuntimeMode;
-use eddy_core::keygroup::StableHasher;
 use eddy_core::{Batch, Data, Key, Result};
 use eddy_runtime::{Emitter, OneInputOperator, OperatorContext, TwoInputOperator};
 
@@ -17,8 +15,9 @@ use crate::functions::{
     RuntimeContext,
 };
 
-/// Hash maps for per-key state: a fast, seedless hasher.
-pub(crate) type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<StableHasher>>;
+/// Hash maps for per-key state. Keys are routed to subtasks by the stable key-group hash; inside
+/// a subtask any fast hash will do, and a fixed seed keeps iteration order reproducible.
+pub(crate) type KeyMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
 pub(crate) struct MapOperator<I, O, F> {
     pub f: F,
@@ -165,52 +164,235 @@ where
     }
 }
 
-/// Keyed `reduce` (and the aggregations built on it).
+/// How a keyed aggregation folds the records of a key into an accumulator.
+pub(crate) trait Aggregator<T>: Clone + Send + Sync + 'static {
+    type Acc: Send + 'static;
+    fn create(&mut self, value: T) -> Self::Acc;
+    fn add(&mut self, acc: &mut Self::Acc, value: T);
+    /// The current result (cloned out: STREAMING emits it and keeps the accumulator).
+    fn get(acc: &Self::Acc) -> Option<T>;
+    fn into_result(acc: Self::Acc) -> Option<T>;
+}
+
+/// A user reduce function `(T, T) -> T`.
+#[derive(Clone)]
+pub(crate) struct ReduceWith<F>(pub F);
+
+impl<T: Data, F: FnMut(T, T) -> T + Clone + Send + Sync + 'static> Aggregator<T> for ReduceWith<F> {
+    // `None` only while the function runs: it takes the accumulator by value.
+    type Acc = Option<T>;
+
+    fn create(&mut self, value: T) -> Option<T> {
+        Some(value)
+    }
+    #[inline]
+    fn add(&mut self, acc: &mut Option<T>, value: T) {
+        *acc = Some(match acc.take() {
+            Some(a) => (self.0)(a, value),
+            None => value,
+        });
+    }
+    fn get(acc: &Option<T>) -> Option<T> {
+        acc.clone()
+    }
+    fn into_result(acc: Option<T>) -> Option<T> {
+        acc
+    }
+}
+
+/// A built-in aggregation that updates the accumulator in place (`sum`, `min`, `max`, ...).
+#[derive(Clone)]
+pub(crate) struct InPlace<F>(pub F);
+
+impl<T: Data, F: FnMut(&mut T, T) + Clone + Send + Sync + 'static> Aggregator<T> for InPlace<F> {
+    type Acc = T;
+
+    fn create(&mut self, value: T) -> T {
+        value
+    }
+    #[inline]
+    fn add(&mut self, acc: &mut T, value: T) {
+        (self.0)(acc, value)
+    }
+    #[inline]
+    fn get(acc: &T) -> Option<T> {
+        Some(acc.clone())
+    }
+    fn into_result(acc: T) -> Option<T> {
+        Some(acc)
+    }
+}
+
+/// Keyed `reduce` and the aggregations built on it.
 ///
-/// STREAMING: emits the updated value for every input record. BATCH: emits one final value per
-/// key when the input ends.
-pub(crate) struct ReduceOperator<T, K, KF, RF> {
+/// STREAMING: emits the updated result for every input record. BATCH: emits one final result
+/// per key when the input ends.
+pub(crate) struct AggregateOperator<T, K, KF, A: Aggregator<T>> {
     pub key: KF,
-    pub reduce: RF,
-    pub state: KeyMap<K, Option<T>>,
+    pub agg: A,
+    pub state: KeyMap<K, A::Acc>,
     pub mode: RuntimeMode,
 }
 
-impl<T, K, KF, RF> OneInputOperator for ReduceOperator<T, K, KF, RF>
+impl<T, K, KF, A> AggregateOperator<T, K, KF, A>
 where
     T: Data,
     K: Key,
     KF: Fn(&T) -> K + Send + 'static,
-    RF: FnMut(T, T) -> T + Send + 'static,
+    A: Aggregator<T>,
+{
+    pub fn new(key: KF, agg: A, mode: RuntimeMode) -> Self {
+        AggregateOperator { key, agg, state: KeyMap::default(), mode }
+    }
+
+    /// Folds `value` into its key's accumulator and returns the accumulator.
+    #[inline]
+    fn fold(&mut self, value: T) -> &A::Acc {
+        use std::collections::hash_map::Entry;
+        match self.state.entry((self.key)(&value)) {
+            Entry::Occupied(o) => {
+                let acc = o.into_mut();
+                self.agg.add(acc, value);
+                acc
+            }
+            Entry::Vacant(v) => v.insert(self.agg.create(value)),
+        }
+    }
+
+    fn emit_all(&mut self, out: &mut Emitter<T>) -> Result<()> {
+        for (_, acc) in self.state.drain() {
+            if let Some(v) = A::into_result(acc) {
+                out.collect(v)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T, K, KF, A> OneInputOperator for AggregateOperator<T, K, KF, A>
+where
+    T: Data,
+    K: Key,
+    KF: Fn(&T) -> K + Send + 'static,
+    A: Aggregator<T>,
 {
     type In = T;
     type Out = T;
 
     fn process_batch(&mut self, batch: Batch<T>, out: &mut Emitter<T>) -> Result<()> {
-        let streaming = self.mode != RuntimeMode::Batch;
-        let has_ts = batch.has_timestamps();
-        let Batch { values, timestamps } = batch;
-        for (i, v) in values.into_iter().enumerate() {
-            let slot = self.state.entry((self.key)(&v)).or_insert(None);
-            let new = match slot.take() {
-                Some(acc) => (self.reduce)(acc, v),
-                None => v,
-            };
-            if streaming {
-                let ts = if has_ts { timestamps[i] } else { eddy_core::NO_TIMESTAMP };
-                out.collect_with_timestamp(new.clone(), ts)?;
+        if self.mode == RuntimeMode::Batch {
+            for v in batch.values {
+                self.fold(v);
             }
-            *slot = Some(new);
+            return Ok(());
+        }
+        // The result keeps the timestamp of the record that updated it.
+        let Batch { values, timestamps } = batch;
+        let mut ts = timestamps.into_iter();
+        for v in values {
+            let t = ts.next().unwrap_or(eddy_core::NO_TIMESTAMP);
+            let acc = self.fold(v);
+            if let Some(r) = A::get(acc) {
+                out.collect_with_timestamp(r, t)?;
+            }
         }
         Ok(())
     }
 
     fn end_input(&mut self, out: &mut Emitter<T>) -> Result<()> {
         if self.mode == RuntimeMode::Batch {
-            for (_, v) in self.state.drain() {
-                if let Some(v) = v {
+            self.emit_all(out)?;
+        }
+        Ok(())
+    }
+}
+
+/// Pre-aggregates per key before the keyed exchange (BATCH only).
+///
+/// A small direct-mapped cache of partial results that stays in the CPU cache. A record whose
+/// key holds its slot is folded in place. A record of another key weakens the holder (a hit
+/// counter, as in frequent-items sketches) and passes on unaggregated; once the counter runs
+/// out, the holder's partial result is sent on and the new key takes the slot. Frequent keys
+/// thus stay and cross the exchange a few times instead of once per record, rare keys cannot
+/// push them out, memory stays bounded whatever the number of keys, and the keyed operator
+/// downstream merges the partial results (which is why reduce functions must be associative,
+/// as for Flink's batch combiners). The job graph leaves the combiner out in STREAMING, where
+/// every update must be emitted; should it run there anyway, it passes records through.
+pub(crate) struct CombineOperator<T, K, KF, A: Aggregator<T>> {
+    key: KF,
+    agg: A,
+    slots: Vec<Option<Slot<K, A::Acc>>>,
+    mode: RuntimeMode,
+}
+
+struct Slot<K, Acc> {
+    key: K,
+    acc: Acc,
+    strength: u32,
+}
+
+/// The most a slot's hit counter can hold: how many misses a proven-frequent key survives.
+const MAX_STRENGTH: u32 = 16;
+
+/// Slots of a combiner: a few hundred KiB for typical records, within a core's L2 cache.
+pub(crate) const COMBINER_SLOTS: usize = 16384;
+
+impl<T, K, KF, A> CombineOperator<T, K, KF, A>
+where
+    T: Data,
+    K: Key,
+    KF: Fn(&T) -> K + Send + 'static,
+    A: Aggregator<T>,
+{
+    pub fn new(key: KF, agg: A, mode: RuntimeMode) -> Self {
+        let slots =
+            if mode == RuntimeMode::Batch { (0..COMBINER_SLOTS).map(|_| None).collect() } else { Vec::new() };
+        CombineOperator { key, agg, slots, mode }
+    }
+}
+
+impl<T, K, KF, A> OneInputOperator for CombineOperator<T, K, KF, A>
+where
+    T: Data,
+    K: Key,
+    KF: Fn(&T) -> K + Send + 'static,
+    A: Aggregator<T>,
+{
+    type In = T;
+    type Out = T;
+
+    fn process_batch(&mut self, batch: Batch<T>, out: &mut Emitter<T>) -> Result<()> {
+        if self.mode != RuntimeMode::Batch {
+            return out.emit_batch(batch);
+        }
+        let mask = self.slots.len() - 1;
+        for v in batch.values {
+            let key = (self.key)(&v);
+            let slot = &mut self.slots[eddy_core::keygroup::hash_code(&key) as usize & mask];
+            match slot {
+                Some(s) if s.key == key => {
+                    self.agg.add(&mut s.acc, v);
+                    s.strength = (s.strength + 1).min(MAX_STRENGTH);
+                }
+                Some(s) if s.strength > 1 => {
+                    s.strength -= 1;
                     out.collect(v)?;
                 }
+                _ => {
+                    let taken = Slot { key, acc: self.agg.create(v), strength: 1 };
+                    if let Some(r) = slot.replace(taken).and_then(|s| A::into_result(s.acc)) {
+                        out.collect(r)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end_input(&mut self, out: &mut Emitter<T>) -> Result<()> {
+        for slot in &mut self.slots {
+            if let Some(r) = slot.take().and_then(|s| A::into_result(s.acc)) {
+                out.collect(r)?;
             }
         }
         Ok(())

@@ -812,3 +812,41 @@ fn automatic_mode_with_an_unbounded_source_runs_as_streaming() {
     unbounded.union(&bounded).key_by(|x: &u64| x % 3).sum(|x: &mut u64| x).collect_to_vec();
     assert_eq!(plan(&env)["type"], "STREAMING");
 }
+
+#[test]
+fn batch_keyed_aggregations_pre_aggregate_before_the_exchange_and_streaming_does_not() {
+    let build = |mode: RuntimeMode| {
+        let env = StreamExecutionEnvironment::local().with_parallelism(2);
+        env.set_runtime_mode(mode);
+        env.from_sequence(1, 10)
+            .map(|x| (x % 3, x))
+            .key_by(|t: &(i64, i64)| t.0)
+            .sum(|t: &mut (i64, i64)| &mut t.1);
+        descriptions(&plan(&env))
+    };
+    assert_eq!(
+        build(RuntimeMode::Batch),
+        vec!["Source: Sequence Source -> Map -> Combine: Keyed Aggregation", "Keyed Aggregation"]
+    );
+    assert_eq!(build(RuntimeMode::Streaming), vec!["Source: Sequence Source -> Map", "Keyed Aggregation"]);
+}
+
+#[test]
+fn batch_reduce_with_a_combiner_gives_exact_totals_at_any_parallelism() {
+    for p in [1, 2, 3] {
+        let env = StreamExecutionEnvironment::local().with_parallelism(p);
+        env.set_runtime_mode(RuntimeMode::Batch);
+        let mut out = env
+            .from_sequence(1, 10_000)
+            .map(|x| (x % 7, x))
+            .key_by(|t: &(i64, i64)| t.0)
+            .reduce(|a, b| (a.0, a.1 + b.1))
+            .execute_and_collect()
+            .unwrap();
+        out.sort();
+        let mut expected: Vec<(i64, i64)> =
+            (0..7).map(|k| (k, (1..=10_000i64).filter(|x| x % 7 == k).sum())).collect();
+        expected.sort();
+        assert_eq!(out, expected, "parallelism {p}");
+    }
+}
