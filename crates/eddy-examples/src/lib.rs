@@ -85,6 +85,20 @@ pub fn word_count(lines: &DataStream<String>) -> DataStream<WordCount> {
         .name("Counter")
 }
 
+/// Prints how the job ended and turns it into the process's exit code.
+pub fn report(result: Result<JobExecutionResult>) -> std::process::ExitCode {
+    match result {
+        Ok(r) => {
+            eprintln!("Job {} finished in {} ms", r.job_id, r.net_runtime.as_millis());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

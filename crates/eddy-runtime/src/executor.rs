@@ -158,7 +158,8 @@ impl JobState {
     }
 }
 
-/// A handle on a running job: wait, query status, cancel.
+/// A handle on a running job: wait, query status, cancel. Dropping it leaves the job running,
+/// as Flink's `JobClient` does.
 pub struct JobClient {
     job_id: String,
     job_name: String,
@@ -228,15 +229,6 @@ impl JobClient {
                 .unwrap_or_else(|p| p.into_inner())
                 .take()
                 .unwrap_or_else(|| EddyError::user("job failed without a recorded cause"))),
-        }
-    }
-}
-
-impl Drop for JobClient {
-    fn drop(&mut self) {
-        // A dropped client must not leave threads running unseen.
-        if !self.status().is_terminal() {
-            self.cancel();
         }
     }
 }

@@ -181,7 +181,7 @@ impl<R: SourceReader> SourceTask<R> {
                     }
                 },
             }
-            flusher.maybe_flush(Instant::now(), &mut *self.out)?;
+            flusher.maybe_flush(Instant::now(), || self.out.flush())?;
         }
         let reader = &mut self.reader;
         self.ctx.guard(|| reader.close())?;

@@ -47,10 +47,11 @@ impl Flusher {
         }
     }
 
-    pub fn maybe_flush<T>(&mut self, now: Instant, out: &mut dyn Output<T>) -> Result<()> {
+    /// Calls `flush` when the buffer timeout has passed since the last flush.
+    pub fn maybe_flush(&mut self, now: Instant, flush: impl FnOnce() -> Result<()>) -> Result<()> {
         if let Some(t) = self.timeout {
             if now >= self.next {
-                out.flush()?;
+                flush()?;
                 self.next = now + t;
             }
         }
@@ -101,7 +102,7 @@ impl<T: Data> Invokable for OneInputTask<T> {
                 GateEvent::Timeout => {}
                 GateEvent::Finished => break,
             }
-            flusher.maybe_flush(Instant::now(), head)?;
+            flusher.maybe_flush(Instant::now(), || head.flush())?;
         }
         head.end_input()
     }
@@ -121,26 +122,6 @@ pub struct TwoInputTask<Op: TwoInputOperator> {
 impl<Op: TwoInputOperator> TwoInputTask<Op> {
     pub fn new(gate1: InputGate<Op::In1>, gate2: InputGate<Op::In2>, head: TwoInputHead<Op>) -> Self {
         TwoInputTask { gate1, gate2, head }
-    }
-}
-
-/// Flush adapter so the flusher can drive a two-input head.
-struct HeadFlush<'a, Op: TwoInputOperator>(&'a mut TwoInputHead<Op>);
-impl<Op: TwoInputOperator> Output<()> for HeadFlush<'_, Op> {
-    fn emit_batch(&mut self, _: eddy_core::Batch<()>) -> Result<()> {
-        Ok(())
-    }
-    fn emit_watermark(&mut self, _: i64) -> Result<()> {
-        Ok(())
-    }
-    fn emit_idle(&mut self, _: bool) -> Result<()> {
-        Ok(())
-    }
-    fn end_input(&mut self) -> Result<()> {
-        Ok(())
-    }
-    fn flush(&mut self) -> Result<()> {
-        self.0.flush()
     }
 }
 
@@ -189,7 +170,7 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
                 Some(ValveOutput::Idle(i)) => self.head.idle(i)?,
                 None => {}
             }
-            flusher.maybe_flush(Instant::now(), &mut HeadFlush(&mut self.head))?;
+            flusher.maybe_flush(Instant::now(), || self.head.flush())?;
         }
         self.head.end_input()
     }

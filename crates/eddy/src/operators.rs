@@ -93,6 +93,25 @@ impl<I: Data, O: Data, F: FnMut(I, &mut Collector<O>) + Send + 'static> OneInput
     }
 }
 
+/// Calls `f` for every record of `batch` with its context (timestamp, side outputs) and a
+/// collector; the first error stops the batch.
+fn process_each<I, O: Data>(
+    batch: Batch<I>,
+    out: &mut Emitter<O>,
+    mut f: impl FnMut(I, &mut Context, &mut Collector<O>) -> Result<()>,
+) -> Result<()> {
+    let (main, side) = out.split();
+    for (v, ts) in batch.into_iter_with_timestamps() {
+        main.set_timestamp(ts);
+        let mut ctx = Context::new(ts, side);
+        let mut c = Collector::new(main);
+        f(v, &mut ctx, &mut c)?;
+        c.finish()?;
+        ctx.finish()?;
+    }
+    Ok(())
+}
+
 pub(crate) struct ProcessOperator<I, O, P> {
     pub f: P,
     pub _t: std::marker::PhantomData<fn(I) -> O>,
@@ -107,16 +126,8 @@ impl<I: Data, O: Data, P: ProcessFunction<I, O>> OneInputOperator for ProcessOpe
     }
 
     fn process_batch(&mut self, batch: Batch<I>, out: &mut Emitter<O>) -> Result<()> {
-        let (main, side) = out.split();
-        for (v, ts) in batch.into_iter_with_timestamps() {
-            main.set_timestamp(ts);
-            let mut ctx = Context::new(ts, side);
-            let mut c = Collector::new(main);
-            self.f.process_element(v, &mut ctx, &mut c)?;
-            c.finish()?;
-            ctx.finish()?;
-        }
-        Ok(())
+        let f = &mut self.f;
+        process_each(batch, out, |v, ctx, c| f.process_element(v, ctx, c))
     }
 
     fn close(&mut self) -> Result<()> {
@@ -486,29 +497,13 @@ impl<I1: Data, I2: Data, O: Data, P: CoProcessFunction<I1, I2, O>> TwoInputOpera
     }
 
     fn process_batch1(&mut self, b: Batch<I1>, out: &mut Emitter<O>) -> Result<()> {
-        let (main, side) = out.split();
-        for (v, ts) in b.into_iter_with_timestamps() {
-            main.set_timestamp(ts);
-            let mut ctx = Context::new(ts, side);
-            let mut c = Collector::new(main);
-            self.f.process_element1(v, &mut ctx, &mut c)?;
-            c.finish()?;
-            ctx.finish()?;
-        }
-        Ok(())
+        let f = &mut self.f;
+        process_each(b, out, |v, ctx, c| f.process_element1(v, ctx, c))
     }
 
     fn process_batch2(&mut self, b: Batch<I2>, out: &mut Emitter<O>) -> Result<()> {
-        let (main, side) = out.split();
-        for (v, ts) in b.into_iter_with_timestamps() {
-            main.set_timestamp(ts);
-            let mut ctx = Context::new(ts, side);
-            let mut c = Collector::new(main);
-            self.f.process_element2(v, &mut ctx, &mut c)?;
-            c.finish()?;
-            ctx.finish()?;
-        }
-        Ok(())
+        let f = &mut self.f;
+        process_each(b, out, |v, ctx, c| f.process_element2(v, ctx, c))
     }
 
     fn close(&mut self) -> Result<()> {

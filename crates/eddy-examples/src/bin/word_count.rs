@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use eddy::prelude::*;
-use eddy_examples::{init_logging, word_count, CommonArgs, DEFAULT_TEXT};
+use eddy_examples::{init_logging, report, word_count, CommonArgs, DEFAULT_TEXT};
 
 /// Counts the words of a text file or directory; prints `(word,count)` lines.
 #[derive(Debug, Parser)]
@@ -34,15 +34,5 @@ fn run(cli: &Cli) -> Result<JobExecutionResult> {
 
 fn main() -> ExitCode {
     init_logging();
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(r) => {
-            eprintln!("Job {} finished in {} ms", r.job_id, r.net_runtime.as_millis());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    report(run(&Cli::parse()))
 }
