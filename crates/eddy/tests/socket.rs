@@ -85,3 +85,58 @@ fn a_refused_connection_fails_the_job_naming_host_and_port() {
     let err = client.wait().unwrap_err().to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
+
+/// Counts records, so the test can see them arrive while the job runs.
+#[derive(Clone)]
+struct Seen(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl eddy::sink::Sink<String> for Seen {
+    fn create_writer(&self, _: &eddy::sink::SinkContext) -> Result<Box<dyn eddy::sink::SinkWriter<String>>> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl eddy::sink::SinkWriter<String> for Seen {
+    fn write_batch(&mut self, batch: eddy::Batch<String>) -> Result<()> {
+        self.0.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn partly_filled_batches_reach_the_sink_after_the_buffer_timeout() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Seen(Default::default());
+    let counter = seen.0.clone();
+    // The server keeps the stream open until the sink has seen the first three words: far
+    // fewer than a batch, so only the buffer timeout can have sent them.
+    let server = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.write_all(b"a b c\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while counter.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+        let arrived_while_open = counter.load(Ordering::SeqCst) == 3;
+        conn.write_all(b"d\n").unwrap();
+        arrived_while_open
+    });
+
+    let env = StreamExecutionEnvironment::local().with_parallelism(2);
+    env.set_buffer_timeout(Duration::from_millis(20));
+    env.socket_text_stream("127.0.0.1", port)
+        .flat_map(|line: String, out: &mut Collector<String>| {
+            for w in line.split_whitespace() {
+                out.collect(w.to_string())
+            }
+        })
+        .rebalance()
+        .sink_to(seen.clone(), "Seen");
+    env.execute("buffer timeout").unwrap();
+    assert!(server.join().unwrap(), "the first words waited for a full batch instead of the buffer timeout");
+    assert_eq!(seen.0.load(Ordering::SeqCst), 4);
+}
