@@ -74,6 +74,10 @@ pub struct ExecutionSettings {
     pub channel_capacity: usize,
     /// Slots of the mini-cluster; `None`: as many as the job needs.
     pub task_slots: Option<usize>,
+    /// `pipeline.auto-watermark-interval`.
+    pub auto_watermark_interval: Duration,
+    /// Processing time.
+    pub clock: crate::time::ClockRef,
 }
 
 impl ExecutionSettings {
@@ -287,7 +291,7 @@ impl LocalExecutor {
         let mut threads = Vec::with_capacity(tasks.len());
         for task in tasks {
             let task_state = state.clone();
-            let rt = TaskRuntime { signals: signals.clone(), buffer_timeout };
+            let rt = TaskRuntime { signals: signals.clone(), buffer_timeout, clock: settings.clock.clone() };
             let name = task.name();
             let thread_name: String = name.chars().take(60).collect();
             let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
@@ -388,6 +392,8 @@ impl<'a> Builder<'a> {
             attempt: 0,
             runtime_mode: self.mode,
             batch_size: self.settings.batch_size,
+            clock: self.settings.clock.clone(),
+            auto_watermark_interval: self.settings.auto_watermark_interval.as_millis() as i64,
         }
     }
 

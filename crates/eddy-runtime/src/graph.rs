@@ -19,6 +19,8 @@ use crate::task::{Invokable, OneInputTask, TwoInputTask};
 
 pub type NodeId = usize;
 pub type AnyBox = Box<dyn Any + Send>;
+/// Records stored type-erased with their timestamps (test harnesses).
+pub type AnyRecords = Arc<Mutex<Vec<(AnyBox, i64)>>>;
 
 /// Whether an operator may share a task with its neighbours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,6 +48,33 @@ pub trait StreamType: Send + Sync {
     fn side_slot(&self, output: AnyBox) -> Result<SideSlot>;
     /// A task reading `ChannelReceiver<T>`s into a chain head (`Box<dyn Output<T>>`).
     fn one_input_task(&self, name: String, head: AnyBox, inputs: Vec<AnyBox>) -> Result<Box<dyn Invokable>>;
+    /// An output that stores each record, type-erased, with its timestamp (test harnesses).
+    fn collecting_output(&self, into: AnyRecords) -> AnyBox;
+}
+
+/// Stores records type-erased (for test harnesses; slow on purpose: one box per record).
+struct AnyCollector(AnyRecords);
+
+impl<T: Data> Output<T> for AnyCollector {
+    fn emit_batch(&mut self, batch: eddy_core::Batch<T>) -> Result<()> {
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (r, ts) in batch.into_iter_with_timestamps() {
+            v.push((Box::new(r), ts));
+        }
+        Ok(())
+    }
+    fn emit_watermark(&mut self, _: i64) -> Result<()> {
+        Ok(())
+    }
+    fn emit_idle(&mut self, _: bool) -> Result<()> {
+        Ok(())
+    }
+    fn end_input(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The [`StreamType`] of `T`.
@@ -100,6 +129,10 @@ impl<T: Data> StreamType for TypeOf<T> {
     fn one_input_task(&self, name: String, head: AnyBox, inputs: Vec<AnyBox>) -> Result<Box<dyn Invokable>> {
         let gate = InputGate::new(downcast_receivers::<T>(inputs)?);
         Ok(Box::new(OneInputTask::new(name, gate, downcast_output::<T>(head)?)))
+    }
+
+    fn collecting_output(&self, into: AnyRecords) -> AnyBox {
+        upcast_output::<T>(Box::new(AnyCollector(into)))
     }
 }
 

@@ -23,6 +23,7 @@ pub mod partitioner;
 pub mod sink;
 pub mod source;
 pub mod task;
+pub mod time;
 pub mod watermark;
 
 pub use executor::{JobClient, JobExecutionResult, JobStatus, LocalExecutor};

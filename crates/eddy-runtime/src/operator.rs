@@ -29,6 +29,10 @@ pub struct OperatorContext {
     pub runtime_mode: RuntimeMode,
     /// Records per batch handed between operators and tasks.
     pub batch_size: usize,
+    /// Processing time (the wall clock, or a manual clock in tests).
+    pub clock: crate::time::ClockRef,
+    /// `pipeline.auto-watermark-interval` in ms (0 disables periodic watermarks).
+    pub auto_watermark_interval: i64,
 }
 
 impl OperatorContext {
@@ -91,6 +95,16 @@ pub trait OneInputOperator: Send + 'static {
         out.emit_watermark(watermark)
     }
 
+    /// Processing time reached `now`: fire due processing-time timers.
+    fn on_processing_time(&mut self, _now: i64, _out: &mut Emitter<Self::Out>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The earliest processing-time timer of this operator.
+    fn next_processing_time(&self) -> Option<i64> {
+        None
+    }
+
     /// The input has ended. Called once, before the end is forwarded downstream.
     fn end_input(&mut self, _out: &mut Emitter<Self::Out>) -> Result<()> {
         Ok(())
@@ -116,6 +130,16 @@ pub trait TwoInputOperator: Send + 'static {
     fn process_watermark(&mut self, watermark: i64, out: &mut Emitter<Self::Out>) -> Result<()> {
         out.emit_watermark(watermark)
     }
+    /// Processing time reached `now`: fire due processing-time timers.
+    fn on_processing_time(&mut self, _now: i64, _out: &mut Emitter<Self::Out>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The earliest processing-time timer of this operator.
+    fn next_processing_time(&self) -> Option<i64> {
+        None
+    }
+
     /// Both inputs have ended.
     fn end_input(&mut self, _out: &mut Emitter<Self::Out>) -> Result<()> {
         Ok(())
@@ -176,6 +200,20 @@ impl<Op: OneInputOperator> Output<Op::In> for ChainedOperator<Op> {
     fn flush(&mut self) -> Result<()> {
         self.out.flush()
     }
+
+    fn on_processing_time(&mut self, now: i64) -> Result<()> {
+        let (op, out) = (&mut self.op, &mut self.out);
+        self.ctx.guard(|| {
+            if op.next_processing_time().is_some_and(|t| t <= now) {
+                op.on_processing_time(now, out)?;
+            }
+            out.on_processing_time(now)
+        })
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        crate::time::earliest(self.op.next_processing_time(), self.out.next_processing_time())
+    }
 }
 
 /// A two-input operator at the head of its task, driven by a two-input task.
@@ -227,5 +265,19 @@ impl<Op: TwoInputOperator> TwoInputHead<Op> {
 
     pub(crate) fn flush(&mut self) -> Result<()> {
         self.out.flush()
+    }
+
+    pub(crate) fn on_processing_time(&mut self, now: i64) -> Result<()> {
+        let (op, out) = (&mut self.op, &mut self.out);
+        self.ctx.guard(|| {
+            if op.next_processing_time().is_some_and(|t| t <= now) {
+                op.on_processing_time(now, out)?;
+            }
+            out.on_processing_time(now)
+        })
+    }
+
+    pub(crate) fn next_processing_time(&self) -> Option<i64> {
+        crate::time::earliest(self.op.next_processing_time(), self.out.next_processing_time())
     }
 }

@@ -19,6 +19,16 @@ pub trait Output<T>: Send {
     fn end_input(&mut self) -> Result<()>;
     /// Pushes buffered records on towards the network (the buffer timeout expired).
     fn flush(&mut self) -> Result<()>;
+
+    /// Processing time reached `now` (ms since the epoch): operators fire due timers.
+    fn on_processing_time(&mut self, _now: i64) -> Result<()> {
+        Ok(())
+    }
+
+    /// The earliest processing-time timer of this output and everything after it in the task.
+    fn next_processing_time(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// Drops everything: the output of an operator that nobody consumes.
@@ -78,6 +88,12 @@ impl<T: Data> Output<T> for FanOut<T> {
     fn flush(&mut self) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.flush())
     }
+    fn on_processing_time(&mut self, now: i64) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.on_processing_time(now))
+    }
+    fn next_processing_time(&self) -> Option<i64> {
+        self.outputs.iter().map(|o| o.next_processing_time()).fold(None, crate::time::earliest)
+    }
 }
 
 /// A named side output of an operator (Flink's `OutputTag`), typed by what it carries.
@@ -122,6 +138,10 @@ impl SideOutputs {
 
     fn control(&mut self, c: impl Fn() -> Control) -> Result<()> {
         self.slots.iter_mut().try_for_each(|(_, s)| s.control(c()))
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        self.slots.iter().map(|(_, s)| s.next_processing_time()).fold(None, crate::time::earliest)
     }
 }
 
@@ -269,9 +289,22 @@ impl<T: Data> Emitter<T> {
         self.side.control(|| Control::Flush)?;
         self.main.out.flush()
     }
+
+    /// Passes processing time on to the operators after this one.
+    pub fn on_processing_time(&mut self, now: i64) -> Result<()> {
+        self.main.flush_main()?;
+        self.side.control(|| Control::ProcessingTime(now))?;
+        self.main.out.on_processing_time(now)
+    }
+
+    /// The earliest processing-time timer after this operator.
+    pub fn next_processing_time(&self) -> Option<i64> {
+        crate::time::earliest(self.main.out.next_processing_time(), self.side.next_processing_time())
+    }
 }
 
 pub(crate) enum Control {
+    ProcessingTime(i64),
     Watermark(i64),
     Idle(bool),
     End,
@@ -284,6 +317,7 @@ pub(crate) trait ErasedSide: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn flush_buffer(&mut self) -> Result<()>;
     fn control(&mut self, c: Control) -> Result<()>;
+    fn next_processing_time(&self) -> Option<i64>;
 }
 
 impl<X: Data> ErasedSide for SideOutput<X> {
@@ -304,6 +338,10 @@ impl<X: Data> ErasedSide for SideOutput<X> {
             Control::Idle(i) => self.out.emit_idle(i),
             Control::End => self.out.end_input(),
             Control::Flush => self.out.flush(),
+            Control::ProcessingTime(now) => self.out.on_processing_time(now),
         }
+    }
+    fn next_processing_time(&self) -> Option<i64> {
+        self.out.next_processing_time()
     }
 }

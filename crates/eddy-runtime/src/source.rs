@@ -14,7 +14,8 @@ use eddy_core::{Batch, Data, Result};
 use crate::channel::{check_cancelled, JobSignals};
 use crate::operator::OperatorContext;
 use crate::output::Output;
-use crate::task::{Flusher, Invokable, TaskRuntime};
+use crate::task::{fire_due_timers, Flusher, Invokable, TaskRuntime};
+use crate::time::ClockRef;
 
 /// Whether a source ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,11 +156,16 @@ impl<R: SourceReader> SourceTask<R> {
         self.ctx.guard(|| e.request_split(self.ctx.subtask_index))
     }
 
-    fn run(&mut self, signals: &JobSignals, flusher: &mut Flusher) -> Result<()> {
+    fn run(&mut self, signals: &JobSignals, flusher: &mut Flusher, clock: &ClockRef) -> Result<()> {
         let mut output = SourceOutput::new(self.ctx.batch_size);
         let mut no_more_splits = false;
         loop {
             check_cancelled(signals)?;
+            let out = &mut self.out;
+            fire_due_timers(out.next_processing_time(), clock, |now| {
+                out.on_processing_time(now)?;
+                Ok(None)
+            })?;
             let reader = &mut self.reader;
             let status = self.ctx.guard(|| reader.poll_next(&mut output))?;
             if !output.is_empty() {
@@ -194,7 +200,7 @@ impl<R: SourceReader> SourceTask<R> {
 impl<R: SourceReader> Invokable for SourceTask<R> {
     fn invoke(mut self: Box<Self>, rt: &TaskRuntime) -> Result<()> {
         let mut flusher = Flusher::new(rt.buffer_timeout);
-        self.run(&rt.signals, &mut flusher)
+        self.run(&rt.signals, &mut flusher, &rt.clock)
     }
 
     fn name(&self) -> String {

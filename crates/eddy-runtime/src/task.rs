@@ -11,6 +11,7 @@ use eddy_core::{Data, Result, StreamElement};
 use crate::channel::{check_cancelled, GateEvent, InputGate, JobSignals, CANCEL_CHECK};
 use crate::operator::{TwoInputHead, TwoInputOperator};
 use crate::output::Output;
+use crate::time::ClockRef;
 use crate::watermark::{ValveOutput, WatermarkValve};
 
 /// What a task needs from the job while it runs.
@@ -18,6 +19,36 @@ pub struct TaskRuntime {
     pub signals: std::sync::Arc<JobSignals>,
     /// `None`: flush only full batches and at the end (BATCH mode).
     pub buffer_timeout: Option<Duration>,
+    pub clock: ClockRef,
+}
+
+/// Fires the chain's due processing-time timers; returns the next one still pending.
+/// `fire(now)` fires them and returns the next timer after that.
+pub(crate) fn fire_due_timers(
+    next: Option<i64>,
+    clock: &ClockRef,
+    fire: impl FnOnce(i64) -> Result<Option<i64>>,
+) -> Result<Option<i64>> {
+    match next {
+        Some(t) => {
+            let now = clock.now_ms();
+            if t <= now {
+                fire(now)
+            } else {
+                Ok(Some(t))
+            }
+        }
+        None => Ok(None),
+    }
+}
+
+/// How long a task may wait for input: until the flush deadline or the next timer.
+pub(crate) fn wait_deadline(flusher: &Flusher, next_timer: Option<i64>, clock: &ClockRef) -> Instant {
+    let d = flusher.deadline(Instant::now());
+    match next_timer {
+        Some(t) => d.min(clock.instant_of(t)),
+        None => d,
+    }
 }
 
 /// Something a task thread runs.
@@ -85,10 +116,10 @@ impl<T: Data> Invokable for OneInputTask<T> {
         let mut valve = WatermarkValve::new(self.gate.num_channels());
         let mut flusher = Flusher::new(rt.buffer_timeout);
         let head = &mut *self.head;
+        let mut next_timer = head.next_processing_time();
         loop {
             check_cancelled(&rt.signals)?;
-            let now = Instant::now();
-            match self.gate.next(flusher.deadline(now))? {
+            match self.gate.next(wait_deadline(&flusher, next_timer, &rt.clock))? {
                 GateEvent::Element(_, StreamElement::Records(b)) => head.emit_batch(b)?,
                 GateEvent::Element(ch, StreamElement::Watermark(w)) => {
                     forward_valve(head, valve.input_watermark(ch, w))?
@@ -102,6 +133,10 @@ impl<T: Data> Invokable for OneInputTask<T> {
                 GateEvent::Timeout => {}
                 GateEvent::Finished => break,
             }
+            next_timer = fire_due_timers(head.next_processing_time(), &rt.clock, |now| {
+                head.on_processing_time(now)?;
+                Ok(head.next_processing_time())
+            })?;
             flusher.maybe_flush(Instant::now(), || head.flush())?;
         }
         head.end_input()
@@ -132,14 +167,15 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
         let mut combined = i64::MIN;
         let mut flusher = Flusher::new(rt.buffer_timeout);
         let mut turn = false;
+        let mut next_timer = self.head.next_processing_time();
         while !(self.gate1.is_finished() && self.gate2.is_finished()) {
             check_cancelled(&rt.signals)?;
             turn = !turn;
-            let now = Instant::now();
             // Alternate between the inputs; wait on both without favouring either.
             let ev1;
             let ev2;
-            if crate::channel::next_of_two(&mut self.gate1, &mut self.gate2, turn, flusher.deadline(now))? {
+            let deadline = wait_deadline(&flusher, next_timer, &rt.clock);
+            if crate::channel::next_of_two(&mut self.gate1, &mut self.gate2, turn, deadline)? {
                 ev1 = self.gate1.take_ready();
                 ev2 = None;
             } else {
@@ -170,6 +206,11 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
                 Some(ValveOutput::Idle(i)) => self.head.idle(i)?,
                 None => {}
             }
+            let head = &mut self.head;
+            next_timer = fire_due_timers(head.next_processing_time(), &rt.clock, |now| {
+                head.on_processing_time(now)?;
+                Ok(head.next_processing_time())
+            })?;
             flusher.maybe_flush(Instant::now(), || self.head.flush())?;
         }
         self.head.end_input()

@@ -18,8 +18,11 @@ use eddy_runtime::{ChainingStrategy, OneInputOperator, OperatorContext, TwoInput
 
 use crate::connectors::{PrintSink, TextFileSink};
 use crate::env::StreamExecutionEnvironment;
-use crate::functions::{CoProcessFunction, Collector, KeyedProcessFunction, OutputTag, ProcessFunction};
+use crate::functions::{
+    CoProcessFunction, Collector, KeyedCoProcessFunction, KeyedProcessFunction, OutputTag, ProcessFunction,
+};
 use crate::operators::*;
+use crate::watermark::WatermarkStrategy;
 
 /// One upstream output feeding the next operator, and how records are spread over its subtasks.
 #[derive(Clone)]
@@ -125,6 +128,13 @@ impl<T: Data> DataStream<T> {
     /// Applies a [`ProcessFunction`], which may also write to side outputs.
     pub fn process<U: Data, P: ProcessFunction<T, U>>(&self, f: P) -> DataStream<U> {
         self.transform("Process", move |_| Ok(ProcessOperator { f: f.clone(), _t: PhantomData }))
+    }
+
+    /// Assigns event timestamps and generates watermarks, with the parallelism of the input.
+    pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
+        let s = self.transform("Timestamps/Watermarks", move |ctx| Ok(strategy.operator(ctx)));
+        self.env.inner.borrow_mut().graph.node_mut(s.ports[0].node).inherit_parallelism = true;
+        s
     }
 
     /// The records written to side output `tag` by the operator that produced this stream.
@@ -514,12 +524,22 @@ where
         )
     }
 
-    /// Applies a [`KeyedProcessFunction`], which sees each record's key.
+    /// Applies a [`KeyedProcessFunction`]: per-record logic with the key, keyed state and timers.
     pub fn process<U: Data, P: KeyedProcessFunction<K, T, U>>(&self, f: P) -> DataStream<U> {
         let key = self.key.clone();
-        self.stream.transform("KeyedProcess", move |_| {
-            Ok(KeyedProcessOperator { key: key.clone(), f: f.clone(), _t: PhantomData })
+        self.stream.transform("KeyedProcess", move |ctx| {
+            Ok(KeyedProcessOperator {
+                key: key.clone(),
+                f: f.clone(),
+                core: KeyedCore::new(ctx.clock.clone()),
+                _t: PhantomData,
+            })
         })
+    }
+
+    /// The key selector of this stream.
+    pub fn key_selector(&self) -> &F {
+        &self.key
     }
 }
 
@@ -572,11 +592,72 @@ impl<A: Data, B: Data> ConnectedStreams<A, B> {
     }
 
     /// Partitions both inputs by key, so equal keys of both meet in the same subtask.
-    pub fn key_by<K: Key, F1, F2>(&self, key1: F1, key2: F2) -> ConnectedStreams<A, B>
+    pub fn key_by<K: Key, F1, F2>(&self, key1: F1, key2: F2) -> KeyedConnectedStreams<A, B, K, F1, F2>
     where
         F1: Fn(&A) -> K + Clone + Send + Sync + 'static,
         F2: Fn(&B) -> K + Clone + Send + Sync + 'static,
     {
-        ConnectedStreams { first: self.first.key_by(key1).stream, second: self.second.key_by(key2).stream }
+        KeyedConnectedStreams {
+            streams: ConnectedStreams {
+                first: self.first.key_by(key1.clone()).stream,
+                second: self.second.key_by(key2.clone()).stream,
+            },
+            key1,
+            key2,
+            _k: PhantomData,
+        }
+    }
+}
+
+/// Two streams connected and partitioned by the same key (`connect(..).key_by(..)`).
+pub struct KeyedConnectedStreams<A, B, K, F1, F2> {
+    streams: ConnectedStreams<A, B>,
+    key1: F1,
+    key2: F2,
+    _k: PhantomData<fn() -> K>,
+}
+
+impl<A: Data, B: Data, K: Key, F1, F2> KeyedConnectedStreams<A, B, K, F1, F2>
+where
+    F1: Fn(&A) -> K + Clone + Send + Sync + 'static,
+    F2: Fn(&B) -> K + Clone + Send + Sync + 'static,
+{
+    /// The partitioned streams, for operators that do not need the key.
+    pub fn as_connected(&self) -> &ConnectedStreams<A, B> {
+        &self.streams
+    }
+
+    pub fn co_map<O: Data, M1, M2>(&self, f1: M1, f2: M2) -> DataStream<O>
+    where
+        M1: FnMut(A) -> O + Clone + Send + Sync + 'static,
+        M2: FnMut(B) -> O + Clone + Send + Sync + 'static,
+    {
+        self.streams.co_map(f1, f2)
+    }
+
+    pub fn co_flat_map<O: Data, M1, M2>(&self, f1: M1, f2: M2) -> DataStream<O>
+    where
+        M1: FnMut(A, &mut Collector<O>) + Clone + Send + Sync + 'static,
+        M2: FnMut(B, &mut Collector<O>) + Clone + Send + Sync + 'static,
+    {
+        self.streams.co_flat_map(f1, f2)
+    }
+
+    pub fn co_process<O: Data, P: CoProcessFunction<A, B, O>>(&self, f: P) -> DataStream<O> {
+        self.streams.co_process(f)
+    }
+
+    /// Applies a [`KeyedCoProcessFunction`]: keyed state and timers shared by both inputs.
+    pub fn process<O: Data, P: KeyedCoProcessFunction<K, A, B, O>>(&self, f: P) -> DataStream<O> {
+        let (key1, key2) = (self.key1.clone(), self.key2.clone());
+        self.streams.transform("KeyedCoProcess", move |ctx| {
+            Ok(KeyedCoProcessOperator {
+                key1: key1.clone(),
+                key2: key2.clone(),
+                f: f.clone(),
+                core: KeyedCore::new(ctx.clock.clone()),
+                _t: PhantomData,
+            })
+        })
     }
 }

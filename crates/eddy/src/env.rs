@@ -45,6 +45,7 @@ pub(crate) struct EnvInner {
 #[derive(Clone)]
 pub struct StreamExecutionEnvironment {
     pub(crate) inner: Rc<RefCell<EnvInner>>,
+    clock: eddy_runtime::time::ClockRef,
 }
 
 impl StreamExecutionEnvironment {
@@ -72,7 +73,14 @@ impl StreamExecutionEnvironment {
     pub fn with_configuration(config: Configuration) -> Self {
         StreamExecutionEnvironment {
             inner: Rc::new(RefCell::new(EnvInner { graph: StreamGraph::new(), config, errors: Vec::new() })),
+            clock: eddy_runtime::time::ClockRef::system(),
         }
+    }
+
+    /// Replaces the processing-time clock (tests drive time with a `ManualClock`).
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn eddy_runtime::time::Clock>) -> Self {
+        self.clock = eddy_runtime::time::ClockRef(clock);
+        self
     }
 
     /// Overlays configuration, e.g. parsed `-D key=value` arguments.
@@ -177,6 +185,17 @@ impl StreamExecutionEnvironment {
         self.source_stream(node)
     }
 
+    /// Adds a source whose records get timestamps and watermarks from `strategy` right away,
+    /// in each source subtask (Flink's `fromSource(source, strategy, name)`).
+    pub fn from_source_with_watermarks<S: Source>(
+        &self,
+        source: S,
+        strategy: crate::watermark::WatermarkStrategy<S::Output>,
+        name: &str,
+    ) -> DataStream<S::Output> {
+        self.from_source(source, name).assign_timestamps_and_watermarks(strategy)
+    }
+
     fn non_parallel_source<S: Source>(&self, source: S, name: &str) -> DataStream<S::Output> {
         let kind = NodeKind::Source(Arc::new(SourceNode(Arc::new(source))));
         let node = self.add_node(format!("Source: {name}"), kind, TypeOf::<S::Output>::arc(), true);
@@ -230,6 +249,8 @@ impl StreamExecutionEnvironment {
             batch_size: c.get(&options::BATCH_SIZE)?,
             channel_capacity: c.get(&options::CHANNEL_CAPACITY)?,
             task_slots: c.get_optional(&options::TASK_SLOTS)?,
+            auto_watermark_interval: c.get(&options::AUTO_WATERMARK_INTERVAL)?,
+            clock: self.clock.clone(),
         })
     }
 

@@ -7,8 +7,13 @@
 
 use std::marker::PhantomData;
 
-use eddy_core::{Data, EddyError, Result, NO_TIMESTAMP};
+use eddy_core::{Data, EddyError, Key, Result, NO_TIMESTAMP};
+use eddy_runtime::time::ClockRef;
 use eddy_runtime::{MainOutput, OperatorContext, SideOutputs};
+
+use crate::state::{KeyedState, ValueState, ValueStateDescriptor};
+use crate::timers::InternalTimers;
+pub use crate::timers::TimeDomain;
 
 /// Emits the results of a function (Flink's `Collector`).
 pub struct Collector<'a, T> {
@@ -135,22 +140,75 @@ impl<'a> Context<'a> {
     }
 }
 
-/// The context of a keyed `process_element` call: a [`Context`] plus the current key.
-pub struct KeyedContext<'a, 'k, K> {
+/// The context of a keyed function call: a [`Context`] plus the current key, its timers and
+/// its state.
+pub struct KeyedContext<'a, K> {
     pub(crate) inner: Context<'a>,
-    pub(crate) key: &'k K,
+    pub(crate) key: &'a K,
+    pub(crate) timers: &'a mut InternalTimers<K>,
+    pub(crate) state: &'a mut KeyedState<K>,
+    pub(crate) watermark: i64,
+    pub(crate) clock: &'a ClockRef,
+    pub(crate) time_domain: Option<TimeDomain>,
 }
 
-impl<K> KeyedContext<'_, '_, K> {
-    /// The key of the record being processed.
+impl<K: Key> KeyedContext<'_, K> {
+    /// The key of the record or timer being processed.
     pub fn current_key(&self) -> &K {
         self.key
     }
+    /// The event timestamp of the current record (or the firing timer's time).
     pub fn timestamp(&self) -> Option<i64> {
         self.inner.timestamp()
     }
+    /// Emits a record to a side output.
     pub fn output<X: Data>(&mut self, tag: &OutputTag<X>, value: X) {
         self.inner.output(tag, value)
+    }
+    /// In `on_timer`: which kind of timer fired.
+    pub fn time_domain(&self) -> Option<TimeDomain> {
+        self.time_domain
+    }
+    /// Timers and time of the current key.
+    pub fn timer_service(&mut self) -> TimerService<'_, K> {
+        TimerService { timers: self.timers, key: self.key, watermark: self.watermark, clock: self.clock }
+    }
+    /// The current key's value of a value state.
+    pub fn state<V: Data>(&mut self, desc: &ValueStateDescriptor<V>) -> ValueState<'_, K, V> {
+        self.state.value(desc, self.key)
+    }
+}
+
+/// Registers and deletes the current key's timers and tells the time (Flink's `TimerService`).
+pub struct TimerService<'a, K> {
+    timers: &'a mut InternalTimers<K>,
+    key: &'a K,
+    watermark: i64,
+    clock: &'a ClockRef,
+}
+
+impl<K: Key> TimerService<'_, K> {
+    /// Fires `on_timer` once the watermark reaches `time`. One timer per key and time.
+    pub fn register_event_time_timer(&mut self, time: i64) {
+        self.timers.event.register(self.key, time)
+    }
+    /// Fires `on_timer` once the wall clock reaches `time` (ms since the epoch).
+    pub fn register_processing_time_timer(&mut self, time: i64) {
+        self.timers.processing.register(self.key, time)
+    }
+    pub fn delete_event_time_timer(&mut self, time: i64) {
+        self.timers.event.delete(self.key, time)
+    }
+    pub fn delete_processing_time_timer(&mut self, time: i64) {
+        self.timers.processing.delete(self.key, time)
+    }
+    /// The operator's event time: `i64::MIN` before the first watermark.
+    pub fn current_watermark(&self) -> i64 {
+        self.watermark
+    }
+    /// Milliseconds since the epoch.
+    pub fn current_processing_time(&self) -> i64 {
+        self.clock.now_ms()
     }
 }
 
@@ -187,13 +245,53 @@ pub trait ProcessFunction<I, O>: Clone + Send + Sync + 'static {
     }
 }
 
-/// A process function on a keyed stream: it also sees the key of each record.
-/// (Timers and keyed state arrive with event time.)
+/// A process function on a keyed stream: it sees each record's key, and has keyed state and
+/// timers (Flink's `KeyedProcessFunction`).
 pub trait KeyedProcessFunction<K, I, O>: Clone + Send + Sync + 'static {
     fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
         Ok(())
     }
     fn process_element(&mut self, value: I, ctx: &mut KeyedContext<K>, out: &mut Collector<O>) -> Result<()>;
+    /// A timer of `ctx.current_key()` fired at `timestamp`. Output of an event-time timer carries
+    /// `timestamp`; output of a processing-time timer carries none.
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _ctx: &mut KeyedContext<K>,
+        _out: &mut Collector<O>,
+    ) -> Result<()> {
+        Ok(())
+    }
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A process function over two connected keyed streams (Flink's `KeyedCoProcessFunction`).
+pub trait KeyedCoProcessFunction<K, I1, I2, O>: Clone + Send + Sync + 'static {
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+    fn process_element1(
+        &mut self,
+        value: I1,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<O>,
+    ) -> Result<()>;
+    fn process_element2(
+        &mut self,
+        value: I2,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<O>,
+    ) -> Result<()>;
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _ctx: &mut KeyedContext<K>,
+        _out: &mut Collector<O>,
+    ) -> Result<()> {
+        Ok(())
+    }
     fn close(&mut self) -> Result<()> {
         Ok(())
     }

@@ -32,8 +32,14 @@ pub mod datastream;
 pub mod env;
 pub mod functions;
 mod operators;
+pub mod state;
+pub mod testing;
+pub mod timers;
+pub mod watermark;
 
-pub use datastream::{CollectedRecords, ConnectedStreams, DataStream, DataStreamSink, KeyedStream};
+pub use datastream::{
+    CollectedRecords, ConnectedStreams, DataStream, DataStreamSink, KeyedConnectedStreams, KeyedStream,
+};
 pub use eddy_core::{
     config, Batch, CompactString, Configuration, Data, EddyError, Key, RecordDisplay, Result, ShowRecord,
 };
@@ -46,9 +52,11 @@ pub mod prelude {
     pub use crate::datastream::{DataStream, KeyedStream};
     pub use crate::env::StreamExecutionEnvironment;
     pub use crate::functions::{
-        CoProcessFunction, Collector, Context, KeyedContext, KeyedProcessFunction, OutputTag,
-        ProcessFunction, RuntimeContext,
+        CoProcessFunction, Collector, Context, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction,
+        OutputTag, ProcessFunction, RuntimeContext, TimeDomain, TimerService,
     };
+    pub use crate::state::{ValueState, ValueStateDescriptor};
+    pub use crate::watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
     pub use eddy_core::config::RuntimeMode;
     pub use eddy_core::{
         record_display_via_display, CompactString, Configuration, Data, EddyError, RecordDisplay, Result,

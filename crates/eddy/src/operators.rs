@@ -11,9 +11,12 @@ use eddy_core::{Batch, Data, Key, Result};
 use eddy_runtime::{Emitter, OneInputOperator, OperatorContext, TwoInputOperator};
 
 use crate::functions::{
-    CoProcessFunction, Collector, Context, KeyedContext, KeyedProcessFunction, ProcessFunction,
-    RuntimeContext,
+    CoProcessFunction, Collector, Context, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction,
+    ProcessFunction, RuntimeContext,
 };
+use crate::state::KeyedState;
+use crate::timers::{InternalTimers, TimeDomain};
+use eddy_runtime::time::ClockRef;
 
 /// Hash maps for per-key state. Keys are routed to subtasks by the stable key-group hash; inside
 /// a subtask any fast hash will do, and a fixed seed keeps iteration order reproducible.
@@ -135,9 +138,92 @@ impl<I: Data, O: Data, P: ProcessFunction<I, O>> OneInputOperator for ProcessOpe
     }
 }
 
+/// What every keyed function operator keeps besides the function: timers, keyed state, the
+/// current event time and the clock.
+pub(crate) struct KeyedCore<K> {
+    pub timers: InternalTimers<K>,
+    pub state: KeyedState<K>,
+    pub watermark: i64,
+    pub clock: ClockRef,
+}
+
+impl<K: Key> KeyedCore<K> {
+    pub fn new(clock: ClockRef) -> Self {
+        KeyedCore {
+            timers: InternalTimers::default(),
+            state: KeyedState::default(),
+            watermark: i64::MIN,
+            clock,
+        }
+    }
+
+    /// Calls `f` with a keyed context for `key` and a collector, then checks both for errors.
+    pub fn call<O: Data>(
+        &mut self,
+        key: &K,
+        ts: i64,
+        domain: Option<TimeDomain>,
+        out: &mut Emitter<O>,
+        f: impl FnOnce(&mut KeyedContext<K>, &mut Collector<O>) -> Result<()>,
+    ) -> Result<()> {
+        let (main, side) = out.split();
+        main.set_timestamp(ts);
+        let mut ctx = KeyedContext {
+            inner: Context::new(ts, side),
+            key,
+            timers: &mut self.timers,
+            state: &mut self.state,
+            watermark: self.watermark,
+            clock: &self.clock,
+            time_domain: domain,
+        };
+        let mut c = Collector::new(main);
+        f(&mut ctx, &mut c)?;
+        c.finish()?;
+        ctx.inner.finish()
+    }
+
+    /// Fires, in timestamp order, the timers of `domain` due at `time` (including timers that
+    /// firing timers register for times already due).
+    pub fn fire<O: Data>(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        out: &mut Emitter<O>,
+        mut on_timer: impl FnMut(i64, &mut KeyedContext<K>, &mut Collector<O>) -> Result<()>,
+    ) -> Result<()> {
+        loop {
+            let queue = match domain {
+                TimeDomain::EventTime => &mut self.timers.event,
+                TimeDomain::ProcessingTime => &mut self.timers.processing,
+            };
+            let Some((ts, key)) = queue.pop_due(time) else { return Ok(()) };
+            let out_ts = if domain == TimeDomain::EventTime { ts } else { eddy_core::NO_TIMESTAMP };
+            self.call(&key, out_ts, Some(domain), out, |ctx, c| on_timer(ts, ctx, c))?;
+        }
+    }
+
+    /// Event time advanced: fire due event-time timers, then forward the watermark.
+    pub fn advance_watermark<O: Data>(
+        &mut self,
+        watermark: i64,
+        out: &mut Emitter<O>,
+        on_timer: impl FnMut(i64, &mut KeyedContext<K>, &mut Collector<O>) -> Result<()>,
+    ) -> Result<()> {
+        self.watermark = watermark;
+        self.fire(TimeDomain::EventTime, watermark, out, on_timer)?;
+        out.emit_watermark(watermark)
+    }
+
+    pub fn next_processing_time(&self) -> Option<i64> {
+        self.timers.processing.peek_hint()
+    }
+}
+
 pub(crate) struct KeyedProcessOperator<K, I, O, KF, P> {
     pub key: KF,
     pub f: P,
+    pub core: KeyedCore<K>,
     pub _t: std::marker::PhantomData<fn(K, I) -> O>,
 }
 
@@ -157,17 +243,89 @@ where
     }
 
     fn process_batch(&mut self, batch: Batch<I>, out: &mut Emitter<O>) -> Result<()> {
-        let (main, side) = out.split();
         for (v, ts) in batch.into_iter_with_timestamps() {
             let key = (self.key)(&v);
-            main.set_timestamp(ts);
-            let mut ctx = KeyedContext { inner: Context::new(ts, side), key: &key };
-            let mut c = Collector::new(main);
-            self.f.process_element(v, &mut ctx, &mut c)?;
-            c.finish()?;
-            ctx.inner.finish()?;
+            let f = &mut self.f;
+            self.core.call(&key, ts, None, out, |ctx, c| f.process_element(v, ctx, c))?;
         }
         Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Emitter<O>) -> Result<()> {
+        let f = &mut self.f;
+        self.core.advance_watermark(watermark, out, |ts, ctx, c| f.on_timer(ts, ctx, c))
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        self.core.next_processing_time()
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut Emitter<O>) -> Result<()> {
+        let f = &mut self.f;
+        self.core.fire(TimeDomain::ProcessingTime, now, out, |ts, ctx, c| f.on_timer(ts, ctx, c))
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.f.close()
+    }
+}
+
+pub(crate) struct KeyedCoProcessOperator<K, I1, I2, O, KF1, KF2, P> {
+    pub key1: KF1,
+    pub key2: KF2,
+    pub f: P,
+    pub core: KeyedCore<K>,
+    pub _t: std::marker::PhantomData<fn(K, I1, I2) -> O>,
+}
+
+impl<K, I1, I2, O, KF1, KF2, P> TwoInputOperator for KeyedCoProcessOperator<K, I1, I2, O, KF1, KF2, P>
+where
+    K: Key,
+    I1: Data,
+    I2: Data,
+    O: Data,
+    KF1: Fn(&I1) -> K + Send + 'static,
+    KF2: Fn(&I2) -> K + Send + 'static,
+    P: KeyedCoProcessFunction<K, I1, I2, O>,
+{
+    type In1 = I1;
+    type In2 = I2;
+    type Out = O;
+
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.f.open(&RuntimeContext { op: ctx.clone() })
+    }
+
+    fn process_batch1(&mut self, batch: Batch<I1>, out: &mut Emitter<O>) -> Result<()> {
+        for (v, ts) in batch.into_iter_with_timestamps() {
+            let key = (self.key1)(&v);
+            let f = &mut self.f;
+            self.core.call(&key, ts, None, out, |ctx, c| f.process_element1(v, ctx, c))?;
+        }
+        Ok(())
+    }
+
+    fn process_batch2(&mut self, batch: Batch<I2>, out: &mut Emitter<O>) -> Result<()> {
+        for (v, ts) in batch.into_iter_with_timestamps() {
+            let key = (self.key2)(&v);
+            let f = &mut self.f;
+            self.core.call(&key, ts, None, out, |ctx, c| f.process_element2(v, ctx, c))?;
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Emitter<O>) -> Result<()> {
+        let f = &mut self.f;
+        self.core.advance_watermark(watermark, out, |ts, ctx, c| f.on_timer(ts, ctx, c))
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        self.core.next_processing_time()
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut Emitter<O>) -> Result<()> {
+        let f = &mut self.f;
+        self.core.fire(TimeDomain::ProcessingTime, now, out, |ts, ctx, c| f.on_timer(ts, ctx, c))
     }
 
     fn close(&mut self) -> Result<()> {
