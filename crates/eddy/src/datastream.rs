@@ -64,7 +64,7 @@ impl<T: Data> DataStream<T> {
         &self.env
     }
 
-    fn derive<U: Data>(&self, node: NodeId) -> DataStream<U> {
+    pub(crate) fn derive<U: Data>(&self, node: NodeId) -> DataStream<U> {
         DataStream {
             env: self.env.clone(),
             ports: vec![Port {
@@ -173,7 +173,7 @@ impl<T: Data> DataStream<T> {
         ConnectedStreams { first: self.clone(), second: other.clone() }
     }
 
-    fn with_partitioner(&self, p: Arc<dyn PartitionerFactory>) -> DataStream<T> {
+    pub(crate) fn with_partitioner(&self, p: Arc<dyn PartitionerFactory>) -> DataStream<T> {
         let ports = self.ports.iter().map(|port| Port { partitioner: p.clone(), ..port.clone() }).collect();
         DataStream { env: self.env.clone(), ports, _t: PhantomData }
     }
@@ -360,9 +360,10 @@ impl DataStreamSink {
 
 /// A stream partitioned by key (Flink's `KeyedStream`).
 pub struct KeyedStream<T, K, F> {
-    stream: DataStream<T>,
-    key: F,
-    _k: PhantomData<fn() -> K>,
+    /// The input, partitioned by key.
+    pub(crate) stream: DataStream<T>,
+    pub(crate) key: F,
+    pub(crate) _k: PhantomData<fn() -> K>,
 }
 
 impl<T: Data, K: Key, F> KeyedStream<T, K, F>
@@ -545,8 +546,8 @@ where
 
 /// Two streams joined for a two-input operator (Flink's `ConnectedStreams`).
 pub struct ConnectedStreams<A, B> {
-    first: DataStream<A>,
-    second: DataStream<B>,
+    pub(crate) first: DataStream<A>,
+    pub(crate) second: DataStream<B>,
 }
 
 impl<A: Data, B: Data> ConnectedStreams<A, B> {

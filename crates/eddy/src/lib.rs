@@ -31,11 +31,13 @@ pub mod connectors;
 pub mod datastream;
 pub mod env;
 pub mod functions;
+pub mod joins;
 mod operators;
 pub mod state;
 pub mod testing;
 pub mod timers;
 pub mod watermark;
+pub mod windowing;
 
 pub use datastream::{
     CollectedRecords, ConnectedStreams, DataStream, DataStreamSink, KeyedConnectedStreams, KeyedStream,
@@ -56,7 +58,9 @@ pub mod prelude {
         OutputTag, ProcessFunction, RuntimeContext, TimeDomain, TimerService,
     };
     pub use crate::state::{ValueState, ValueStateDescriptor};
+    pub use crate::joins::prelude::*;
     pub use crate::watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
+    pub use crate::windowing::prelude::*;
     pub use eddy_core::config::RuntimeMode;
     pub use eddy_core::{
         record_display_via_display, CompactString, Configuration, Data, EddyError, RecordDisplay, Result,
