@@ -165,6 +165,8 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
         let mut valve1 = WatermarkValve::new(self.gate1.num_channels());
         let mut valve2 = WatermarkValve::new(self.gate2.num_channels());
         let mut combined = i64::MIN;
+        let mut idle = [false, false];
+        let mut task_idle = false;
         let mut flusher = Flusher::new(rt.buffer_timeout);
         let mut turn = false;
         let mut next_timer = self.head.next_processing_time();
@@ -182,7 +184,7 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
                 ev1 = None;
                 ev2 = self.gate2.take_ready();
             }
-            let valve_out = match (ev1, ev2) {
+            let changed = match (ev1, ev2) {
                 (Some((_, StreamElement::Records(b))), _) => {
                     self.head.batch1(b)?;
                     None
@@ -191,20 +193,36 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
                     self.head.batch2(b)?;
                     None
                 }
-                (Some((ch, e)), _) => control(&mut valve1, ch, e),
-                (_, Some((ch, e))) => control(&mut valve2, ch, e),
+                (Some((ch, e)), _) => control(&mut valve1, ch, e).map(|v| (0, v)),
+                (_, Some((ch, e))) => control(&mut valve2, ch, e).map(|v| (1, v)),
                 (None, None) => None,
             };
-            match valve_out {
-                Some(ValveOutput::Watermark(_)) => {
-                    let w = valve1.current_watermark().min(valve2.current_watermark());
-                    if w > combined {
-                        combined = w;
-                        self.head.watermark(w)?;
-                    }
+            if let Some((input, out)) = changed {
+                if let ValveOutput::Idle(i) = out {
+                    idle[input] = i;
                 }
-                Some(ValveOutput::Idle(i)) => self.head.idle(i)?,
-                None => {}
+                // An idle input does not hold event time back; both idle: the task is idle.
+                let active = [
+                    (!idle[0]).then(|| valve1.current_watermark()),
+                    (!idle[1]).then(|| valve2.current_watermark()),
+                ];
+                match active.into_iter().flatten().min() {
+                    Some(w) => {
+                        if task_idle {
+                            task_idle = false;
+                            self.head.idle(false)?;
+                        }
+                        if w > combined {
+                            combined = w;
+                            self.head.watermark(w)?;
+                        }
+                    }
+                    None if !task_idle => {
+                        task_idle = true;
+                        self.head.idle(true)?;
+                    }
+                    None => {}
+                }
             }
             let head = &mut self.head;
             next_timer = fire_due_timers(head.next_processing_time(), &rt.clock, |now| {
