@@ -83,6 +83,11 @@ impl WatermarkValve {
         let ch = &mut self.channels[channel];
         ch.finished = true;
         ch.aligned = false;
+        if self.channels.iter().all(|c| c.finished) && self.last_output < i64::MAX {
+            // Nothing can follow on any channel: event time is complete.
+            self.last_output = i64::MAX;
+            return Some(ValveOutput::Watermark(i64::MAX));
+        }
         self.advance()
     }
 
@@ -140,5 +145,15 @@ mod tests {
         let mut v = WatermarkValve::new(2);
         v.input_watermark(0, 7);
         assert_eq!(v.channel_finished(1), Some(Watermark(7)));
+    }
+
+    #[test]
+    fn when_every_channel_has_finished_event_time_is_complete() {
+        let mut v = WatermarkValve::new(2);
+        v.input_watermark(0, 7);
+        v.input_idle(1, true);
+        v.channel_finished(1);
+        assert_eq!(v.channel_finished(0), Some(Watermark(i64::MAX)));
+        assert_eq!(v.current_watermark(), i64::MAX);
     }
 }

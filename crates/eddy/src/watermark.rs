@@ -291,6 +291,11 @@ impl<T: Data> OneInputOperator for TimestampsAndWatermarks<T> {
 
     fn process_watermark(&mut self, watermark: i64, out: &mut Emitter<T>) -> Result<()> {
         if watermark == i64::MAX && self.last_emitted < i64::MAX {
+            // An idle output must turn active, or downstream ignores the final watermark.
+            if self.idle {
+                self.idle = false;
+                out.emit_idle(false)?;
+            }
             self.last_emitted = i64::MAX;
             out.emit_watermark(i64::MAX)?;
         }
