@@ -1,0 +1,482 @@
+//! The fast window operator: tumbling and sliding windows, `reduce`/`aggregate`, the default
+//! trigger, no evictor. It produces exactly what the general operator produces with
+//! [`EventTimeTrigger`](super::EventTimeTrigger) (or [`ProcessingTimeTrigger`](super::ProcessingTimeTrigger)),
+//! with far less work per record.
+//!
+//! **Panes.** Time is cut at every window boundary: the window starts (`offset` mod `slide`)
+//! and the window ends (`offset + size` mod `slide`). The pieces between consecutive
+//! boundaries are *panes*: at most two per slide, one per slide when `size % slide == 0`,
+//! exactly the windows for tumbling windows. Every window is a run of whole panes, so the
+//! operator keeps one accumulator per key and pane: a record costs one hash-map update,
+//! whatever `size / slide` is. When a window fires, the accumulators of its panes are merged
+//! per key (`AggregateFunction::merge`, or the reduce function). This is the "slicing" of
+//! Flink SQL's window aggregation; panes at the gcd of size and slide would also work but can
+//! be much smaller.
+//!
+//! **Timers.** None per key: the panes sit in a deque sorted by start, and the ends of the
+//! windows not fired yet in an ordered set. When event time (or processing time) reaches a
+//! window's max timestamp, the window fires for every key that has a pane in it; a pane is
+//! dropped once the last window containing it is cleaned up (`max timestamp + allowed
+//! lateness`). Memory is one accumulator per key and open pane.
+//!
+//! **Lateness.** As with `EventTimeTrigger`: an element is added to its pane when at least
+//! one of the pane's windows is not late; every window of the pane that has already fired
+//! and is not late fires again at once, for that key. An element none of whose windows
+//! accepts it is late data (side output or dropped and counted), if `ts + lateness <=
+//! watermark`.
+//!
+//! Processing-time windows use this operator only when windows do not overlap
+//! (`size <= slide`): a pane then belongs to one window, so a window that fired and receives
+//! an element in the same millisecond fires again with that element alone, as in Flink.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, VecDeque};
+use std::marker::PhantomData;
+
+use eddy_core::config::RuntimeMode;
+use eddy_core::{Batch, Data, EddyError, Key, Result, NO_TIMESTAMP};
+use eddy_runtime::time::ClockRef;
+use eddy_runtime::{Emitter, OneInputOperator, OperatorContext};
+
+use super::assigners::Alignment;
+use super::functions::{FireContext, IncrementalAgg, InternalWindowFn};
+use super::operator::cleanup_time;
+use super::window::{TimeWindow, Window};
+use crate::functions::RuntimeContext;
+use crate::operators::KeyMap;
+
+/// Window boundaries of tumbling and sliding windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Panes {
+    size: i64,
+    slide: i64,
+    offset: i64,
+}
+
+impl Panes {
+    pub fn new(a: Alignment) -> Result<Self> {
+        if a.size <= 0 || a.slide <= 0 {
+            return Err(EddyError::InvalidJob(format!(
+                "window size and slide must be positive (size {}, slide {})",
+                a.size, a.slide
+            )));
+        }
+        Ok(Panes { size: a.size, slide: a.slide, offset: a.offset })
+    }
+
+    fn start(&self, t: i64, offset: i64) -> i64 {
+        TimeWindow::window_start_with_offset(t, offset, self.slide)
+    }
+
+    /// The pane `[start, end)` containing `t`: between the last window boundary at or before
+    /// `t` and the first after it.
+    pub fn pane_of(&self, t: i64) -> Option<(i64, i64)> {
+        let a = self.start(t, self.offset);
+        let b = self.start(t, self.offset.wrapping_add(self.size));
+        let end = a.checked_add(self.slide)?.min(b.checked_add(self.slide)?);
+        Some((a.max(b), end))
+    }
+
+    /// The ends of the first and last windows containing the pane `[start, end)`, if any
+    /// window contains it (not when `size < slide` leaves gaps).
+    pub fn windows_of(&self, start: i64, end: i64) -> Option<(i64, i64)> {
+        let last_end = self.start(start, self.offset).checked_add(self.size)?;
+        let first_end =
+            self.start(end.checked_sub(1)?, self.offset.wrapping_add(self.size)).checked_add(self.slide)?;
+        (last_end >= end && first_end <= last_end).then_some((first_end, last_end))
+    }
+}
+
+struct Pane<K, Acc> {
+    start: i64,
+    /// The ends of the first and last windows that contain this pane.
+    first_end: i64,
+    last_end: i64,
+    accs: KeyMap<K, Acc>,
+}
+
+/// Tumbling and sliding windows with incremental aggregation and the default trigger.
+pub(crate) struct AlignedWindowOperator<T, K, KF, AG: IncrementalAgg<T>, WF, W> {
+    key: KF,
+    agg: AG,
+    wf: WF,
+    panes_of: Panes,
+    event_time: bool,
+    batch: bool,
+    lateness: i64,
+    late_tag: Option<String>,
+    panes: VecDeque<Pane<K, AG::Acc>>,
+    /// Ends of the windows that have not fired yet.
+    pending: BTreeSet<i64>,
+    watermark: i64,
+    clock: ClockRef,
+    /// The last pane used (start, index), while the deque does not change shape.
+    last: Option<(i64, usize)>,
+    /// Late elements dropped because no side output for late data was set.
+    pub num_late_records_dropped: u64,
+    _t: PhantomData<fn(T) -> W>,
+}
+
+/// The settings of an aligned window operator.
+#[derive(Clone)]
+pub(crate) struct AlignedSpec {
+    pub alignment: Alignment,
+    pub event_time: bool,
+    pub lateness: i64,
+    pub late_tag: Option<String>,
+}
+
+impl<T, K, KF, AG, WF, W> AlignedWindowOperator<T, K, KF, AG, WF, W>
+where
+    T: Data,
+    K: Key,
+    KF: Fn(&T) -> K + Send + 'static,
+    AG: IncrementalAgg<T>,
+    WF: InternalWindowFn<AG::Result, K, W>,
+    W: Window,
+{
+    pub fn new(key: KF, agg: AG, wf: WF, spec: AlignedSpec, ctx: &OperatorContext) -> Result<Self> {
+        if W::from_interval(0, 1).is_none() {
+            return Err(EddyError::InvalidJob("aligned windows need time windows".into()));
+        }
+        Ok(AlignedWindowOperator {
+            key,
+            agg,
+            wf,
+            panes_of: Panes::new(spec.alignment)?,
+            event_time: spec.event_time,
+            batch: ctx.runtime_mode == RuntimeMode::Batch,
+            lateness: if spec.event_time { spec.lateness } else { 0 },
+            late_tag: spec.late_tag,
+            panes: VecDeque::new(),
+            pending: BTreeSet::new(),
+            watermark: i64::MIN,
+            clock: ctx.clock.clone(),
+            last: None,
+            num_late_records_dropped: 0,
+            _t: PhantomData,
+        })
+    }
+
+    fn cleanup(&self, window_end: i64) -> i64 {
+        cleanup_time(window_end.wrapping_sub(1), self.event_time, self.lateness)
+    }
+
+    fn window(start: i64, end: i64) -> Result<W> {
+        W::from_interval(start, end)
+            .ok_or_else(|| EddyError::InvalidJob("aligned windows need time windows".into()))
+    }
+
+    #[inline]
+    fn find_pane(&mut self, start: i64) -> Option<usize> {
+        if let Some((s, i)) = self.last {
+            if s == start {
+                return Some(i);
+            }
+        }
+        let i = self.panes.binary_search_by_key(&start, |p| p.start).ok()?;
+        self.last = Some((start, i));
+        Some(i)
+    }
+
+    /// Creates the pane `[start, end)` if a window that is not late contains it.
+    fn create_pane(&mut self, start: i64, end: i64) -> Option<usize> {
+        let (first_end, last_end) = self.panes_of.windows_of(start, end)?;
+        if self.event_time && self.cleanup(last_end) <= self.watermark {
+            return None;
+        }
+        let pos = self.panes.partition_point(|p| p.start < start);
+        self.panes.insert(pos, Pane { start, first_end, last_end, accs: KeyMap::default() });
+        self.last = Some((start, pos));
+        let mut e = first_end;
+        while e <= last_end {
+            // Event time: windows at or behind the watermark fire for this key on insertion.
+            if !self.event_time || e.wrapping_sub(1) > self.watermark {
+                self.pending.insert(e);
+            }
+            let Some(next) = e.checked_add(self.panes_of.slide) else { break };
+            e = next;
+        }
+        Some(pos)
+    }
+
+    /// Adds one element; `t` is the time that assigns it (event or processing time).
+    #[inline]
+    fn add(&mut self, value: T, t: i64, ts: i64, out: &mut Emitter<WF::Out>) -> Result<()> {
+        let Some((start, end)) = self.panes_of.pane_of(t) else { return Ok(()) };
+        let idx = match self.find_pane(start) {
+            Some(i) => i,
+            None => match self.create_pane(start, end) {
+                Some(i) => i,
+                None => return self.skip(value, ts, out),
+            },
+        };
+        let key = (self.key)(&value);
+        let pane = &mut self.panes[idx];
+        let refire = self.lateness > 0 && pane.first_end.wrapping_sub(1) <= self.watermark;
+        let fired_key = refire.then(|| key.clone());
+        match pane.accs.entry(key) {
+            Entry::Occupied(mut o) => self.agg.add(o.get_mut(), value),
+            Entry::Vacant(v) => {
+                v.insert(self.agg.create(value));
+            }
+        }
+        match fired_key {
+            Some(k) => self.refire(idx, &k, out),
+            None => Ok(()),
+        }
+    }
+
+    /// An element that no window accepts.
+    fn skip(&mut self, value: T, ts: i64, out: &mut Emitter<WF::Out>) -> Result<()> {
+        if self.event_time && ts.saturating_add(self.lateness) <= self.watermark {
+            match &self.late_tag {
+                Some(tag) => out.side_output(tag, value, ts)?,
+                None => self.num_late_records_dropped += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires again, for `key`, the windows of pane `idx` that already fired and are not late
+    /// (latest first, as Flink iterates an element's windows).
+    fn refire(&mut self, idx: usize, key: &K, out: &mut Emitter<WF::Out>) -> Result<()> {
+        let (first_end, last_end) = (self.panes[idx].first_end, self.panes[idx].last_end);
+        let mut e = last_end;
+        while e >= first_end {
+            if e.wrapping_sub(1) <= self.watermark {
+                if self.cleanup(e) <= self.watermark {
+                    break;
+                }
+                self.fire_key(e, key, out)?;
+            }
+            let Some(prev) = e.checked_sub(self.panes_of.slide) else { break };
+            e = prev;
+        }
+        Ok(())
+    }
+
+    /// The panes of the window ending at `end`: indices `lo..hi`.
+    fn panes_in(&self, end: i64) -> (i64, usize, usize) {
+        let start = end.wrapping_sub(self.panes_of.size);
+        let lo = self.panes.partition_point(|p| p.start < start);
+        let hi = self.panes.partition_point(|p| p.start < end);
+        (start, lo, hi)
+    }
+
+    fn fire_key(&mut self, end: i64, key: &K, out: &mut Emitter<WF::Out>) -> Result<()> {
+        let (start, lo, hi) = self.panes_in(end);
+        let mut acc: Option<AG::Acc> = None;
+        for p in self.panes.range(lo..hi) {
+            if let Some(a) = p.accs.get(key) {
+                match &mut acc {
+                    Some(x) => self.agg.merge(x, a.clone()),
+                    None => acc = Some(a.clone()),
+                }
+            }
+        }
+        let Some(acc) = acc else { return Ok(()) };
+        let Some(r) = self.agg.result(&acc) else { return Ok(()) };
+        let window = Self::window(start, end)?;
+        let (main, side) = out.split();
+        let mut fire = FireContext { watermark: self.watermark, clock: &self.clock, side };
+        self.wf.apply_one(key, &window, r, &mut fire, main)
+    }
+
+    /// Fires the window ending at `end` for every key with a pane in it.
+    fn fire_window(&mut self, end: i64, out: &mut Emitter<WF::Out>) -> Result<()> {
+        let (start, lo, hi) = self.panes_in(end);
+        if lo == hi {
+            return Ok(());
+        }
+        let window = Self::window(start, end)?;
+        let Self { panes, agg, wf, clock, watermark, .. } = self;
+        let (main, side) = out.split();
+        let mut fire = FireContext { watermark: *watermark, clock, side };
+        if hi - lo == 1 {
+            for (k, acc) in &panes[lo].accs {
+                if let Some(r) = agg.result(acc) {
+                    wf.apply_one(k, &window, r, &mut fire, main)?;
+                }
+            }
+            return Ok(());
+        }
+        let mut merged: KeyMap<&K, AG::Acc> = KeyMap::default();
+        for p in panes.range(lo..hi) {
+            for (k, a) in &p.accs {
+                match merged.entry(k) {
+                    Entry::Occupied(mut o) => agg.merge(o.get_mut(), a.clone()),
+                    Entry::Vacant(v) => {
+                        v.insert(a.clone());
+                    }
+                }
+            }
+        }
+        for (k, acc) in &merged {
+            if let Some(r) = agg.result(acc) {
+                wf.apply_one(k, &window, r, &mut fire, main)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Time reached `time`: fires the windows that end by then, drops the panes no window
+    /// needs any more.
+    fn advance(&mut self, time: i64, out: &mut Emitter<WF::Out>) -> Result<()> {
+        while let Some(&end) = self.pending.first() {
+            if end.wrapping_sub(1) > time {
+                break;
+            }
+            self.pending.pop_first();
+            self.fire_window(end, out)?;
+        }
+        let before = self.panes.len();
+        while self.panes.front().is_some_and(|p| self.cleanup(p.last_end) <= time) {
+            self.panes.pop_front();
+        }
+        if self.panes.len() != before {
+            self.last = None;
+        }
+        Ok(())
+    }
+
+    /// The starts of the open panes (for tests).
+    #[cfg(test)]
+    pub fn open_panes(&self) -> Vec<i64> {
+        self.panes.iter().map(|p| p.start).collect()
+    }
+}
+
+impl<T, K, KF, AG, WF, W> OneInputOperator for AlignedWindowOperator<T, K, KF, AG, WF, W>
+where
+    T: Data,
+    K: Key,
+    KF: Fn(&T) -> K + Send + 'static,
+    AG: IncrementalAgg<T>,
+    WF: InternalWindowFn<AG::Result, K, W>,
+    W: Window,
+{
+    type In = T;
+    type Out = WF::Out;
+
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.wf.open(&RuntimeContext { op: ctx.clone() })
+    }
+
+    fn process_batch(&mut self, batch: Batch<T>, out: &mut Emitter<WF::Out>) -> Result<()> {
+        if self.event_time {
+            for (v, ts) in batch.into_iter_with_timestamps() {
+                if ts == NO_TIMESTAMP {
+                    return Err(EddyError::BadInput {
+                        location: "window operator".into(),
+                        reason: "record has no timestamp (the i64::MIN marker); is the time characteristic \
+                                 meant to be processing time, or was assign_timestamps_and_watermarks(..) \
+                                 forgotten?"
+                            .into(),
+                    });
+                }
+                self.add(v, ts, ts, out)?;
+            }
+        } else {
+            let now = self.clock.now_ms();
+            for (v, ts) in batch.into_iter_with_timestamps() {
+                self.add(v, now, ts, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Emitter<WF::Out>) -> Result<()> {
+        self.watermark = self.watermark.max(watermark);
+        if self.event_time {
+            self.advance(self.watermark, out)?;
+        } else if self.batch && watermark == i64::MAX {
+            self.advance(i64::MAX, out)?;
+        }
+        out.emit_watermark(watermark)
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        if self.event_time || self.batch {
+            return None;
+        }
+        self.pending.first().map(|e| e.wrapping_sub(1))
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut Emitter<WF::Out>) -> Result<()> {
+        if self.event_time || self.batch {
+            return Ok(());
+        }
+        self.advance(now, out)
+    }
+
+    fn end_input(&mut self, out: &mut Emitter<WF::Out>) -> Result<()> {
+        if self.batch {
+            self.advance(i64::MAX, out)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.wf.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panes(size: i64, slide: i64, offset: i64) -> Panes {
+        Panes::new(Alignment { size, slide, offset }).unwrap()
+    }
+
+    #[test]
+    fn tumbling_panes_are_the_windows() {
+        let p = panes(1000, 1000, 0);
+        assert_eq!(p.pane_of(0), Some((0, 1000)));
+        assert_eq!(p.pane_of(-1), Some((-1000, 0)));
+        assert_eq!(p.windows_of(-1000, 0), Some((0, 0)));
+        let p = panes(1000, 1000, -300);
+        assert_eq!(p.pane_of(699), Some((-300, 700)));
+        assert_eq!(p.windows_of(-300, 700), Some((700, 700)));
+    }
+
+    #[test]
+    fn sliding_panes_split_at_window_starts_and_ends() {
+        // Starts at multiples of 300, ends at 1000 + multiples of 300, i.e. 100 mod 300.
+        let p = panes(1000, 300, 0);
+        assert_eq!(p.pane_of(650), Some((600, 700)));
+        assert_eq!(p.pane_of(720), Some((700, 900)));
+        assert_eq!(p.pane_of(-1), Some((-200, 0)));
+        // [600, 700) lies in the windows ending at 700, 1000, 1300 and 1600.
+        assert_eq!(p.windows_of(600, 700), Some((700, 1600)));
+        assert_eq!(p.windows_of(700, 900), Some((1000, 1600)));
+        // Divisible: one pane per slide.
+        let p = panes(1000, 250, 0);
+        assert_eq!(p.pane_of(260), Some((250, 500)));
+        assert_eq!(p.windows_of(250, 500), Some((500, 1250)));
+    }
+
+    #[test]
+    fn every_timestamp_is_in_the_windows_of_its_pane() {
+        for (size, slide, offset) in [(10, 3, 0), (10, 3, -2), (7, 7, 3), (2, 5, 0), (12, 4, 1), (5, 2, -1)] {
+            let p = panes(size, slide, offset);
+            for t in -60..60 {
+                let (s, e) = p.pane_of(t).unwrap();
+                assert!(s <= t && t < e, "{size}/{slide}/{offset}: {t} not in pane [{s}, {e})");
+                // Independently: the ends of windows [w, w + size), w ≡ offset (mod slide), holding t.
+                let expected: Vec<i64> = (t - size + 1..=t)
+                    .filter(|w| (w - offset).rem_euclid(slide) == 0)
+                    .map(|w| w + size)
+                    .collect();
+                let got: Vec<i64> = match p.windows_of(s, e) {
+                    None => vec![],
+                    Some((first, last)) => {
+                        (0..).map(|i| first + i * slide).take_while(|&x| x <= last).collect()
+                    }
+                };
+                assert_eq!(got, expected, "{size}/{slide}/{offset} at {t}");
+            }
+        }
+    }
+}

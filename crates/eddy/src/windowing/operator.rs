@@ -1,0 +1,563 @@
+//! The general window operator (Flink's `WindowOperator` and `EvictingWindowOperator`): any
+//! assigner, trigger, evictor and function.
+//!
+//! State is grouped by key: each key has the list of its open windows, and each window its
+//! contents (an accumulator, or the elements), its trigger state and the timers it has
+//! registered. A timer fires only if its window still lists it, so deleting a timer, or
+//! dropping a window with its timers, never has to search the timer heaps; the heaps keep
+//! stale entries until their time comes and skip them then.
+//!
+//! Session windows merge in place: the merged windows' contents and trigger states are moved
+//! into the new window (Flink keeps a "state window" indirection instead, because its state
+//! backends cannot rename state cheaply; the results are the same).
+//!
+//! In BATCH mode only the final watermark (`i64::MAX`) arrives. It fires every event-time
+//! timer, then every processing-time timer, and the timer service is quiesced, as in Flink's
+//! batch timer service: timers registered while these fire are ignored.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::marker::PhantomData;
+
+use eddy_core::config::RuntimeMode;
+use eddy_core::{Batch, Data, EddyError, Key, Result};
+use eddy_runtime::time::ClockRef;
+use eddy_runtime::{Emitter, OneInputOperator, OperatorContext};
+
+use super::assigners::{WindowAssigner, WindowAssignerContext};
+use super::functions::{FireContext, WindowContents};
+use super::triggers::{TimerRequest, Trigger, TriggerContext};
+use super::window::Window;
+use crate::functions::RuntimeContext;
+use crate::operators::KeyMap;
+use crate::timers::TimeDomain;
+
+/// The settings every window operator shares.
+#[derive(Clone)]
+pub(crate) struct WindowSpec<KF, A, Tr> {
+    pub key: KF,
+    pub assigner: A,
+    pub trigger: Tr,
+    /// Allowed lateness in ms (event time only).
+    pub lateness: i64,
+    pub late_tag: Option<String>,
+}
+
+/// One open window of one key.
+struct WindowEntry<W, Acc, S> {
+    window: W,
+    /// `None`: nothing added since the window was created or purged.
+    contents: Option<Acc>,
+    trigger: S,
+    /// The timers this window has registered and not yet fired or deleted.
+    timers: Vec<(TimeDomain, i64)>,
+}
+
+impl<W, Acc, S: Default> WindowEntry<W, Acc, S> {
+    fn new(window: W) -> Self {
+        WindowEntry { window, contents: None, trigger: S::default(), timers: Vec::new() }
+    }
+}
+
+struct Timer<K, W> {
+    time: i64,
+    seq: u64,
+    key: K,
+    window: W,
+}
+
+impl<K, W> PartialEq for Timer<K, W> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl<K, W> Eq for Timer<K, W> {}
+impl<K, W> PartialOrd for Timer<K, W> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<K, W> Ord for Timer<K, W> {
+    // Reversed: the heap's top is the earliest timer, registration order breaking ties.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.time, other.seq).cmp(&(self.time, self.seq))
+    }
+}
+
+/// Event-time and processing-time timers of all windows.
+struct Timers<K, W> {
+    event: BinaryHeap<Timer<K, W>>,
+    processing: BinaryHeap<Timer<K, W>>,
+    seq: u64,
+    /// BATCH mode after the end of input: registrations are ignored.
+    quiesced: bool,
+}
+
+impl<K: Key, W: Window> Timers<K, W> {
+    fn heap(&mut self, domain: TimeDomain) -> &mut BinaryHeap<Timer<K, W>> {
+        match domain {
+            TimeDomain::EventTime => &mut self.event,
+            TimeDomain::ProcessingTime => &mut self.processing,
+        }
+    }
+
+    fn register(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        key: &K,
+        window: &W,
+        live: &mut Vec<(TimeDomain, i64)>,
+    ) {
+        if self.quiesced || live.contains(&(domain, time)) {
+            return;
+        }
+        live.push((domain, time));
+        self.seq += 1;
+        let timer = Timer { time, seq: self.seq, key: key.clone(), window: window.clone() };
+        self.heap(domain).push(timer);
+    }
+
+    /// Applies what a trigger asked for to the window `key`/`window`.
+    fn apply(
+        &mut self,
+        requests: &mut Vec<TimerRequest>,
+        key: &K,
+        window: &W,
+        live: &mut Vec<(TimeDomain, i64)>,
+    ) {
+        for r in requests.drain(..) {
+            if r.register {
+                self.register(r.domain, r.time, key, window, live);
+            } else {
+                live.retain(|t| *t != (r.domain, r.time));
+            }
+        }
+    }
+
+    /// The earliest timer of `domain` at or before `time`.
+    fn pop_due(&mut self, domain: TimeDomain, time: i64) -> Option<Timer<K, W>> {
+        let heap = self.heap(domain);
+        if heap.peek()?.time > time {
+            return None;
+        }
+        heap.pop()
+    }
+}
+
+type Entries<W, Acc, S> = Vec<WindowEntry<W, Acc, S>>;
+type KeyWindows<K, W, Acc, S> = KeyMap<K, Entries<W, Acc, S>>;
+
+/// The window operator for every case the aligned operator does not cover.
+pub(crate) struct WindowOperator<T, K, KF, A, Tr, C>
+where
+    A: WindowAssigner<T>,
+    Tr: Trigger<T, A::Window>,
+    C: WindowContents<T, K, A::Window>,
+{
+    spec: WindowSpec<KF, A, Tr>,
+    contents: C,
+    event_time: bool,
+    merging: bool,
+    batch: bool,
+    keys: KeyWindows<K, A::Window, C::Acc, Tr::State>,
+    timers: Timers<K, A::Window>,
+    watermark: i64,
+    clock: ClockRef,
+    requests: Vec<TimerRequest>,
+    assigned: Vec<A::Window>,
+    scratch: Vec<A::Window>,
+    /// Late elements dropped because no side output for late data was set.
+    pub num_late_records_dropped: u64,
+    _t: PhantomData<fn(T)>,
+}
+
+/// When the state of `window` is cleaned up: its max timestamp plus the allowed lateness for
+/// event time (`i64::MAX` on overflow), its max timestamp for processing time.
+pub(crate) fn cleanup_time(max_timestamp: i64, event_time: bool, lateness: i64) -> i64 {
+    if event_time {
+        max_timestamp.saturating_add(lateness)
+    } else {
+        max_timestamp
+    }
+}
+
+/// The windows of `key` in `keys`, created if it has none.
+fn entries_of<'a, K: Key, E>(keys: &'a mut KeyMap<K, Vec<E>>, key: &K) -> &'a mut Vec<E> {
+    if !keys.contains_key(key) {
+        keys.insert(key.clone(), Vec::new());
+    }
+    keys.get_mut(key).expect("inserted above")
+}
+
+/// Runs the window function over `entry`'s contents, if it has any.
+fn fire_entry<T, K, W: Window, Acc, S, C: WindowContents<T, K, W, Acc = Acc>>(
+    contents: &mut C,
+    key: &K,
+    entry: &mut WindowEntry<W, Acc, S>,
+    watermark: i64,
+    clock: &ClockRef,
+    out: &mut Emitter<C::Out>,
+) -> Result<()> {
+    if let Some(acc) = entry.contents.as_mut() {
+        let (main, side) = out.split();
+        let mut fire = FireContext { watermark, clock, side };
+        if !contents.emit(key, &entry.window, acc, &mut fire, main)? {
+            entry.contents = None;
+        }
+    }
+    Ok(())
+}
+
+impl<T, K, KF, A, Tr, C> WindowOperator<T, K, KF, A, Tr, C>
+where
+    T: Data,
+    K: Key,
+    KF: Fn(&T) -> K + Send + 'static,
+    A: WindowAssigner<T>,
+    Tr: Trigger<T, A::Window>,
+    C: WindowContents<T, K, A::Window>,
+{
+    pub fn new(spec: WindowSpec<KF, A, Tr>, contents: C, ctx: &OperatorContext) -> Self {
+        WindowOperator {
+            event_time: spec.assigner.is_event_time(),
+            merging: spec.assigner.is_merging(),
+            spec,
+            contents,
+            batch: ctx.runtime_mode == RuntimeMode::Batch,
+            keys: KeyMap::default(),
+            timers: Timers {
+                event: BinaryHeap::new(),
+                processing: BinaryHeap::new(),
+                seq: 0,
+                quiesced: false,
+            },
+            watermark: i64::MIN,
+            clock: ctx.clock.clone(),
+            requests: Vec::new(),
+            assigned: Vec::new(),
+            scratch: Vec::new(),
+            num_late_records_dropped: 0,
+            _t: PhantomData,
+        }
+    }
+
+    fn cleanup_time(&self, window: &A::Window) -> i64 {
+        cleanup_time(window.max_timestamp(), self.event_time, self.spec.lateness)
+    }
+
+    fn is_window_late(&self, window: &A::Window) -> bool {
+        self.event_time && self.cleanup_time(window) <= self.watermark
+    }
+
+    fn is_element_late(&self, timestamp: i64) -> bool {
+        self.event_time && timestamp.saturating_add(self.spec.lateness) <= self.watermark
+    }
+
+    fn process_element(&mut self, value: T, ts: i64, now: i64, out: &mut Emitter<C::Out>) -> Result<()> {
+        let key = (self.spec.key)(&value);
+        let mut windows = std::mem::take(&mut self.assigned);
+        windows.clear();
+        self.spec.assigner.assign_windows(&value, ts, &WindowAssignerContext::new(now), &mut windows)?;
+        let mut skipped = true;
+        let mut value = Some(value);
+        let n = windows.len();
+        for (i, window) in windows.drain(..).enumerate() {
+            let window = if self.merging { self.add_merging_window(&key, window, now)? } else { window };
+            if self.is_window_late(&window) {
+                if self.merging {
+                    self.retire(&key, &window);
+                }
+                continue;
+            }
+            skipped = false;
+            let v = if i + 1 == n { value.take() } else { value.clone() };
+            if let Some(v) = v {
+                self.add_to_window(&key, window, v, ts, now, out)?;
+            }
+        }
+        self.assigned = windows;
+        if skipped && self.is_element_late(ts) {
+            match (&self.spec.late_tag, value) {
+                (Some(tag), Some(v)) => out.side_output(tag, v, ts)?,
+                _ => self.num_late_records_dropped += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// The windows of `key`, created if it has none.
+    fn entries(&mut self, key: &K) -> &mut Entries<A::Window, C::Acc, Tr::State> {
+        entries_of(&mut self.keys, key)
+    }
+
+    fn add_to_window(
+        &mut self,
+        key: &K,
+        window: A::Window,
+        value: T,
+        ts: i64,
+        now: i64,
+        out: &mut Emitter<C::Out>,
+    ) -> Result<()> {
+        let cleanup = self.cleanup_time(&window);
+        let cleanup_domain = self.cleanup_domain();
+        let watermark = self.watermark;
+        let Self { keys, spec, contents, timers, requests, clock, .. } = self;
+        let entries = entries_of(keys, key);
+        let idx = match entries.iter().position(|e| e.window == window) {
+            Some(i) => i,
+            None => {
+                entries.push(WindowEntry::new(window));
+                entries.len() - 1
+            }
+        };
+        let entry = &mut entries[idx];
+        let result = {
+            let mut ctx = TriggerContext::new(&mut entry.trigger, watermark, now, requests);
+            spec.trigger.on_element(&value, ts, &entry.window, &mut ctx)
+        };
+        contents.add(&mut entry.contents, value, ts);
+        timers.apply(requests, key, &entry.window, &mut entry.timers);
+        if result.is_fire() {
+            fire_entry(contents, key, entry, watermark, clock, out)?;
+        }
+        if result.is_purge() {
+            entry.contents = None;
+        }
+        if cleanup != i64::MAX {
+            timers.register(cleanup_domain, cleanup, key, &entry.window, &mut entry.timers);
+        }
+        Ok(())
+    }
+
+    fn cleanup_domain(&self) -> TimeDomain {
+        if self.event_time {
+            TimeDomain::EventTime
+        } else {
+            TimeDomain::ProcessingTime
+        }
+    }
+
+    /// Removes a window that became late before anything was added to it.
+    fn retire(&mut self, key: &K, window: &A::Window) {
+        if let Some(entries) = self.keys.get_mut(key) {
+            entries.retain(|e| e.window != *window);
+            if entries.is_empty() {
+                self.keys.remove(key);
+            }
+        }
+    }
+
+    /// Adds `new` to the windows of `key`, merging as the assigner says, and returns the
+    /// window the element belongs to (Flink's `MergingWindowSet.addWindow`).
+    fn add_merging_window(&mut self, key: &K, new: A::Window, now: i64) -> Result<A::Window> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend(self.entries(key).iter().map(|e| e.window.clone()));
+        scratch.push(new.clone());
+        let mut groups: Vec<(A::Window, Vec<A::Window>)> = Vec::new();
+        self.spec
+            .assigner
+            .merge_windows(&mut scratch, &mut |group, result| groups.push((result, group.to_vec())));
+        self.scratch = scratch;
+
+        let mut result_window = new.clone();
+        let mut merged_new = false;
+        for (result, mut group) in groups {
+            if let Some(p) = group.iter().position(|w| *w == new) {
+                group.remove(p);
+                merged_new = true;
+                result_window = result.clone();
+            }
+            // An existing window that contains the new one: nothing merges.
+            if group.is_empty() || (group.len() == 1 && group[0] == result) {
+                continue;
+            }
+            self.merge(key, result, &group, now)?;
+        }
+        let entries = self.entries(key);
+        if (result_window == new && !merged_new) && !entries.iter().any(|e| e.window == new) {
+            entries.push(WindowEntry::new(new));
+        }
+        Ok(result_window)
+    }
+
+    /// Merges the windows `merged` of `key` into the new window `result`.
+    fn merge(&mut self, key: &K, result: A::Window, merged: &[A::Window], now: i64) -> Result<()> {
+        if self.event_time && result.max_timestamp().saturating_add(self.spec.lateness) <= self.watermark {
+            return Err(EddyError::user(format!(
+                "The end timestamp of an event-time window cannot become earlier than the current \
+                 watermark by merging. Current watermark: {} window: {:?}",
+                self.watermark, result
+            )));
+        }
+        if !self.event_time && result.max_timestamp() <= now {
+            return Err(EddyError::user(format!(
+                "The end timestamp of a processing-time window cannot become earlier than the current \
+                 processing time by merging. Current processing time: {now} window: {result:?}"
+            )));
+        }
+        let entries = self.entries(key);
+        let mut old = Vec::with_capacity(merged.len());
+        for w in merged {
+            if let Some(i) = entries.iter().position(|e| e.window == *w) {
+                old.push(entries.swap_remove(i));
+            }
+        }
+        let mut target = WindowEntry::new(result);
+        let states: Vec<Tr::State> = old.iter().map(|e| e.trigger.clone()).collect();
+        let Self { spec, contents, timers, requests, watermark, .. } = self;
+        {
+            let mut ctx = TriggerContext::new(&mut target.trigger, *watermark, now, requests);
+            spec.trigger.on_merge(&target.window, &states, &mut ctx);
+        }
+        timers.apply(requests, key, &target.window, &mut target.timers);
+        for mut m in old {
+            {
+                let mut ctx = TriggerContext::new(&mut m.trigger, *watermark, now, requests);
+                spec.trigger.clear(&m.window, &mut ctx);
+            }
+            // The merged window is gone, and with it its timers: its requests change nothing.
+            requests.clear();
+            if let Some(c) = m.contents {
+                contents.merge(&mut target.contents, c);
+            }
+        }
+        self.entries(key).push(target);
+        Ok(())
+    }
+
+    /// Fires the timers of `domain` due at `time`, including those registered meanwhile.
+    fn fire_timers(&mut self, domain: TimeDomain, time: i64, out: &mut Emitter<C::Out>) -> Result<()> {
+        let now = self.clock.now_ms();
+        while let Some(timer) = self.timers.pop_due(domain, time) {
+            self.on_timer(domain, timer, now, out)?;
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        domain: TimeDomain,
+        timer: Timer<K, A::Window>,
+        now: i64,
+        out: &mut Emitter<C::Out>,
+    ) -> Result<()> {
+        let cleanup_domain = self.cleanup_domain();
+        let (event_time, lateness, watermark) = (self.event_time, self.spec.lateness, self.watermark);
+        let Self { keys, spec, contents, timers, requests, clock, .. } = self;
+        let Some(entries) = keys.get_mut(&timer.key) else { return Ok(()) };
+        let Some(idx) = entries.iter().position(|e| e.window == timer.window) else { return Ok(()) };
+        let entry = &mut entries[idx];
+        let Some(live) = entry.timers.iter().position(|t| *t == (domain, timer.time)) else {
+            return Ok(()); // deleted
+        };
+        entry.timers.swap_remove(live);
+        let result = {
+            let mut ctx = TriggerContext::new(&mut entry.trigger, watermark, now, requests);
+            match domain {
+                TimeDomain::EventTime => spec.trigger.on_event_time(timer.time, &entry.window, &mut ctx),
+                TimeDomain::ProcessingTime => {
+                    spec.trigger.on_processing_time(timer.time, &entry.window, &mut ctx)
+                }
+            }
+        };
+        timers.apply(requests, &timer.key, &entry.window, &mut entry.timers);
+        if result.is_fire() {
+            fire_entry(contents, &timer.key, entry, watermark, clock, out)?;
+        }
+        if result.is_purge() {
+            entry.contents = None;
+        }
+        let cleanup = cleanup_time(entry.window.max_timestamp(), event_time, lateness);
+        if domain == cleanup_domain && timer.time == cleanup {
+            {
+                let mut ctx = TriggerContext::new(&mut entry.trigger, watermark, now, requests);
+                spec.trigger.clear(&entry.window, &mut ctx);
+            }
+            requests.clear();
+            entries.swap_remove(idx);
+            if entries.is_empty() {
+                keys.remove(&timer.key);
+            }
+        }
+        Ok(())
+    }
+
+    /// BATCH mode at the end of input: everything fires, as at the end of every key in Flink.
+    fn fire_all(&mut self, out: &mut Emitter<C::Out>) -> Result<()> {
+        if self.timers.quiesced {
+            return Ok(());
+        }
+        self.timers.quiesced = true;
+        self.fire_timers(TimeDomain::EventTime, i64::MAX, out)?;
+        self.fire_timers(TimeDomain::ProcessingTime, i64::MAX, out)
+    }
+
+    /// Open windows (for tests).
+    #[cfg(test)]
+    pub fn open_windows(&self) -> usize {
+        self.keys.values().map(Vec::len).sum()
+    }
+}
+
+impl<T, K, KF, A, Tr, C> OneInputOperator for WindowOperator<T, K, KF, A, Tr, C>
+where
+    T: Data,
+    K: Key,
+    KF: Fn(&T) -> K + Send + 'static,
+    A: WindowAssigner<T>,
+    Tr: Trigger<T, A::Window>,
+    C: WindowContents<T, K, A::Window>,
+{
+    type In = T;
+    type Out = C::Out;
+
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.contents.open(&RuntimeContext { op: ctx.clone() })
+    }
+
+    fn process_batch(&mut self, batch: Batch<T>, out: &mut Emitter<C::Out>) -> Result<()> {
+        let now = self.clock.now_ms();
+        for (v, ts) in batch.into_iter_with_timestamps() {
+            self.process_element(v, ts, now, out)?;
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Emitter<C::Out>) -> Result<()> {
+        self.watermark = self.watermark.max(watermark);
+        if self.batch && watermark == i64::MAX {
+            self.fire_all(out)?;
+        } else {
+            self.fire_timers(TimeDomain::EventTime, self.watermark, out)?;
+        }
+        out.emit_watermark(watermark)
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        if self.batch {
+            return None;
+        }
+        self.timers.processing.peek().map(|t| t.time)
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut Emitter<C::Out>) -> Result<()> {
+        if self.batch {
+            return Ok(());
+        }
+        self.fire_timers(TimeDomain::ProcessingTime, now, out)
+    }
+
+    fn end_input(&mut self, out: &mut Emitter<C::Out>) -> Result<()> {
+        if self.batch {
+            self.fire_all(out)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.contents.close()
+    }
+}
