@@ -46,8 +46,7 @@ use eddy::Batch;
 
 // The text generator of the `zipf_text` binary.
 #[allow(dead_code, unused_imports)]
-#[path = "../src/zipf.rs"]
-mod zipf;
+use eddy_examples::zipf;
 
 const RESULT_PREFIX: &str = "EDDY_BENCH_RESULT";
 

@@ -1,5 +1,9 @@
 //! Shared pieces of the example jobs: command-line options and the WordCount pipeline.
 
+pub mod csv_events;
+pub mod sensors;
+pub mod zipf;
+
 use std::path::PathBuf;
 
 use clap::Args;

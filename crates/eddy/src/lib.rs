@@ -57,8 +57,8 @@ pub mod prelude {
         CoProcessFunction, Collector, Context, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction,
         OutputTag, ProcessFunction, RuntimeContext, TimeDomain, TimerService,
     };
-    pub use crate::state::{ValueState, ValueStateDescriptor};
     pub use crate::joins::prelude::*;
+    pub use crate::state::{ValueState, ValueStateDescriptor};
     pub use crate::watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
     pub use crate::windowing::prelude::*;
     pub use eddy_core::config::RuntimeMode;

@@ -12,8 +12,7 @@ use clap::Parser;
 
 // The generator is shared with the throughput benchmark, which includes the same file.
 #[allow(dead_code)]
-#[path = "../zipf.rs"]
-mod zipf;
+use eddy_examples::zipf;
 
 use zipf::{write_zipf_file, ZipfOptions};
 
