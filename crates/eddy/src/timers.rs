@@ -46,11 +46,17 @@ pub struct TimerQueue<K> {
     /// The live timers; heap entries not in here were deleted (or already fired).
     live: HashSet<(i64, K), foldhash::fast::FixedState>,
     seq: u64,
+    /// Heap size at which deleted entries are dropped, so that the heap stays proportional to
+    /// the live timers however many are deleted.
+    compact_at: usize,
 }
+
+/// The smallest heap worth compacting.
+const MIN_COMPACTION: usize = 4096;
 
 impl<K: Key> Default for TimerQueue<K> {
     fn default() -> Self {
-        TimerQueue { heap: BinaryHeap::new(), live: HashSet::default(), seq: 0 }
+        TimerQueue { heap: BinaryHeap::new(), live: HashSet::default(), seq: 0, compact_at: MIN_COMPACTION }
     }
 }
 
@@ -63,7 +69,16 @@ impl<K: Key> TimerQueue<K> {
     }
 
     pub fn delete(&mut self, key: &K, timestamp: i64) {
-        self.live.remove(&(timestamp, key.clone()));
+        if self.live.remove(&(timestamp, key.clone())) && self.heap.len() >= self.compact_at {
+            let live = &self.live;
+            self.heap.retain(|e| live.contains(&(e.timestamp, e.key.clone())));
+            self.compact_at = (2 * self.heap.len()).max(MIN_COMPACTION);
+        }
+    }
+
+    /// Entries in the heap, live or deleted (for tests of memory bounds).
+    pub fn heap_len(&self) -> usize {
+        self.heap.len()
     }
 
     /// The earliest live timer.
@@ -146,6 +161,26 @@ mod tests {
         }
         assert_eq!(fired, vec![(10, 'y'), (20, 'z'), (30, 'x')]);
         assert_eq!(q.peek(), Some(40));
+    }
+
+    #[test]
+    fn deleting_timers_keeps_the_heap_proportional_to_live_timers() {
+        let mut q = TimerQueue::default();
+        // A session-like pattern: every record moves its key's timer further out.
+        for i in 0..100_000i64 {
+            let key = (i % 10) as u32;
+            if i >= 10 {
+                q.delete(&key, i - 10 + 1_000);
+            }
+            q.register(&key, i + 1_000);
+        }
+        assert_eq!(q.len(), 10);
+        assert!(q.heap_len() <= 2 * MIN_COMPACTION, "heap holds {} entries for 10 timers", q.heap_len());
+        let mut fired = Vec::new();
+        while let Some(t) = q.pop_due(i64::MAX) {
+            fired.push(t.0);
+        }
+        assert_eq!(fired, (99_990..100_000).map(|i| i + 1_000).collect::<Vec<_>>());
     }
 
     #[test]

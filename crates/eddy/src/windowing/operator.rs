@@ -84,11 +84,17 @@ impl<K, W> Ord for Timer<K, W> {
     }
 }
 
+/// The smallest heap worth compacting.
+const MIN_COMPACTION: usize = 4096;
+
 /// Event-time and processing-time timers of all windows.
 struct Timers<K, W> {
     event: BinaryHeap<Timer<K, W>>,
     processing: BinaryHeap<Timer<K, W>>,
     seq: u64,
+    /// Heap size at which stale entries (deleted timers, windows merged away or purged) are
+    /// dropped, so that timers take memory in proportion to live windows, not to records.
+    compact_at: usize,
     /// BATCH mode after the end of input: registrations are ignored.
     quiesced: bool,
 }
@@ -230,6 +236,7 @@ where
                 event: BinaryHeap::new(),
                 processing: BinaryHeap::new(),
                 seq: 0,
+                compact_at: MIN_COMPACTION,
                 quiesced: false,
             },
             watermark: i64::MIN,
@@ -428,6 +435,31 @@ where
         Ok(())
     }
 
+    /// Timer entries held, live or stale (for tests of memory bounds).
+    #[cfg(test)]
+    pub(crate) fn timer_entries(&self) -> usize {
+        self.timers.event.len() + self.timers.processing.len()
+    }
+
+    /// Drops heap entries of timers that no window holds any more, once the heaps have grown
+    /// to twice their size after the last compaction (amortized O(1) per registration).
+    fn compact_timers(&mut self) {
+        let size = self.timers.event.len() + self.timers.processing.len();
+        if size < self.timers.compact_at {
+            return;
+        }
+        let keys = &self.keys;
+        let live = |domain: TimeDomain, t: &Timer<K, A::Window>| {
+            keys.get(&t.key).is_some_and(|entries| {
+                entries.iter().any(|e| e.window == t.window && e.timers.contains(&(domain, t.time)))
+            })
+        };
+        self.timers.event.retain(|t| live(TimeDomain::EventTime, t));
+        self.timers.processing.retain(|t| live(TimeDomain::ProcessingTime, t));
+        let kept = self.timers.event.len() + self.timers.processing.len();
+        self.timers.compact_at = (2 * kept).max(MIN_COMPACTION);
+    }
+
     /// Fires the timers of `domain` due at `time`, including those registered meanwhile.
     fn fire_timers(&mut self, domain: TimeDomain, time: i64, out: &mut Emitter<C::Out>) -> Result<()> {
         let now = self.clock.now_ms();
@@ -523,6 +555,7 @@ where
         for (v, ts) in batch.into_iter_with_timestamps() {
             self.process_element(v, ts, now, out)?;
         }
+        self.compact_timers();
         Ok(())
     }
 

@@ -1330,3 +1330,33 @@ fn pane_sharing_matches_the_naive_computation_on_random_input() {
     // The input exercises every path: results, late data, and re-firings of fired windows.
     assert!(totals.iter().all(|&c| c > 500), "{totals:?}");
 }
+
+#[test]
+fn growing_sessions_keep_timers_proportional_to_open_windows_not_to_records() {
+    let ctx = operator_context();
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let mut out = Emitter::new(Box::new(Recorded(records.clone())), 16);
+    let spec = WindowSpec {
+        key,
+        assigner: EventTimeSessionWindows::with_gap(ms(1_000)),
+        trigger: EventTimeTrigger,
+        lateness: 0,
+        late_tag: None,
+    };
+    let mut op = WindowOperator::new(spec, Incremental { agg: ReduceAgg(sum), wf: PassThrough }, &ctx);
+    // Ten keys whose sessions grow by one record every millisecond, with no watermark: every
+    // record moves its session's end and its timer, leaving the old timer behind.
+    for round in 0..10_000i64 {
+        let b = batch(&[("a", 1, round), ("b", 1, round), ("c", 1, round), ("d", 1, round), ("e", 1, round)]);
+        op.process_batch(b, &mut out).unwrap();
+    }
+    assert_eq!(op.open_windows(), 5);
+    assert!(op.timer_entries() <= 2 * 4096, "{} timer entries for 5 sessions", op.timer_entries());
+    op.process_watermark(i64::MAX, &mut out).unwrap();
+    out.flush_buffer().unwrap();
+    let mut fired = std::mem::take(&mut *records.lock().unwrap());
+    fired.sort_by(|a, b| a.0 .0.cmp(&b.0 .0));
+    // One session per key covering [0, 9_999 + 1_000): fired once, with all 10 000 records.
+    assert_eq!(fired.len(), 5);
+    assert!(fired.iter().all(|(r, ts)| r.1 == 10_000 && *ts == 10_998), "{fired:?}");
+}
