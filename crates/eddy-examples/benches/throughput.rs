@@ -30,6 +30,7 @@
 //!   when that is an absolute path, else `<temp dir>/eddy-bench`).
 //! - `EDDY_BENCH_MAP_FILTER_RECORDS` (1000000000), `EDDY_BENCH_SHUFFLE_RECORDS` (200000000).
 
+use eddy_examples::bench_support::{cpu_model, env_u64, load_average, median, millions, peak_rss_kb};
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -163,13 +164,6 @@ impl Scenario {
     }
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name} must be a whole number, not {v:?}")),
-        Err(_) => default,
-    }
-}
-
 fn env_f64(name: &str, default: f64) -> f64 {
     match std::env::var(name) {
         Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name} must be a number, not {v:?}")),
@@ -264,13 +258,6 @@ fn run_child(name: &str, args: &[String]) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The peak resident set size of this process (`VmHWM`), in KiB.
-fn peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn parse_result(stdout: &str) -> Option<RunResult> {
     let line = stdout.lines().find(|l| l.starts_with(RESULT_PREFIX))?;
     let field = |key: &str| -> Option<&str> {
@@ -355,38 +342,6 @@ fn run_once(scenario: &Scenario, text: Option<&Text>) -> std::result::Result<Run
         ));
     }
     parse_result(&stdout).ok_or_else(|| format!("{}: no result line in {stdout:?}", scenario.name))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn millions(x: f64) -> String {
-    format!("{:.2} M", x / 1e6)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 fn run_parent(filters: &[String]) -> std::result::Result<(), String> {

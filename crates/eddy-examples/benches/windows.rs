@@ -34,6 +34,7 @@
 //!   1 000-sensor scenarios; `EDDY_BENCH_WINDOW_1M_RECORDS` (50000000) for the 1 000 000-sensor
 //!   ones; `EDDY_BENCH_SESSION_RECORDS` (20000000) for the session scenario.
 
+use eddy_examples::bench_support::{cpu_model, env_u64, load_average, median, millions, peak_rss_kb};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -168,13 +169,6 @@ impl Scenario {
     }
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name} must be a whole number, not {v:?}")),
-        Err(_) => default,
-    }
-}
-
 /// What one child run reports.
 #[derive(Debug, Clone, Copy)]
 struct RunResult {
@@ -231,13 +225,6 @@ fn run_child(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The peak resident set size of this process (`VmHWM`), in KiB.
-fn peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn parse_result(stdout: &str) -> Option<RunResult> {
     let line = stdout.lines().find(|l| l.starts_with(RESULT_PREFIX))?;
     let field = |key: &str| -> Option<&str> {
@@ -272,38 +259,6 @@ fn run_once(scenario: &Scenario) -> std::result::Result<RunResult, String> {
         ));
     }
     parse_result(&stdout).ok_or_else(|| format!("{}: no result line in {stdout:?}", scenario.name))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn millions(x: f64) -> String {
-    format!("{:.2} M", x / 1e6)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 fn run_parent(filters: &[String]) -> std::result::Result<(), String> {

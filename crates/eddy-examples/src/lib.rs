@@ -1,5 +1,6 @@
 //! Shared pieces of the example jobs: command-line options and the WordCount pipeline.
 
+pub mod bench_support;
 pub mod csv_events;
 pub mod sensors;
 pub mod zipf;
