@@ -1,9 +1,11 @@
 //! The vocabulary every Eddy crate shares: what a record is ([`Data`]), how records travel
-//! ([`Batch`], [`StreamElement`]), where a key lives ([`keygroup`]), how a job is configured
-//! ([`config`]) and how things fail ([`EddyError`]).
+//! ([`Batch`], [`StreamElement`]), how they are encoded to cross processes ([`codec`]), where a
+//! key lives ([`keygroup`]), how a job is configured ([`config`]) and how things fail
+//! ([`EddyError`]).
 //!
 //! Nothing here runs anything; the runtime (`eddy-runtime`) and the API (`eddy`) build on it.
 
+pub mod codec;
 pub mod config;
 pub mod data;
 pub mod element;

@@ -4,6 +4,10 @@
 //! `capacity` elements (batches). A producer that finds it full waits: that is backpressure.
 //! Every wait is bounded and re-checks the job's cancellation flag, so a failing or cancelled
 //! job never leaves a task blocked on a channel.
+//!
+//! A channel whose producer runs in another process (see [`crate::net`]) is read the same way:
+//! its receiving end is a bounded channel fed by the connection, plus a [`RemoteInput`] hook
+//! through which the gate returns a credit for every element the task takes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,7 +43,7 @@ pub(crate) fn cancelled_error() -> EddyError {
 /// Creates one bounded channel.
 pub fn channel<T>(capacity: usize, signals: Arc<JobSignals>) -> (ChannelSender<T>, ChannelReceiver<T>) {
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-    (ChannelSender { tx, signals }, ChannelReceiver { rx })
+    (ChannelSender { tx, signals }, ChannelReceiver { rx, remote: None })
 }
 
 /// The producing end of a channel.
@@ -70,6 +74,22 @@ impl<T> ChannelSender<T> {
 /// The consuming end of a channel.
 pub struct ChannelReceiver<T> {
     rx: Receiver<StreamElement<T>>,
+    remote: Option<Arc<dyn RemoteInput>>,
+}
+
+impl<T> ChannelReceiver<T> {
+    /// The receiving end of a channel fed from another process through `rx`.
+    pub(crate) fn remote(rx: Receiver<StreamElement<T>>, input: Arc<dyn RemoteInput>) -> Self {
+        ChannelReceiver { rx, remote: Some(input) }
+    }
+}
+
+/// What the input gate tells the network layer about a channel fed from another process.
+pub trait RemoteInput: Send + Sync {
+    /// The task took one element: the producer may send one more (a credit).
+    fn consumed(&self);
+    /// Why the channel disconnected before its end of input.
+    fn lost(&self) -> EddyError;
 }
 
 /// What the input gate yields.
@@ -85,6 +105,7 @@ pub enum GateEvent<T> {
 /// All input channels of one logical input of a task.
 pub struct InputGate<T> {
     channels: Vec<Receiver<StreamElement<T>>>,
+    remotes: Vec<Option<Arc<dyn RemoteInput>>>,
     finished: Vec<bool>,
     open: usize,
     next: usize,
@@ -94,13 +115,8 @@ pub struct InputGate<T> {
 impl<T> InputGate<T> {
     pub fn new(receivers: Vec<ChannelReceiver<T>>) -> Self {
         let n = receivers.len();
-        InputGate {
-            channels: receivers.into_iter().map(|r| r.rx).collect(),
-            finished: vec![false; n],
-            open: n,
-            next: 0,
-            ready: None,
-        }
+        let (channels, remotes) = receivers.into_iter().map(|r| (r.rx, r.remote)).unzip();
+        InputGate { channels, remotes, finished: vec![false; n], open: n, next: 0, ready: None }
     }
 
     pub fn num_channels(&self) -> usize {
@@ -109,6 +125,11 @@ impl<T> InputGate<T> {
 
     pub fn is_finished(&self) -> bool {
         self.open == 0
+    }
+
+    /// How many elements channel `ch` holds that the task has not taken yet.
+    pub fn buffered(&self, ch: usize) -> usize {
+        self.channels[ch].len()
     }
 
     /// Returns the next element, waiting at most until `deadline`.
@@ -188,6 +209,9 @@ impl<T> InputGate<T> {
     }
 
     fn deliver(&mut self, ch: usize, e: StreamElement<T>) -> GateEvent<T> {
+        if let Some(remote) = &self.remotes[ch] {
+            remote.consumed();
+        }
         if matches!(e, StreamElement::EndOfInput) {
             self.finished[ch] = true;
             self.open -= 1;
@@ -195,9 +219,12 @@ impl<T> InputGate<T> {
         GateEvent::Element(ch, e)
     }
 
-    fn lost(&self, _ch: usize) -> EddyError {
-        // A producer dropped its channel without end of input: it failed or was cancelled.
-        cancelled_error()
+    fn lost(&self, ch: usize) -> EddyError {
+        match &self.remotes[ch] {
+            Some(remote) => remote.lost(),
+            // A producer dropped its channel without end of input: it failed or was cancelled.
+            None => cancelled_error(),
+        }
     }
 }
 

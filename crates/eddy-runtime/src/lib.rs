@@ -17,6 +17,7 @@ pub mod channel;
 pub mod executor;
 pub mod graph;
 pub mod jobgraph;
+pub mod net;
 pub mod operator;
 pub mod output;
 pub mod partitioner;
