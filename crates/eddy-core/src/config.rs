@@ -753,6 +753,132 @@ pub mod options {
          option).",
     )
     .with_validator(at_least_one);
+
+    /// Rejects a zero duration.
+    pub fn positive_duration(value: &Duration) -> Result<(), String> {
+        if value.is_zero() {
+            Err("must be greater than 0".to_string())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Accepts finite numbers of at least 1.
+    pub fn multiplier_at_least_one(value: &f64) -> Result<(), String> {
+        if value.is_finite() && *value >= 1.0 {
+            Ok(())
+        } else {
+            Err("must be a number of at least 1.0".to_string())
+        }
+    }
+
+    /// Accepts numbers from 0 to 1.
+    pub fn between_zero_and_one(value: &f64) -> Result<(), String> {
+        if (0.0..=1.0).contains(value) {
+            Ok(())
+        } else {
+            Err("must be a number between 0.0 and 1.0".to_string())
+        }
+    }
+
+    /// `restart-strategy.type`: `none` (also `off`, `disable`), `fixed-delay`,
+    /// `exponential-delay` or `failure-rate`. No default: unset means `none` while checkpointing
+    /// does not exist (see `eddy_runtime::restart::RestartStrategy`).
+    pub const RESTART_STRATEGY_TYPE: ConfigOption<String> = ConfigOption::without_default(
+        "restart-strategy.type",
+        "How a failed job is restarted: none (off, disable), fixed-delay, exponential-delay or \
+         failure-rate. Unset means none.",
+    );
+
+    /// `restart-strategy.fixed-delay.attempts`: restarts before the job fails for good. Default 1.
+    pub const FIXED_DELAY_ATTEMPTS: ConfigOption<usize> = ConfigOption::new(
+        "restart-strategy.fixed-delay.attempts",
+        1,
+        "The number of restarts the fixed-delay strategy makes before the job fails.",
+    );
+
+    /// `restart-strategy.fixed-delay.delay`: the wait before each restart. Default 1 s.
+    pub const FIXED_DELAY_DELAY: ConfigOption<Duration> = ConfigOption::new(
+        "restart-strategy.fixed-delay.delay",
+        Duration::from_secs(1),
+        "How long the fixed-delay strategy waits before a restart.",
+    );
+
+    /// `restart-strategy.exponential-delay.initial-backoff`: the first wait. Default 1 s.
+    pub const EXPONENTIAL_DELAY_INITIAL_BACKOFF: ConfigOption<Duration> = ConfigOption::new(
+        "restart-strategy.exponential-delay.initial-backoff",
+        Duration::from_secs(1),
+        "The wait before the first restart of the exponential-delay strategy.",
+    )
+    .with_validator(positive_duration);
+
+    /// `restart-strategy.exponential-delay.max-backoff`: the longest wait. Default 5 min.
+    pub const EXPONENTIAL_DELAY_MAX_BACKOFF: ConfigOption<Duration> = ConfigOption::new(
+        "restart-strategy.exponential-delay.max-backoff",
+        Duration::from_secs(300),
+        "The longest wait of the exponential-delay strategy.",
+    )
+    .with_validator(positive_duration);
+
+    /// `restart-strategy.exponential-delay.backoff-multiplier`: how the wait grows after each
+    /// failure. Default 2.0, at least 1.0.
+    pub const EXPONENTIAL_DELAY_BACKOFF_MULTIPLIER: ConfigOption<f64> = ConfigOption::new(
+        "restart-strategy.exponential-delay.backoff-multiplier",
+        2.0,
+        "The factor the exponential-delay wait grows by after each failure.",
+    )
+    .with_validator(multiplier_at_least_one);
+
+    /// `restart-strategy.exponential-delay.reset-backoff-threshold`: after running this long
+    /// without a failure, the wait goes back to the initial backoff. Default 1 h.
+    pub const EXPONENTIAL_DELAY_RESET_BACKOFF_THRESHOLD: ConfigOption<Duration> = ConfigOption::new(
+        "restart-strategy.exponential-delay.reset-backoff-threshold",
+        Duration::from_secs(3600),
+        "How long a job must run without failing for the exponential-delay wait to reset.",
+    )
+    .with_validator(positive_duration);
+
+    /// `restart-strategy.exponential-delay.jitter-factor`: the random share added to or taken
+    /// from each wait. Default 0.1, between 0 and 1.
+    pub const EXPONENTIAL_DELAY_JITTER_FACTOR: ConfigOption<f64> = ConfigOption::new(
+        "restart-strategy.exponential-delay.jitter-factor",
+        0.1,
+        "The share of the exponential-delay wait that is randomly added or taken away.",
+    )
+    .with_validator(between_zero_and_one);
+
+    /// `restart-strategy.exponential-delay.attempts-before-reset-backoff`: restarts allowed
+    /// until the wait resets. No default: unset is unlimited. At least 1.
+    pub const EXPONENTIAL_DELAY_ATTEMPTS_BEFORE_RESET_BACKOFF: ConfigOption<usize> =
+        ConfigOption::without_default(
+            "restart-strategy.exponential-delay.attempts-before-reset-backoff",
+            "The restarts the exponential-delay strategy allows before the wait resets; unset \
+             is unlimited.",
+        )
+        .with_validator(at_least_one);
+
+    /// `restart-strategy.failure-rate.max-failures-per-interval`. Default 1, at least 1.
+    pub const FAILURE_RATE_MAX_FAILURES_PER_INTERVAL: ConfigOption<usize> = ConfigOption::new(
+        "restart-strategy.failure-rate.max-failures-per-interval",
+        1,
+        "The number of failures within the interval at which the failure-rate strategy gives up.",
+    )
+    .with_validator(at_least_one);
+
+    /// `restart-strategy.failure-rate.failure-rate-interval`. Default 1 min.
+    pub const FAILURE_RATE_INTERVAL: ConfigOption<Duration> = ConfigOption::new(
+        "restart-strategy.failure-rate.failure-rate-interval",
+        Duration::from_secs(60),
+        "The time window the failure-rate strategy counts failures in.",
+    )
+    .with_validator(positive_duration);
+
+    /// `restart-strategy.failure-rate.delay`: the wait before each restart. Default 1 s.
+    pub const FAILURE_RATE_DELAY: ConfigOption<Duration> = ConfigOption::new(
+        "restart-strategy.failure-rate.delay",
+        Duration::from_secs(1),
+        "How long the failure-rate strategy waits before a restart.",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

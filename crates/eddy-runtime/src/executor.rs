@@ -5,8 +5,21 @@
 //! its head, and starts one thread per subtask. The returned [`JobClient`] waits for the job,
 //! reports its status and cancels it.
 //!
-//! The first task to fail records the root cause and cancels the job; every other task sees
-//! the cancellation at its next batch or wait and stops.
+//! The first task to fail records the root cause and cancels the attempt; every other task
+//! sees the cancellation at its next batch or wait and stops.
+//!
+//! # Failures and restarts
+//!
+//! A job master thread runs the job's attempts. When an attempt fails (a task returned an
+//! error or panicked; a user's cancel is not a failure), the job's
+//! [`RestartStrategy`](crate::restart::RestartStrategy) decides. If it allows a restart the job
+//! is `RESTARTING` for the backoff, then the whole job is built again from the kept
+//! StreamGraph and runs from scratch, with [`OperatorContext::attempt`] one higher. There are
+//! no checkpoints yet: bounded sources read their input again from the beginning, operator
+//! state starts empty, and sinks with side effects see the failed attempt's output twice
+//! (exactly-once comes with checkpoints). When the strategy gives up, the job is `FAILED` with
+//! the last root cause, annotated with the number of restarts and the strategy. A cancel,
+//! during an attempt or during the backoff, ends the job `CANCELED`.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -22,12 +35,15 @@ use crate::graph::{AnyBox, NodeId, NodeKind, SideSlot, StreamGraph};
 use crate::jobgraph::{GraphSettings, JobGraph};
 use crate::operator::{panic_message, OperatorContext};
 use crate::partitioner::{pointwise_targets, WriterContext};
+use crate::restart::{RestartBackoffTimeStrategy, RestartStrategy};
 use crate::task::{Invokable, TaskRuntime};
 
 /// Flink's job states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
     Running,
+    /// A failed attempt has ended; the job waits its backoff before it runs again.
+    Restarting,
     Failing,
     Failed,
     Cancelling,
@@ -44,6 +60,7 @@ impl JobStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Running => "RUNNING",
+            JobStatus::Restarting => "RESTARTING",
             JobStatus::Failing => "FAILING",
             JobStatus::Failed => "FAILED",
             JobStatus::Cancelling => "CANCELLING",
@@ -78,6 +95,8 @@ pub struct ExecutionSettings {
     pub auto_watermark_interval: Duration,
     /// Processing time.
     pub clock: crate::time::ClockRef,
+    /// What happens after a failure (`restart-strategy.type`).
+    pub restart_strategy: RestartStrategy,
 }
 
 impl ExecutionSettings {
@@ -117,48 +136,59 @@ pub fn new_job_id() -> String {
     format!("{:016x}{:016x}", parts[0], parts[1])
 }
 
-struct JobState {
-    status: Mutex<JobStatus>,
-    failure: Mutex<Option<EddyError>>,
-    running_tasks: AtomicUsize,
-    done: Condvar,
+/// What the job master and the tasks of the current attempt share, under one lock.
+struct JobInner {
+    status: JobStatus,
+    /// The root cause of the current attempt's failure; at the end, of the job's.
+    failure: Option<EddyError>,
+    /// When the current attempt first failed.
+    failed_at: Option<Instant>,
+    /// The current attempt's cancellation signal.
     signals: Arc<JobSignals>,
-    finished_at: Mutex<Option<Instant>>,
+    /// `cancel` was called (also while a failure was already winding the attempt down).
+    cancel_requested: bool,
+    restarts: usize,
+    finished_at: Option<Instant>,
+}
+
+struct JobState {
+    inner: Mutex<JobInner>,
+    /// Signalled on every status change: wakes `wait` and a job master in its backoff.
+    changed: Condvar,
 }
 
 impl JobState {
-    /// Records a task's failure and cancels the other tasks.
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_status(&self, inner: &mut JobInner, status: JobStatus) {
+        inner.status = status;
+        if status.is_terminal() {
+            inner.finished_at = Some(Instant::now());
+        }
+        self.changed.notify_all();
+    }
+
+    /// Records a task's failure and cancels the other tasks of the attempt.
     ///
     /// A failing task drops its channels before its error arrives here, so a neighbour may
     /// report the closed channel (a cancellation) first: a real error replaces that one.
     fn fail(&self, error: EddyError) {
-        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        let replaces_cancellation =
-            matches!(*f, Some(EddyError::Cancelled(_))) && !matches!(error, EddyError::Cancelled(_));
-        if f.is_none() || replaces_cancellation {
-            let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            if matches!(*s, JobStatus::Running | JobStatus::Failing) {
-                tracing::error!(error = %error, "job failing");
-                *s = JobStatus::Failing;
-                *f = Some(error);
-            }
+        let mut inner = self.lock();
+        let replaces_cancellation = matches!(inner.failure, Some(EddyError::Cancelled(_)))
+            && !matches!(error, EddyError::Cancelled(_));
+        if (inner.failure.is_none() || replaces_cancellation)
+            && matches!(inner.status, JobStatus::Running | JobStatus::Failing)
+        {
+            tracing::error!(error = %error, "job failing");
+            inner.failure = Some(error);
+            inner.failed_at.get_or_insert_with(Instant::now);
+            self.set_status(&mut inner, JobStatus::Failing);
         }
-        drop(f);
-        self.signals.cancel();
-    }
-
-    fn task_ended(&self) {
-        if self.running_tasks.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            *s = match *s {
-                JobStatus::Running => JobStatus::Finished,
-                JobStatus::Failing => JobStatus::Failed,
-                JobStatus::Cancelling => JobStatus::Canceled,
-                other => other,
-            };
-            *self.finished_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-            self.done.notify_all();
-        }
+        let signals = inner.signals.clone();
+        drop(inner);
+        signals.cancel();
     }
 }
 
@@ -168,7 +198,7 @@ pub struct JobClient {
     job_id: String,
     job_name: String,
     state: Arc<JobState>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    master: Mutex<Option<std::thread::JoinHandle<()>>>,
     started: Instant,
 }
 
@@ -177,60 +207,67 @@ impl JobClient {
         &self.job_id
     }
 
+    /// The job's status; `RESTARTING` between a failed attempt and the next one.
     pub fn status(&self) -> JobStatus {
-        *self.state.status.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().status
     }
 
-    /// Cancels the job; returns at once. `wait` reports the cancellation.
+    /// How often the job has been restarted after a failure so far.
+    pub fn restarts(&self) -> usize {
+        self.state.lock().restarts
+    }
+
+    /// Cancels the job, also while it waits to restart; returns at once. `wait` reports the
+    /// cancellation.
     pub fn cancel(&self) {
-        let mut s = self.state.status.lock().unwrap_or_else(|p| p.into_inner());
-        if *s == JobStatus::Running {
-            *s = JobStatus::Cancelling;
+        let mut inner = self.state.lock();
+        inner.cancel_requested = true;
+        if matches!(inner.status, JobStatus::Running | JobStatus::Restarting) {
             tracing::info!(job_id = %self.job_id, "cancelling job");
+            self.state.set_status(&mut inner, JobStatus::Cancelling);
         }
-        drop(s);
-        self.state.signals.cancel();
+        let signals = inner.signals.clone();
+        drop(inner);
+        signals.cancel();
     }
 
     /// Waits until the job ends, at most `timeout`; returns the status then.
     pub fn wait_timeout(&self, timeout: Duration) -> JobStatus {
         let deadline = Instant::now() + timeout;
-        let mut s = self.state.status.lock().unwrap_or_else(|p| p.into_inner());
-        while !s.is_terminal() {
+        let mut inner = self.state.lock();
+        while !inner.status.is_terminal() {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
-            s = self.state.done.wait_timeout(s, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            inner =
+                self.state.changed.wait_timeout(inner, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
         }
-        *s
+        inner.status
     }
 
-    /// Waits until the job ends and returns its result, or the error that ended it.
+    /// Waits until the job ends (after any restarts) and returns its result, or the error
+    /// that ended it.
     pub fn wait(&self) -> Result<JobExecutionResult> {
-        let mut s = self.state.status.lock().unwrap_or_else(|p| p.into_inner());
-        while !s.is_terminal() {
-            s = self.state.done.wait(s).unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.state.lock();
+        while !inner.status.is_terminal() {
+            inner = self.state.changed.wait(inner).unwrap_or_else(|p| p.into_inner());
         }
-        let status = *s;
-        drop(s);
-        for t in self.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-            let _ = t.join();
+        drop(inner);
+        if let Some(master) = self.master.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = master.join();
         }
-        let end =
-            self.state.finished_at.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or_else(Instant::now);
-        match status {
+        let mut inner = self.state.lock();
+        let end = inner.finished_at.unwrap_or_else(Instant::now);
+        match inner.status {
             JobStatus::Finished => Ok(JobExecutionResult {
                 job_id: self.job_id.clone(),
                 job_name: self.job_name.clone(),
                 net_runtime: end - self.started,
             }),
             JobStatus::Canceled => Err(EddyError::Cancelled(self.job_id.clone())),
-            _ => Err(self
-                .state
+            _ => Err(inner
                 .failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
                 .take()
                 .unwrap_or_else(|| EddyError::user("job failed without a recorded cause"))),
         }
@@ -255,6 +292,10 @@ impl LocalExecutor {
     }
 
     /// Starts the job and returns at once.
+    ///
+    /// The first attempt's tasks are built here, so a job that cannot be built is an error
+    /// of this call. The job master thread then runs the attempts: it keeps the graph to
+    /// build every attempt after a failure anew, as its restart strategy allows.
     pub fn submit(graph: StreamGraph, settings: ExecutionSettings) -> Result<JobClient> {
         let (graph, jg) = Self::prepare(&graph, &settings)?;
         let needed = jg.vertices.iter().map(|v| v.parallelism).max().unwrap_or(0);
@@ -270,28 +311,116 @@ impl LocalExecutor {
             return Err(EddyError::InvalidJob("the job has no operators; add a source and a sink".into()));
         }
         let job_id = new_job_id();
-        let signals = Arc::new(JobSignals::default());
-        let mode = jg.runtime_mode;
-        let tasks = Builder::new(&graph, &jg, &settings, &signals, mode)?.build_tasks()?;
-
-        let state = Arc::new(JobState {
-            status: Mutex::new(JobStatus::Running),
-            failure: Mutex::new(None),
-            running_tasks: AtomicUsize::new(tasks.len()),
-            done: Condvar::new(),
-            signals: signals.clone(),
-            finished_at: Mutex::new(None),
-        });
-        let buffer_timeout = match mode {
-            RuntimeMode::Batch => None,
-            _ => Some(settings.buffer_timeout),
+        let master = JobMaster {
+            job_id: job_id.clone(),
+            backoff: settings.restart_strategy.backoff_time_strategy(),
+            graph,
+            jg,
+            settings,
+            state: Arc::new(JobState {
+                inner: Mutex::new(JobInner {
+                    status: JobStatus::Running,
+                    failure: None,
+                    failed_at: None,
+                    signals: Arc::new(JobSignals::default()),
+                    cancel_requested: false,
+                    restarts: 0,
+                    finished_at: None,
+                }),
+                changed: Condvar::new(),
+            }),
         };
-        tracing::info!(job_id = %job_id, job = %settings.job_name, tasks = tasks.len(), mode = %mode, "starting job");
+        let first = master.build_attempt(0)?;
+        let state = master.state.clone();
+        let job_name = master.settings.job_name.clone();
+        tracing::info!(job_id = %job_id, job = %job_name, tasks = first.0.len(), mode = %master.jg.runtime_mode,
+            restart_strategy = %master.settings.restart_strategy, "starting job");
         let started = Instant::now();
+        let handle = std::thread::Builder::new()
+            .name(format!("JobMaster {job_id}"))
+            .spawn(move || master.run(first))
+            .map_err(|e| EddyError::user(format!("cannot start the job master thread: {e}")))?;
+        Ok(JobClient { job_id, job_name, state, master: Mutex::new(Some(handle)), started })
+    }
+}
+
+/// One attempt's tasks and the signal that cancels them.
+type Attempt = (Vec<Box<dyn Invokable>>, Arc<JobSignals>);
+
+/// Runs a job's attempts: starts the tasks, waits for them, and after a failure asks the
+/// restart strategy whether and when to run the whole job again.
+struct JobMaster {
+    job_id: String,
+    graph: StreamGraph,
+    jg: JobGraph,
+    settings: ExecutionSettings,
+    state: Arc<JobState>,
+    backoff: Box<dyn RestartBackoffTimeStrategy>,
+}
+
+impl JobMaster {
+    fn build_attempt(&self, attempt: usize) -> Result<Attempt> {
+        let signals = Arc::new(JobSignals::default());
+        let mode = self.jg.runtime_mode;
+        let tasks =
+            Builder::new(&self.graph, &self.jg, &self.settings, &signals, mode, attempt)?.build_tasks()?;
+        Ok((tasks, signals))
+    }
+
+    fn run(mut self, first: Attempt) {
+        let mut next = Ok(first);
+        loop {
+            match next {
+                Ok(attempt) => {
+                    if !self.begin_attempt(&attempt.1) {
+                        return;
+                    }
+                    self.run_attempt(attempt);
+                }
+                Err(e) => {
+                    if !self.begin_attempt(&Arc::new(JobSignals::default())) {
+                        return;
+                    }
+                    self.state.fail(e);
+                }
+            }
+            if !self.end_attempt() {
+                return;
+            }
+            let restarts = self.state.lock().restarts;
+            tracing::info!(job_id = %self.job_id, attempt = restarts, "restarting job");
+            next = self.build_attempt(restarts);
+        }
+    }
+
+    /// Installs the attempt's signals and marks the job running, unless it was cancelled in
+    /// the meantime.
+    fn begin_attempt(&self, signals: &Arc<JobSignals>) -> bool {
+        let mut inner = self.state.lock();
+        if inner.cancel_requested {
+            self.state.set_status(&mut inner, JobStatus::Canceled);
+            return false;
+        }
+        inner.signals = signals.clone();
+        inner.failure = None;
+        inner.failed_at = None;
+        if inner.status != JobStatus::Running {
+            self.state.set_status(&mut inner, JobStatus::Running);
+        }
+        true
+    }
+
+    /// Starts one thread per task and waits for all of them.
+    fn run_attempt(&self, (tasks, signals): Attempt) {
+        let buffer_timeout = match self.jg.runtime_mode {
+            RuntimeMode::Batch => None,
+            _ => Some(self.settings.buffer_timeout),
+        };
         let mut threads = Vec::with_capacity(tasks.len());
         for task in tasks {
-            let task_state = state.clone();
-            let rt = TaskRuntime { signals: signals.clone(), buffer_timeout, clock: settings.clock.clone() };
+            let task_state = self.state.clone();
+            let rt =
+                TaskRuntime { signals: signals.clone(), buffer_timeout, clock: self.settings.clock.clone() };
             let name = task.name();
             let thread_name: String = name.chars().take(60).collect();
             let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
@@ -307,23 +436,81 @@ impl LocalExecutor {
                         message: format!("task thread panicked: {}", panic_message(&p)),
                     }),
                 }
-                task_state.task_ended();
             });
             match spawned {
                 Ok(t) => threads.push(t),
-                Err(e) => {
-                    state.fail(EddyError::user(format!("cannot start a task thread: {e}")));
-                    state.task_ended();
-                }
+                Err(e) => self.state.fail(EddyError::user(format!("cannot start a task thread: {e}"))),
             }
         }
-        Ok(JobClient {
-            job_id,
-            job_name: settings.job_name.clone(),
-            state,
-            threads: Mutex::new(threads),
-            started,
-        })
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Settles the status after all tasks of an attempt ended. Returns whether to restart,
+    /// after the backoff has passed.
+    fn end_attempt(&mut self) -> bool {
+        let mut inner = self.state.lock();
+        match inner.status {
+            JobStatus::Running => {
+                self.state.set_status(&mut inner, JobStatus::Finished);
+                return false;
+            }
+            JobStatus::Cancelling => {
+                self.state.set_status(&mut inner, JobStatus::Canceled);
+                return false;
+            }
+            _ => {}
+        }
+        self.backoff.notify_failure(inner.failed_at.unwrap_or_else(Instant::now));
+        if !self.backoff.can_restart() {
+            let strategy = &self.settings.restart_strategy;
+            if !matches!(strategy, RestartStrategy::None) {
+                let cause = inner.failure.take().unwrap_or_else(|| EddyError::user("job failed"));
+                inner.failure = Some(annotate(cause, inner.restarts, strategy));
+            }
+            tracing::error!(job_id = %self.job_id, restarts = inner.restarts, "job failed");
+            self.state.set_status(&mut inner, JobStatus::Failed);
+            return false;
+        }
+        if inner.cancel_requested {
+            self.state.set_status(&mut inner, JobStatus::Canceled);
+            return false;
+        }
+        let backoff = self.backoff.backoff();
+        tracing::warn!(job_id = %self.job_id, error = ?inner.failure, backoff = ?backoff,
+            "job failed; restarting after the backoff");
+        self.state.set_status(&mut inner, JobStatus::Restarting);
+        let deadline = Instant::now() + backoff;
+        while inner.status == JobStatus::Restarting {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            inner =
+                self.state.changed.wait_timeout(inner, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        if inner.status != JobStatus::Restarting {
+            self.state.set_status(&mut inner, JobStatus::Canceled);
+            return false;
+        }
+        inner.restarts += 1;
+        true
+    }
+}
+
+/// The root cause, with how many restarts came before it and under which strategy.
+fn annotate(cause: EddyError, restarts: usize, strategy: &RestartStrategy) -> EddyError {
+    let note = format!(
+        " (after {restarts} restart{}; restart-strategy {strategy})",
+        if restarts == 1 { "" } else { "s" }
+    );
+    match cause {
+        EddyError::Task { operator, subtask, parallelism, message } => {
+            EddyError::Task { operator, subtask, parallelism, message: message + &note }
+        }
+        EddyError::User(message) => EddyError::User(message + &note),
+        other => EddyError::User(format!("{other}{note}")),
     }
 }
 
@@ -332,6 +519,8 @@ struct Builder<'a> {
     jg: &'a JobGraph,
     settings: &'a ExecutionSettings,
     mode: RuntimeMode,
+    /// 0 for the first run, then the number of restarts before this attempt.
+    attempt: usize,
     senders: Senders,
     /// (vertex, subtask, input) → receivers
     receivers: HashMap<(usize, usize, usize), Vec<AnyBox>>,
@@ -345,6 +534,7 @@ impl<'a> Builder<'a> {
         settings: &'a ExecutionSettings,
         signals: &Arc<JobSignals>,
         mode: RuntimeMode,
+        attempt: usize,
     ) -> Result<Self> {
         let mut senders: Senders = HashMap::new();
         let mut receivers: HashMap<(usize, usize, usize), Vec<AnyBox>> = HashMap::new();
@@ -379,7 +569,7 @@ impl<'a> Builder<'a> {
                 coordinators.insert(head.id, s.create_coordinator(v.parallelism)?);
             }
         }
-        Ok(Builder { graph, jg, settings, mode, senders, receivers, coordinators })
+        Ok(Builder { graph, jg, settings, mode, attempt, senders, receivers, coordinators })
     }
 
     fn ctx(&self, node: NodeId, subtask: usize) -> OperatorContext {
@@ -389,7 +579,7 @@ impl<'a> Builder<'a> {
             subtask_index: subtask,
             parallelism: self.jg.node_parallelism[node],
             max_parallelism: self.jg.node_max_parallelism[node],
-            attempt: 0,
+            attempt: self.attempt,
             runtime_mode: self.mode,
             batch_size: self.settings.batch_size,
             clock: self.settings.clock.clone(),

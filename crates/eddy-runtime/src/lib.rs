@@ -21,6 +21,7 @@ pub mod net;
 pub mod operator;
 pub mod output;
 pub mod partitioner;
+pub mod restart;
 pub mod sink;
 pub mod source;
 pub mod task;

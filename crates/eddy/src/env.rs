@@ -16,6 +16,7 @@ use eddy_core::{Configuration, Data, EddyError, Result};
 use eddy_runtime::executor::ExecutionSettings;
 use eddy_runtime::graph::{NodeId, NodeKind, SourceNode, StreamGraph, StreamNode, StreamType, TypeOf};
 use eddy_runtime::partitioner::{BasicPartitioner, PartitionKind};
+use eddy_runtime::restart::RestartStrategy;
 use eddy_runtime::source::Source;
 use eddy_runtime::{ChainingStrategy, JobClient, JobExecutionResult, LocalExecutor};
 
@@ -251,6 +252,7 @@ impl StreamExecutionEnvironment {
             task_slots: c.get_optional(&options::TASK_SLOTS)?,
             auto_watermark_interval: c.get(&options::AUTO_WATERMARK_INTERVAL)?,
             clock: self.clock.clone(),
+            restart_strategy: RestartStrategy::from_configuration(c)?,
         })
     }
 

@@ -104,6 +104,11 @@ impl RuntimeContext {
     pub fn job_name(&self) -> &str {
         &self.op.job_name
     }
+    /// 0 on the job's first run, then how many restarts came before this one (Flink's
+    /// `getAttemptNumber`).
+    pub fn attempt_number(&self) -> usize {
+        self.op.attempt
+    }
 }
 
 /// The context of one `process_element` call.
