@@ -754,6 +754,16 @@ pub mod options {
     )
     .with_validator(at_least_one);
 
+    /// `execution.network-exchange`: run every non-chained exchange of the local mini-cluster
+    /// over a loopback TCP data connection (the data plane of a cluster) instead of an
+    /// in-process channel. An Eddy key, for validating the data plane. Default `false`.
+    pub const NETWORK_EXCHANGE: ConfigOption<bool> = ConfigOption::new(
+        "execution.network-exchange",
+        false,
+        "Send every non-chained exchange over a loopback TCP data connection, as between \
+         TaskManagers, instead of an in-process channel (an Eddy option).",
+    );
+
     /// Rejects a zero duration.
     pub fn positive_duration(value: &Duration) -> Result<(), String> {
         if value.is_zero() {

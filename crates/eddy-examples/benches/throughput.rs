@@ -22,6 +22,8 @@
 //!   sink, one chained task. Throughput is in generated records (per core, as p = 1).
 //! - `keyed_shuffle/p2`: generator of `(u64 key, u64 value)` → `key_by(key)` → counting sink,
 //!   parallelism 2, so every record crosses the hash exchange.
+//! - `keyed_shuffle_network/p2`: the same with `execution.network-exchange: true`, so the hash
+//!   exchange crosses a loopback TCP data connection (encoding, credit, decoding).
 //!
 //! Environment:
 //! - `EDDY_BENCH_RUNS` (3): runs per scenario.
@@ -79,7 +81,10 @@ enum Kind {
     Tokenize,
     TokenizeKeyBy,
     MapFilter,
-    KeyedShuffle,
+    /// `network`: over a loopback data connection (`execution.network-exchange`).
+    KeyedShuffle {
+        network: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -151,16 +156,23 @@ const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "keyed_shuffle/p2",
-        kind: Kind::KeyedShuffle,
+        kind: Kind::KeyedShuffle { network: false },
         parallelism: 2,
         unit: "records",
         target: "≥ 20 M/s",
+    },
+    Scenario {
+        name: "keyed_shuffle_network/p2",
+        kind: Kind::KeyedShuffle { network: true },
+        parallelism: 2,
+        unit: "records",
+        target: "",
     },
 ];
 
 impl Scenario {
     fn reads_text(&self) -> bool {
-        !matches!(self.kind, Kind::MapFilter | Kind::KeyedShuffle)
+        !matches!(self.kind, Kind::MapFilter | Kind::KeyedShuffle { .. })
     }
 }
 
@@ -234,7 +246,12 @@ fn run_child(name: &str, args: &[String]) -> std::result::Result<(), String> {
             // x * 3 + 1 is even exactly when x is odd.
             (n, n / 2)
         }
-        Kind::KeyedShuffle => {
+        Kind::KeyedShuffle { network } => {
+            if network {
+                let mut config = eddy::Configuration::new();
+                config.set("execution.network-exchange", "true");
+                env.configure(&config);
+            }
             let n = env_u64("EDDY_BENCH_SHUFFLE_RECORDS", 200_000_000);
             // About a million distinct keys, spread pseudo-randomly.
             env.from_generator(n, |i: u64| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 44, i))

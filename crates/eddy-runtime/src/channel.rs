@@ -71,6 +71,37 @@ impl<T> ChannelSender<T> {
     }
 }
 
+/// Where a partition writer sends one channel's elements: a local channel, or a remote one
+/// whose consumer is reached over a [`DataConnection`](crate::net::DataConnection). Both
+/// `send`s block the same way (backpressure bounded by cancellation); the local path costs one
+/// match more than a bare [`ChannelSender`].
+pub enum OutputChannel<T> {
+    Local(ChannelSender<T>),
+    Remote(crate::net::RemoteSender<T>),
+}
+
+impl<T: eddy_core::Data> OutputChannel<T> {
+    #[inline]
+    pub fn send(&self, element: StreamElement<T>) -> Result<()> {
+        match self {
+            OutputChannel::Local(tx) => tx.send(element),
+            OutputChannel::Remote(tx) => tx.send(element),
+        }
+    }
+}
+
+impl<T> From<ChannelSender<T>> for OutputChannel<T> {
+    fn from(tx: ChannelSender<T>) -> Self {
+        OutputChannel::Local(tx)
+    }
+}
+
+impl<T> From<crate::net::RemoteSender<T>> for OutputChannel<T> {
+    fn from(tx: crate::net::RemoteSender<T>) -> Self {
+        OutputChannel::Remote(tx)
+    }
+}
+
 /// The consuming end of a channel.
 pub struct ChannelReceiver<T> {
     rx: Receiver<StreamElement<T>>,

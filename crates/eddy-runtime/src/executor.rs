@@ -5,6 +5,11 @@
 //! its head, and starts one thread per subtask. The returned [`JobClient`] waits for the job,
 //! reports its status and cancels it.
 //!
+//! With `execution.network-exchange` (an Eddy key, for testing) each attempt opens one
+//! loopback TCP [`DataConnection`] pair and every channel becomes a remote channel over it,
+//! the data plane a cluster uses between TaskManagers; the connections close when the
+//! attempt's tasks have ended.
+//!
 //! The first task to fail records the root cause and cancels the attempt; every other task
 //! sees the cancellation at its next batch or wait and stops.
 //!
@@ -33,6 +38,7 @@ use eddy_core::{EddyError, Result};
 use crate::channel::JobSignals;
 use crate::graph::{AnyBox, NodeId, NodeKind, SideSlot, StreamGraph};
 use crate::jobgraph::{GraphSettings, JobGraph};
+use crate::net::{ChannelId, DataConnection, NetOptions};
 use crate::operator::{panic_message, OperatorContext};
 use crate::partitioner::{pointwise_targets, WriterContext};
 use crate::restart::{RestartBackoffTimeStrategy, RestartStrategy};
@@ -97,6 +103,9 @@ pub struct ExecutionSettings {
     pub clock: crate::time::ClockRef,
     /// What happens after a failure (`restart-strategy.type`).
     pub restart_strategy: RestartStrategy,
+    /// `execution.network-exchange`: every non-chained exchange crosses a loopback TCP data
+    /// connection (see [`crate::net`]) instead of an in-process channel.
+    pub network_exchange: bool,
 }
 
 impl ExecutionSettings {
@@ -333,7 +342,7 @@ impl LocalExecutor {
         let first = master.build_attempt(0)?;
         let state = master.state.clone();
         let job_name = master.settings.job_name.clone();
-        tracing::info!(job_id = %job_id, job = %job_name, tasks = first.0.len(), mode = %master.jg.runtime_mode,
+        tracing::info!(job_id = %job_id, job = %job_name, tasks = first.tasks.len(), mode = %master.jg.runtime_mode,
             restart_strategy = %master.settings.restart_strategy, "starting job");
         let started = Instant::now();
         let handle = std::thread::Builder::new()
@@ -344,8 +353,61 @@ impl LocalExecutor {
     }
 }
 
-/// One attempt's tasks and the signal that cancels them.
-type Attempt = (Vec<Box<dyn Invokable>>, Arc<JobSignals>);
+/// One attempt's tasks, the signal that cancels them, and the data connections their remote
+/// channels use (with `execution.network-exchange`), closed when the attempt ends or is dropped.
+struct Attempt {
+    tasks: Vec<Box<dyn Invokable>>,
+    signals: Arc<JobSignals>,
+    network: Option<LoopbackNetwork>,
+}
+
+/// Both ends of the loopback data connection of one attempt: every remote channel is
+/// produced on `producer` and consumed on `consumer`.
+struct LoopbackNetwork {
+    producer: DataConnection,
+    consumer: DataConnection,
+}
+
+impl LoopbackNetwork {
+    fn open() -> Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| EddyError::Network {
+            action: "bind",
+            address: "127.0.0.1:0".into(),
+            source,
+        })?;
+        let address = listener.local_addr().map_err(|source| EddyError::Network {
+            action: "read the address of",
+            address: "the data-plane listener".into(),
+            source,
+        })?;
+        // Both ends handshake at once: the accepting end needs a thread of its own.
+        let accepting = std::thread::Builder::new()
+            .name("net-accept".into())
+            .spawn(move || DataConnection::accept(&listener, NetOptions::default()))
+            .map_err(|e| EddyError::user(format!("cannot start the data-plane accept thread: {e}")))?;
+        let producer = DataConnection::connect(address, NetOptions::default());
+        if producer.is_err() {
+            // Wakes the accepting thread, which then fails its handshake.
+            let _ = std::net::TcpStream::connect(address);
+        }
+        let consumer = accepting.join().map_err(|p| {
+            EddyError::user(format!("the data-plane accept thread panicked: {}", panic_message(&p)))
+        })?;
+        // Both results are looked at only now, so that neither end is left half open.
+        Ok(LoopbackNetwork { producer: producer?, consumer: consumer? })
+    }
+
+    /// Sends what is queued and closes both ends, after the attempt's tasks have ended.
+    fn close(self) {
+        self.producer.close();
+        self.consumer.close();
+    }
+}
+
+/// A stable 64-bit hash of a job id (FNV-1a): `ChannelId::job`.
+fn job_hash(job_id: &str) -> u64 {
+    job_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
 
 /// Runs a job's attempts: starts the tasks, waits for them, and after a failure asks the
 /// restart strategy whether and when to run the whole job again.
@@ -362,9 +424,18 @@ impl JobMaster {
     fn build_attempt(&self, attempt: usize) -> Result<Attempt> {
         let signals = Arc::new(JobSignals::default());
         let mode = self.jg.runtime_mode;
-        let tasks =
-            Builder::new(&self.graph, &self.jg, &self.settings, &signals, mode, attempt)?.build_tasks()?;
-        Ok((tasks, signals))
+        let network = if self.settings.network_exchange { Some(LoopbackNetwork::open()?) } else { None };
+        let builder = Builder::new(
+            &self.graph,
+            &self.jg,
+            &self.settings,
+            &signals,
+            mode,
+            attempt,
+            network.as_ref().map(|n| (job_hash(&self.job_id), n)),
+        )?;
+        let tasks = builder.build_tasks()?;
+        Ok(Attempt { tasks, signals, network })
     }
 
     fn run(mut self, first: Attempt) {
@@ -372,7 +443,7 @@ impl JobMaster {
         loop {
             match next {
                 Ok(attempt) => {
-                    if !self.begin_attempt(&attempt.1) {
+                    if !self.begin_attempt(&attempt.signals) {
                         return;
                     }
                     self.run_attempt(attempt);
@@ -410,8 +481,9 @@ impl JobMaster {
         true
     }
 
-    /// Starts one thread per task and waits for all of them.
-    fn run_attempt(&self, (tasks, signals): Attempt) {
+    /// Starts one thread per task and waits for all of them, then closes the attempt's data
+    /// connections.
+    fn run_attempt(&self, Attempt { tasks, signals, network }: Attempt) {
         let buffer_timeout = match self.jg.runtime_mode {
             RuntimeMode::Batch => None,
             _ => Some(self.settings.buffer_timeout),
@@ -444,6 +516,11 @@ impl JobMaster {
         }
         for t in threads {
             let _ = t.join();
+        }
+        // Every task has ended, so every channel has delivered its end of input or been
+        // closed: closing now cannot fail a task.
+        if let Some(network) = network {
+            network.close();
         }
     }
 
@@ -535,6 +612,7 @@ impl<'a> Builder<'a> {
         signals: &Arc<JobSignals>,
         mode: RuntimeMode,
         attempt: usize,
+        network: Option<(u64, &LoopbackNetwork)>,
     ) -> Result<Self> {
         let mut senders: Senders = HashMap::new();
         let mut receivers: HashMap<(usize, usize, usize), Vec<AnyBox>> = HashMap::new();
@@ -556,7 +634,19 @@ impl<'a> Builder<'a> {
                     if je.kind.is_pointwise() { pointwise_targets(pu, pd, i) } else { (0..pd).collect() };
                 let list = senders.entry((je.stream_edge, i)).or_default();
                 for j in targets {
-                    let (tx, rx) = ty.channel(settings.channel_capacity, signals.clone());
+                    let (tx, rx) = match network {
+                        None => ty.channel(settings.channel_capacity, signals.clone()),
+                        Some((job, net)) => {
+                            let id = ChannelId {
+                                job,
+                                edge: je.stream_edge as u32,
+                                producer: i as u32,
+                                consumer: j as u32,
+                            };
+                            let capacity = settings.channel_capacity;
+                            ty.remote_channel(id, &net.producer, &net.consumer, capacity, signals.clone())?
+                        }
+                    };
                     list.push(tx);
                     receivers.entry((je.target_vertex, j, se.input)).or_default().push(rx);
                 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use eddy_core::{Data, EddyError, Result};
 
 use crate::channel::{channel, ChannelReceiver, InputGate, JobSignals};
+use crate::net::{ChannelId, DataConnection};
 use crate::operator::{ChainedOperator, OneInputOperator, OperatorContext, TwoInputHead, TwoInputOperator};
 use crate::output::{Emitter, ErasedSide, FanOut, Output};
 use crate::partitioner::PartitionerFactory;
@@ -42,6 +43,17 @@ pub trait StreamType: Send + Sync {
     fn type_name(&self) -> &'static str;
     /// A channel: (`ChannelSender<T>`, `ChannelReceiver<T>`).
     fn channel(&self, capacity: usize, signals: Arc<JobSignals>) -> (AnyBox, AnyBox);
+    /// A remote channel `id` from `producer`'s process to `consumer`'s: (`RemoteSender<T>`,
+    /// `ChannelReceiver<T>`), what a partition writer and an input gate take, as from
+    /// [`channel`](Self::channel).
+    fn remote_channel(
+        &self,
+        id: ChannelId,
+        producer: &DataConnection,
+        consumer: &DataConnection,
+        capacity: usize,
+        signals: Arc<JobSignals>,
+    ) -> Result<(AnyBox, AnyBox)>;
     /// Combines several `Box<dyn Output<T>>` into one.
     fn fan_out(&self, outputs: Vec<AnyBox>) -> Result<AnyBox>;
     /// Wraps an output as a side output slot.
@@ -115,6 +127,20 @@ impl<T: Data> StreamType for TypeOf<T> {
     fn channel(&self, capacity: usize, signals: Arc<JobSignals>) -> (AnyBox, AnyBox) {
         let (tx, rx) = channel::<T>(capacity, signals);
         (Box::new(tx), Box::new(rx))
+    }
+
+    fn remote_channel(
+        &self,
+        id: ChannelId,
+        producer: &DataConnection,
+        consumer: &DataConnection,
+        capacity: usize,
+        signals: Arc<JobSignals>,
+    ) -> Result<(AnyBox, AnyBox)> {
+        // The input first: registering it grants the producer its credit.
+        let rx = consumer.register_input::<T>(id, capacity)?;
+        let tx = producer.register_output::<T>(id, signals)?;
+        Ok((Box::new(tx), Box::new(rx)))
     }
 
     fn fan_out(&self, outputs: Vec<AnyBox>) -> Result<AnyBox> {

@@ -14,7 +14,8 @@ use eddy_core::keygroup::{flink_murmur_hash, hash_code, operator_index_for_key_g
 use eddy_core::{Batch, Data, EddyError, Key, Result, StreamElement};
 use serde::Serialize;
 
-use crate::channel::ChannelSender;
+use crate::channel::{ChannelSender, OutputChannel};
+use crate::net::RemoteSender;
 use crate::output::Output;
 
 /// The kind of an exchange between two operators.
@@ -170,7 +171,7 @@ impl<T, K, F: Fn(&T) -> K + Send, P: Fn(&K, usize) -> usize + Send> ChannelSelec
 
 /// Writes one task's output to the channels of one exchange.
 pub struct PartitionWriter<T, S> {
-    channels: Vec<ChannelSender<T>>,
+    channels: Vec<OutputChannel<T>>,
     buffers: Vec<Batch<T>>,
     selector: S,
     batch_size: usize,
@@ -178,7 +179,7 @@ pub struct PartitionWriter<T, S> {
 }
 
 impl<T: Data, S: ChannelSelector<T>> PartitionWriter<T, S> {
-    pub fn new(channels: Vec<ChannelSender<T>>, selector: S, batch_size: usize, broadcast: bool) -> Self {
+    pub fn new(channels: Vec<OutputChannel<T>>, selector: S, batch_size: usize, broadcast: bool) -> Self {
         let buffers = channels.iter().map(|_| Batch::new()).collect();
         PartitionWriter { channels, buffers, selector, batch_size: batch_size.max(1), broadcast }
     }
@@ -281,7 +282,8 @@ pub struct WriterContext {
 pub trait PartitionerFactory: Send + Sync {
     fn kind(&self) -> PartitionKind;
 
-    /// `senders` holds `ChannelSender<T>`s; returns a `Box<dyn Output<T>>`.
+    /// `senders` holds `ChannelSender<T>`s or `RemoteSender<T>`s; returns a
+    /// `Box<dyn Output<T>>`.
     fn create_writer(
         &self,
         resolved: PartitionKind,
@@ -290,13 +292,16 @@ pub trait PartitionerFactory: Send + Sync {
     ) -> Result<Box<dyn Any + Send>>;
 }
 
-fn downcast_senders<T: Data>(senders: Vec<Box<dyn Any + Send>>) -> Result<Vec<ChannelSender<T>>> {
+/// Unpacks the senders of one exchange: local (`ChannelSender<T>`) or remote (`RemoteSender<T>`).
+fn downcast_senders<T: Data>(senders: Vec<Box<dyn Any + Send>>) -> Result<Vec<OutputChannel<T>>> {
     senders
         .into_iter()
-        .map(|s| {
-            s.downcast::<ChannelSender<T>>()
-                .map(|b| *b)
-                .map_err(|_| EddyError::InvalidJob("channel of the wrong record type".into()))
+        .map(|s| match s.downcast::<ChannelSender<T>>() {
+            Ok(local) => Ok(OutputChannel::Local(*local)),
+            Err(s) => s
+                .downcast::<RemoteSender<T>>()
+                .map(|remote| OutputChannel::Remote(*remote))
+                .map_err(|_| EddyError::InvalidJob("channel of the wrong record type".into())),
         })
         .collect()
 }

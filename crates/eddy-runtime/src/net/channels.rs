@@ -195,8 +195,10 @@ impl<T: Data> Inbound for TypedInbound<T> {
         match self.tx.try_send(element) {
             Ok(()) => Ok(ends),
             Err(TrySendError::Full(_)) => Err(format!("the peer sent beyond its credit on channel {id}")),
-            // The task is gone; its hook has told the producer to stop.
-            Err(TrySendError::Disconnected(_)) => Ok(true),
+            // The task is gone; its hook has told the producer to stop. The input stays
+            // registered until the producer's end of input or close notice, so that elements
+            // it sent before it learnt of that are dropped here, not taken for a protocol error.
+            Err(TrySendError::Disconnected(_)) => Ok(ends),
         }
     }
 

@@ -386,3 +386,22 @@ fn a_channel_is_registered_once_per_end() {
         Err(EddyError::InvalidJob(_))
     ));
 }
+
+#[test]
+fn elements_in_flight_to_a_consumer_that_went_away_are_dropped_not_a_protocol_error() {
+    let (mut raw, conn) = raw_peer(NetOptions::default());
+    let gone = InputGate::<u64>::new(vec![conn.register_input(id(16, 0, 0), 4).unwrap()]);
+    let mut other = InputGate::<u64>::new(vec![conn.register_input(id(16, 1, 0), 4).unwrap()]);
+    let mut credits = [0u8; 2 * (frame::HEADER_BYTES + 4)];
+    raw.read_exact(&mut credits).unwrap();
+    drop(gone);
+    // The producer sent these before the consumer's close notice could reach it.
+    for w in [1, 2, 3] {
+        raw.write_all(&data_frame(id(16, 0, 0), &StreamElement::Watermark(w))).unwrap();
+    }
+    raw.write_all(&frame::encode(Kind::Close, id(16, 0, 0), b"cancelled")).unwrap();
+    raw.write_all(&data_frame(id(16, 1, 0), &StreamElement::Watermark(9))).unwrap();
+    assert_eq!(next(&mut other).unwrap().unwrap().1, StreamElement::Watermark(9));
+    // Closing first: `conn` lingers until its peer has closed too.
+    drop(raw);
+}
