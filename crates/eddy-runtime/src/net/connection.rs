@@ -147,6 +147,8 @@ pub struct DataConnection {
     shared: Arc<Shared>,
     reader: Option<JoinHandle<()>>,
     writer: Option<JoinHandle<()>>,
+    /// Disconnected when the reader thread ends: lets `shutdown` wait for it with a deadline.
+    reader_done: crossbeam_channel::Receiver<()>,
 }
 
 impl DataConnection {
@@ -202,7 +204,14 @@ impl DataConnection {
         let writer =
             spawn(format!("net-writer {peer}"), Box::new(move || run_writer(writer_stream, queue, s)))?;
         let s = shared.clone();
-        let reader = spawn(format!("net-reader {peer}"), Box::new(move || run_reader(reader_stream, s)));
+        let (done_tx, reader_done) = crossbeam_channel::bounded::<()>(0);
+        let reader = spawn(
+            format!("net-reader {peer}"),
+            Box::new(move || {
+                run_reader(reader_stream, s);
+                drop(done_tx);
+            }),
+        );
         let reader = match reader {
             Ok(r) => r,
             Err(e) => {
@@ -211,7 +220,7 @@ impl DataConnection {
                 return Err(e);
             }
         };
-        Ok(DataConnection { shared, reader: Some(reader), writer: Some(writer) })
+        Ok(DataConnection { shared, reader: Some(reader), writer: Some(writer), reader_done })
     }
 
     /// The peer's address.
@@ -279,8 +288,12 @@ impl DataConnection {
         let _ = self.shared.outgoing.send(Outgoing::Shutdown);
         let _ = writer.join();
         self.shared.stop(io::ErrorKind::NotConnected, "the connection was closed by this process".into());
-        let _ = self.shared.stream.set_read_timeout(Some(LINGER));
         if let Some(reader) = self.reader.take() {
+            // A read already blocked does not see a new timeout: wait for the peer to close
+            // for a while, then cut the connection so that the blocked read returns.
+            if let Err(crossbeam_channel::RecvTimeoutError::Timeout) = self.reader_done.recv_timeout(LINGER) {
+                let _ = self.shared.stream.shutdown(std::net::Shutdown::Both);
+            }
             let _ = reader.join();
         }
     }

@@ -405,3 +405,21 @@ fn elements_in_flight_to_a_consumer_that_went_away_are_dropped_not_a_protocol_er
     // Closing first: `conn` lingers until its peer has closed too.
     drop(raw);
 }
+
+#[test]
+fn closing_returns_even_when_the_peer_never_closes() {
+    // The raw peer stays connected and silent: the graceful drain cannot end by itself, so
+    // close must cut the connection after its linger time instead of waiting forever.
+    let (raw, conn) = raw_peer(NetOptions::default());
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let closer = thread::spawn(move || {
+        conn.close();
+        let _ = done_tx.send(());
+    });
+    assert!(
+        done_rx.recv_timeout(Duration::from_secs(20)).is_ok(),
+        "close() still blocked 20 s after the peer went silent"
+    );
+    closer.join().unwrap();
+    drop(raw);
+}
