@@ -11,6 +11,7 @@ pub mod data;
 pub mod element;
 pub mod error;
 pub mod keygroup;
+pub mod random;
 
 /// A string stored inline when short (up to 24 bytes), so that creating, cloning, hashing and
 /// comparing words and ids needs no heap allocation. Use it for short keys on hot paths.

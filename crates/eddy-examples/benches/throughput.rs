@@ -32,12 +32,14 @@
 //!   when that is an absolute path, else `<temp dir>/eddy-bench`).
 //! - `EDDY_BENCH_MAP_FILTER_RECORDS` (1000000000), `EDDY_BENCH_SHUFFLE_RECORDS` (200000000).
 
-use eddy_examples::bench_support::{cpu_model, env_u64, load_average, median, millions, peak_rss_kb};
+use eddy_examples::bench_support::{
+    cpu_model, env_u64, load_average, median, millions, peak_rss_kb, run_scenario_process, select_scenarios,
+};
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -338,38 +340,26 @@ fn prepare_text() -> std::result::Result<Text, String> {
 }
 
 fn run_once(scenario: &Scenario, text: Option<&Text>) -> std::result::Result<RunResult, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--run-scenario").arg(scenario.name);
-    if let Some(t) = text {
-        cmd.arg("--input").arg(&t.path);
-        cmd.arg("--words").arg(t.words.to_string());
-        cmd.arg("--distinct").arg(t.distinct.to_string());
-        cmd.arg("--lines").arg(t.lines.to_string());
-    }
-    let out = cmd.output().map_err(|e| format!("cannot run the scenario process: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "{} failed ({}): {}{}",
-            scenario.name,
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    let args = match text {
+        Some(t) => vec![
+            "--input".to_string(),
+            t.path.display().to_string(),
+            "--words".to_string(),
+            t.words.to_string(),
+            "--distinct".to_string(),
+            t.distinct.to_string(),
+            "--lines".to_string(),
+            t.lines.to_string(),
+        ],
+        None => Vec::new(),
+    };
+    let stdout = run_scenario_process(scenario.name, &args)?;
     parse_result(&stdout).ok_or_else(|| format!("{}: no result line in {stdout:?}", scenario.name))
 }
 
 fn run_parent(filters: &[String]) -> std::result::Result<(), String> {
     let runs = env_u64("EDDY_BENCH_RUNS", 3).max(1) as usize;
-    let selected: Vec<&Scenario> = SCENARIOS
-        .iter()
-        .filter(|s| filters.is_empty() || filters.iter().any(|f| s.name.contains(f.as_str())))
-        .collect();
-    if selected.is_empty() {
-        return Err(format!("no scenario matches {filters:?}"));
-    }
+    let selected = select_scenarios(SCENARIOS, |s| s.name, filters)?;
     let text = if selected.iter().any(|s| s.reads_text()) {
         let t = prepare_text()?;
         eprintln!(

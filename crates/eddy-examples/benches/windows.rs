@@ -34,8 +34,10 @@
 //!   1 000-sensor scenarios; `EDDY_BENCH_WINDOW_1M_RECORDS` (50000000) for the 1 000 000-sensor
 //!   ones; `EDDY_BENCH_SESSION_RECORDS` (20000000) for the session scenario.
 
-use eddy_examples::bench_support::{cpu_model, env_u64, load_average, median, millions, peak_rss_kb};
-use std::process::{Command, ExitCode};
+use eddy_examples::bench_support::{
+    cpu_model, env_u64, load_average, median, millions, peak_rss_kb, run_scenario_process, select_scenarios,
+};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -242,34 +244,13 @@ fn parse_result(stdout: &str) -> Option<RunResult> {
 // The parent: child processes and the report.
 
 fn run_once(scenario: &Scenario) -> std::result::Result<RunResult, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
-    let out = Command::new(exe)
-        .arg("--run-scenario")
-        .arg(scenario.name)
-        .output()
-        .map_err(|e| format!("cannot run the scenario process: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "{} failed ({}): {}{}",
-            scenario.name,
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    let stdout = run_scenario_process(scenario.name, &[])?;
     parse_result(&stdout).ok_or_else(|| format!("{}: no result line in {stdout:?}", scenario.name))
 }
 
 fn run_parent(filters: &[String]) -> std::result::Result<(), String> {
     let runs = env_u64("EDDY_BENCH_RUNS", 3).max(1) as usize;
-    let selected: Vec<&Scenario> = SCENARIOS
-        .iter()
-        .filter(|s| filters.is_empty() || filters.iter().any(|f| s.name.contains(f.as_str())))
-        .collect();
-    if selected.is_empty() {
-        return Err(format!("no scenario matches {filters:?}"));
-    }
+    let selected = select_scenarios(SCENARIOS, |s| s.name, filters)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!("{} runs per scenario; {cores} cores, {}; load average {}", runs, cpu_model(), load_average());
 

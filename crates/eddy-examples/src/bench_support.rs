@@ -48,3 +48,40 @@ pub fn cpu_model() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into())
 }
+
+/// Runs scenario `name` in a child process (this executable with `--run-scenario NAME` and
+/// `args`) and returns what it printed on standard output.
+pub fn run_scenario_process(name: &str, args: &[String]) -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let out = std::process::Command::new(exe)
+        .arg("--run-scenario")
+        .arg(name)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run the scenario process: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "{name} failed ({}): {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(stdout)
+}
+
+/// The scenarios whose name contains one of `filters` (all of them without filters).
+pub fn select_scenarios<'a, S>(
+    all: &'a [S],
+    name: impl Fn(&S) -> &str,
+    filters: &[String],
+) -> Result<Vec<&'a S>, String> {
+    let selected: Vec<&S> = all
+        .iter()
+        .filter(|s| filters.is_empty() || filters.iter().any(|f| name(s).contains(f.as_str())))
+        .collect();
+    if selected.is_empty() {
+        return Err(format!("no scenario matches {filters:?}"));
+    }
+    Ok(selected)
+}

@@ -19,6 +19,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use eddy::prelude::*;
+use eddy::random::mix;
 
 /// A reading in flight: `(sensor id, event timestamp in ms, temperature)`.
 pub type Reading = (CompactString, i64, f64);
@@ -50,15 +51,6 @@ pub fn sensor_id(n: u64) -> CompactString {
     buf[7..len].copy_from_slice(&digits[i..]);
     // Only ASCII was written.
     CompactString::from_utf8(&buf[..len]).unwrap_or_default()
-}
-
-/// SplitMix64's finalizer: a well-mixed 64-bit hash of `x`.
-#[inline]
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Uniform in `[0, 1)` from the top 53 bits of a hash.

@@ -28,7 +28,6 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -130,19 +129,7 @@ impl ExecutionSettings {
 
 /// A fresh 32-hex-digit job id.
 pub fn new_job_id() -> String {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let mut parts = [0u64; 2];
-    for p in &mut parts {
-        let mut h = RandomState::new().build_hasher();
-        h.write_usize(COUNTER.fetch_add(1, Ordering::Relaxed));
-        h.write_u128(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
-        );
-        *p = h.finish();
-    }
-    format!("{:016x}{:016x}", parts[0], parts[1])
+    format!("{:016x}{:016x}", eddy_core::random::random_seed(), eddy_core::random::random_seed())
 }
 
 /// What the job master and the tasks of the current attempt share, under one lock.
@@ -404,9 +391,11 @@ impl LoopbackNetwork {
     }
 }
 
-/// A stable 64-bit hash of a job id (FNV-1a): `ChannelId::job`.
+/// A stable 64-bit hash of a job id: `ChannelId::job`.
 fn job_hash(job_id: &str) -> u64 {
-    job_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    let mut h = eddy_core::keygroup::StableHasher::new();
+    std::hash::Hasher::write(&mut h, job_id.as_bytes());
+    std::hash::Hasher::finish(&h)
 }
 
 /// Runs a job's attempts: starts the tasks, waits for them, and after a failure asks the
@@ -618,15 +607,7 @@ impl<'a> Builder<'a> {
         let mut receivers: HashMap<(usize, usize, usize), Vec<AnyBox>> = HashMap::new();
         for je in &jg.edges {
             let se = &graph.edges[je.stream_edge];
-            let ty = match &se.side_tag {
-                None => graph.nodes[se.source].output_type.clone(),
-                Some(tag) => graph.nodes[se.source]
-                    .side_outputs
-                    .iter()
-                    .find(|(t, _)| t == tag)
-                    .map(|(_, ty)| ty.clone())
-                    .ok_or_else(|| EddyError::InvalidJob(format!("side output '{tag}' has no type")))?,
-            };
+            let ty = graph.nodes[se.source].output_type_of(se.side_tag.as_deref())?;
             let pu = jg.vertices[je.source_vertex].parallelism;
             let pd = jg.vertices[je.target_vertex].parallelism;
             for i in 0..pu {
@@ -749,15 +730,6 @@ impl<'a> Builder<'a> {
                 outs.push(e.partitioner.create_writer(self.jg.edge_kind[i], senders, &wctx)?);
             }
         }
-        let ty = match tag {
-            None => graph.nodes[node].output_type.clone(),
-            Some(t) => graph.nodes[node]
-                .side_outputs
-                .iter()
-                .find(|(x, _)| x == t)
-                .map(|(_, ty)| ty.clone())
-                .ok_or_else(|| EddyError::InvalidJob(format!("side output '{t}' has no type")))?,
-        };
-        ty.fan_out(outs)
+        graph.nodes[node].output_type_of(tag)?.fan_out(outs)
     }
 }

@@ -334,6 +334,20 @@ pub struct StreamNode {
     pub inherit_parallelism: bool,
 }
 
+impl StreamNode {
+    /// The type of the main output (`None`) or of side output `tag`.
+    pub fn output_type_of(&self, tag: Option<&str>) -> Result<Arc<dyn StreamType>> {
+        match tag {
+            None => Ok(self.output_type.clone()),
+            Some(tag) => {
+                self.side_outputs.iter().find(|(t, _)| t == tag).map(|(_, ty)| ty.clone()).ok_or_else(|| {
+                    EddyError::InvalidJob(format!("side output '{tag}' of '{}' has no type", self.name))
+                })
+            }
+        }
+    }
+}
+
 /// A connection from an output of one node to an input of another.
 #[derive(Clone)]
 pub struct StreamEdge {

@@ -38,6 +38,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use eddy_core::config::options;
+use eddy_core::random::{random_seed, SplitMix64};
 use eddy_core::{Configuration, EddyError, Result};
 
 /// How a failed job is restarted (Flink's `restart-strategy.type` and its options).
@@ -164,7 +165,7 @@ impl RestartStrategy {
                 current_backoff: initial_backoff,
                 next_restart: None,
                 attempts: 0,
-                random: SplitMix64(seed),
+                random: SplitMix64::new(seed),
             }),
             RestartStrategy::FailureRate { max_failures_per_interval, failure_rate_interval, delay } => {
                 Box::new(FailureRateBackoff {
@@ -298,7 +299,7 @@ impl ExponentialDelayBackoff {
             return 0.0;
         }
         let span = (2 * offset + 1) as u64;
-        (self.random.next() % span) as f64 - offset as f64
+        (self.random.next_u64() % span) as f64 - offset as f64
     }
 }
 
@@ -324,29 +325,6 @@ impl RestartBackoffTimeStrategy for ExponentialDelayBackoff {
     fn backoff(&self) -> Duration {
         self.current_backoff
     }
-}
-
-/// A small, seedable generator for the jitter (SplitMix64).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-fn random_seed() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub mod windowing;
 pub use datastream::{
     CollectedRecords, ConnectedStreams, DataStream, DataStreamSink, KeyedConnectedStreams, KeyedStream,
 };
+pub use eddy_core::random;
 pub use eddy_core::{
     config, Batch, CompactString, Configuration, Data, EddyError, Key, RecordDisplay, Result, ShowRecord,
 };
