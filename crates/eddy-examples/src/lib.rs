@@ -26,6 +26,10 @@ pub struct CommonArgs {
     /// Configuration overrides, Flink style: `-D key=value`.
     #[arg(short = 'D', value_name = "KEY=VALUE")]
     pub define: Vec<String>,
+    /// Application mode: start a JobManager for this job alone, then run the job on the
+    /// TaskManagers that connect to it (`execute` reads the flag).
+    #[arg(long)]
+    pub application: bool,
 }
 
 fn parse_mode(s: &str) -> std::result::Result<RuntimeMode, String> {

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Select, SendTimeoutError, Sender, TryRecvError};
 use eddy_core::{EddyError, Result, StreamElement};
 
+use crate::task::TaskMetrics;
+
 /// How often a blocked task looks at the cancellation flag.
 pub(crate) const CANCEL_CHECK: Duration = Duration::from_millis(50);
 
@@ -141,13 +143,20 @@ pub struct InputGate<T> {
     open: usize,
     next: usize,
     ready: Option<(usize, StreamElement<T>)>,
+    /// Counts the records handed to the task (`records_in`).
+    metrics: Arc<TaskMetrics>,
 }
 
 impl<T> InputGate<T> {
     pub fn new(receivers: Vec<ChannelReceiver<T>>) -> Self {
+        Self::with_metrics(receivers, Arc::default())
+    }
+
+    /// A gate that counts the records it hands to the task into `metrics.records_in`.
+    pub fn with_metrics(receivers: Vec<ChannelReceiver<T>>, metrics: Arc<TaskMetrics>) -> Self {
         let n = receivers.len();
         let (channels, remotes) = receivers.into_iter().map(|r| (r.rx, r.remote)).unzip();
-        InputGate { channels, remotes, finished: vec![false; n], open: n, next: 0, ready: None }
+        InputGate { channels, remotes, finished: vec![false; n], open: n, next: 0, ready: None, metrics }
     }
 
     pub fn num_channels(&self) -> usize {
@@ -243,9 +252,13 @@ impl<T> InputGate<T> {
         if let Some(remote) = &self.remotes[ch] {
             remote.consumed();
         }
-        if matches!(e, StreamElement::EndOfInput) {
-            self.finished[ch] = true;
-            self.open -= 1;
+        match &e {
+            StreamElement::Records(b) => TaskMetrics::add(&self.metrics.records_in, b.len()),
+            StreamElement::EndOfInput => {
+                self.finished[ch] = true;
+                self.open -= 1;
+            }
+            _ => {}
         }
         GateEvent::Element(ch, e)
     }

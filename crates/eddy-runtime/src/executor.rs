@@ -13,6 +13,10 @@
 //! The first task to fail records the root cause and cancels the attempt; every other task
 //! sees the cancellation at its next batch or wait and stops.
 //!
+//! The building and running of tasks is shared with [`crate::distributed`], where one job
+//! attempt is split over several worker processes: one `Builder` builds the subtasks that run
+//! in a process (all of them for the mini-cluster), and `run_task_threads` runs them.
+//!
 //! # Failures and restarts
 //!
 //! A job master thread runs the job's attempts. When an attempt fails (a task returned an
@@ -35,13 +39,15 @@ use eddy_core::config::RuntimeMode;
 use eddy_core::{EddyError, Result};
 
 use crate::channel::JobSignals;
-use crate::graph::{AnyBox, NodeId, NodeKind, SideSlot, StreamGraph};
+use crate::distributed::{Placement, WorkerMesh};
+use crate::graph::{AnyBox, NodeId, NodeKind, SideSlot, StreamGraph, StreamType};
 use crate::jobgraph::{GraphSettings, JobGraph};
 use crate::net::{ChannelId, DataConnection, NetOptions};
 use crate::operator::{panic_message, OperatorContext};
 use crate::partitioner::{pointwise_targets, WriterContext};
 use crate::restart::{RestartBackoffTimeStrategy, RestartStrategy};
-use crate::task::{Invokable, TaskRuntime};
+use crate::source::SplitDistribution;
+use crate::task::{Invokable, TaskMetrics, TaskRuntime, TaskState, VertexMetrics, WorkerTask};
 
 /// Flink's job states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +149,8 @@ struct JobInner {
     signals: Arc<JobSignals>,
     /// `cancel` was called (also while a failure was already winding the attempt down).
     cancel_requested: bool,
+    /// The counters of the current attempt's tasks: (vertex, counters).
+    metrics: Vec<(usize, Arc<TaskMetrics>)>,
     restarts: usize,
     finished_at: Option<Instant>,
 }
@@ -167,14 +175,9 @@ impl JobState {
     }
 
     /// Records a task's failure and cancels the other tasks of the attempt.
-    ///
-    /// A failing task drops its channels before its error arrives here, so a neighbour may
-    /// report the closed channel (a cancellation) first: a real error replaces that one.
     fn fail(&self, error: EddyError) {
         let mut inner = self.lock();
-        let replaces_cancellation = matches!(inner.failure, Some(EddyError::Cancelled(_)))
-            && !matches!(error, EddyError::Cancelled(_));
-        if (inner.failure.is_none() || replaces_cancellation)
+        if is_new_root_cause(&inner.failure, &error)
             && matches!(inner.status, JobStatus::Running | JobStatus::Failing)
         {
             tracing::error!(error = %error, "job failing");
@@ -188,11 +191,26 @@ impl JobState {
     }
 }
 
+/// Whether `error` becomes the root cause of an attempt that has so far failed with `current`.
+///
+/// The first error wins, except that a real error replaces a cancellation: a failing task drops
+/// its channels before its error is recorded, so a neighbour may report the closed channel (a
+/// cancellation) first.
+pub(crate) fn is_new_root_cause(current: &Option<EddyError>, error: &EddyError) -> bool {
+    match current {
+        None => true,
+        Some(EddyError::Cancelled(_)) => !matches!(error, EddyError::Cancelled(_)),
+        Some(_) => false,
+    }
+}
+
 /// A handle on a running job: wait, query status, cancel. Dropping it leaves the job running,
 /// as Flink's `JobClient` does.
 pub struct JobClient {
     job_id: String,
     job_name: String,
+    /// One zeroed entry per job vertex.
+    vertices: Vec<VertexMetrics>,
     state: Arc<JobState>,
     master: Mutex<Option<std::thread::JoinHandle<()>>>,
     started: Instant,
@@ -211,6 +229,17 @@ impl JobClient {
     /// How often the job has been restarted after a failure so far.
     pub fn restarts(&self) -> usize {
         self.state.lock().restarts
+    }
+
+    /// The I/O counters of every job vertex, summed over its subtasks, in the current attempt
+    /// (after the job ended: its last attempt). See [`TaskMetrics`] for what is counted.
+    pub fn vertex_metrics(&self) -> Vec<VertexMetrics> {
+        let tasks = self.state.lock().metrics.clone();
+        let mut vertices = self.vertices.clone();
+        for (vertex, metrics) in tasks {
+            vertices[vertex].add(metrics.snapshot());
+        }
+        vertices
     }
 
     /// Cancels the job, also while it waits to restart; returns at once. `wait` reports the
@@ -320,6 +349,7 @@ impl LocalExecutor {
                     failed_at: None,
                     signals: Arc::new(JobSignals::default()),
                     cancel_requested: false,
+                    metrics: Vec::new(),
                     restarts: 0,
                     finished_at: None,
                 }),
@@ -329,6 +359,7 @@ impl LocalExecutor {
         let first = master.build_attempt(0)?;
         let state = master.state.clone();
         let job_name = master.settings.job_name.clone();
+        let vertices = VertexMetrics::zeroed(&master.jg);
         tracing::info!(job_id = %job_id, job = %job_name, tasks = first.tasks.len(), mode = %master.jg.runtime_mode,
             restart_strategy = %master.settings.restart_strategy, "starting job");
         let started = Instant::now();
@@ -336,21 +367,21 @@ impl LocalExecutor {
             .name(format!("JobMaster {job_id}"))
             .spawn(move || master.run(first))
             .map_err(|e| EddyError::user(format!("cannot start the job master thread: {e}")))?;
-        Ok(JobClient { job_id, job_name, state, master: Mutex::new(Some(handle)), started })
+        Ok(JobClient { job_id, job_name, vertices, state, master: Mutex::new(Some(handle)), started })
     }
 }
 
 /// One attempt's tasks, the signal that cancels them, and the data connections their remote
 /// channels use (with `execution.network-exchange`), closed when the attempt ends or is dropped.
 struct Attempt {
-    tasks: Vec<Box<dyn Invokable>>,
+    tasks: Vec<WorkerTask>,
     signals: Arc<JobSignals>,
     network: Option<LoopbackNetwork>,
 }
 
 /// Both ends of the loopback data connection of one attempt: every remote channel is
 /// produced on `producer` and consumed on `consumer`.
-struct LoopbackNetwork {
+pub(crate) struct LoopbackNetwork {
     producer: DataConnection,
     consumer: DataConnection,
 }
@@ -392,7 +423,7 @@ impl LoopbackNetwork {
 }
 
 /// A stable 64-bit hash of a job id: `ChannelId::job`.
-fn job_hash(job_id: &str) -> u64 {
+pub(crate) fn job_hash(job_id: &str) -> u64 {
     let mut h = eddy_core::keygroup::StableHasher::new();
     std::hash::Hasher::write(&mut h, job_id.as_bytes());
     std::hash::Hasher::finish(&h)
@@ -412,17 +443,13 @@ struct JobMaster {
 impl JobMaster {
     fn build_attempt(&self, attempt: usize) -> Result<Attempt> {
         let signals = Arc::new(JobSignals::default());
-        let mode = self.jg.runtime_mode;
         let network = if self.settings.network_exchange { Some(LoopbackNetwork::open()?) } else { None };
-        let builder = Builder::new(
-            &self.graph,
-            &self.jg,
-            &self.settings,
-            &signals,
-            mode,
-            attempt,
-            network.as_ref().map(|n| (job_hash(&self.job_id), n)),
-        )?;
+        let exchanges = match &network {
+            Some(net) => Exchanges::Loopback(net),
+            None => Exchanges::Local,
+        };
+        let job = job_hash(&self.job_id);
+        let builder = Builder::new(&self.graph, &self.jg, &self.settings, &signals, attempt, job, exchanges)?;
         let tasks = builder.build_tasks()?;
         Ok(Attempt { tasks, signals, network })
     }
@@ -432,13 +459,14 @@ impl JobMaster {
         loop {
             match next {
                 Ok(attempt) => {
-                    if !self.begin_attempt(&attempt.signals) {
+                    let metrics = attempt.tasks.iter().map(|t| (t.vertex, t.metrics.clone())).collect();
+                    if !self.begin_attempt(&attempt.signals, metrics) {
                         return;
                     }
                     self.run_attempt(attempt);
                 }
                 Err(e) => {
-                    if !self.begin_attempt(&Arc::new(JobSignals::default())) {
+                    if !self.begin_attempt(&Arc::new(JobSignals::default()), Vec::new()) {
                         return;
                     }
                     self.state.fail(e);
@@ -453,15 +481,16 @@ impl JobMaster {
         }
     }
 
-    /// Installs the attempt's signals and marks the job running, unless it was cancelled in
-    /// the meantime.
-    fn begin_attempt(&self, signals: &Arc<JobSignals>) -> bool {
+    /// Installs the attempt's signals and counters and marks the job running, unless it was
+    /// cancelled in the meantime.
+    fn begin_attempt(&self, signals: &Arc<JobSignals>, metrics: Vec<(usize, Arc<TaskMetrics>)>) -> bool {
         let mut inner = self.state.lock();
         if inner.cancel_requested {
             self.state.set_status(&mut inner, JobStatus::Canceled);
             return false;
         }
         inner.signals = signals.clone();
+        inner.metrics = metrics;
         inner.failure = None;
         inner.failed_at = None;
         if inner.status != JobStatus::Running {
@@ -473,39 +502,13 @@ impl JobMaster {
     /// Starts one thread per task and waits for all of them, then closes the attempt's data
     /// connections.
     fn run_attempt(&self, Attempt { tasks, signals, network }: Attempt) {
-        let buffer_timeout = match self.jg.runtime_mode {
-            RuntimeMode::Batch => None,
-            _ => Some(self.settings.buffer_timeout),
-        };
-        let mut threads = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            let task_state = self.state.clone();
-            let rt =
-                TaskRuntime { signals: signals.clone(), buffer_timeout, clock: self.settings.clock.clone() };
-            let name = task.name();
-            let thread_name: String = name.chars().take(60).collect();
-            let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.invoke(&rt)));
-                match result {
-                    Ok(Ok(())) => {}
-                    Ok(Err(EddyError::Cancelled(_))) if rt.signals.is_cancelled() => {}
-                    Ok(Err(e)) => task_state.fail(e),
-                    Err(p) => task_state.fail(EddyError::Task {
-                        operator: name.clone(),
-                        subtask: 0,
-                        parallelism: 0,
-                        message: format!("task thread panicked: {}", panic_message(&p)),
-                    }),
-                }
-            });
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => self.state.fail(EddyError::user(format!("cannot start a task thread: {e}"))),
+        let state = self.state.clone();
+        let report = move |_: usize, _: usize, _: TaskState, error: Option<EddyError>| {
+            if let Some(e) = error {
+                state.fail(e);
             }
-        }
-        for t in threads {
-            let _ = t.join();
-        }
+        };
+        run_task_threads(tasks, &signals, &self.settings, self.jg.runtime_mode, Arc::new(report));
         // Every task has ended, so every channel has delivered its end of input or been
         // closed: closing now cannot fail a task.
         if let Some(network) = network {
@@ -580,67 +583,258 @@ fn annotate(cause: EddyError, restarts: usize, strategy: &RestartStrategy) -> Ed
     }
 }
 
-struct Builder<'a> {
+/// Hears of a task's state changes: (vertex, subtask, state, error). A task that did not
+/// finish brings its error: the one that failed it, or the cancellation that stopped it.
+pub(crate) type TaskReport = Arc<dyn Fn(usize, usize, TaskState, Option<EddyError>) + Send + Sync>;
+
+/// Runs every task on a thread of its own and returns when all have ended.
+///
+/// `report` hears `RUNNING` when a task's thread starts and then how it ended; it must cancel
+/// `signals` on an error, so that the other tasks stop too.
+pub(crate) fn run_task_threads(
+    tasks: Vec<WorkerTask>,
+    signals: &Arc<JobSignals>,
+    settings: &ExecutionSettings,
+    mode: RuntimeMode,
+    report: TaskReport,
+) {
+    let buffer_timeout = match mode {
+        RuntimeMode::Batch => None,
+        _ => Some(settings.buffer_timeout),
+    };
+    let mut threads = Vec::with_capacity(tasks.len());
+    for WorkerTask { vertex, subtask, task, metrics: _ } in tasks {
+        let rt = TaskRuntime { signals: signals.clone(), buffer_timeout, clock: settings.clock.clone() };
+        let name = task.name();
+        let thread_name: String = name.chars().take(60).collect();
+        let on_thread = report.clone();
+        let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
+            on_thread(vertex, subtask, TaskState::Running, None);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.invoke(&rt)));
+            let (state, error) = task_outcome(result, name, subtask);
+            on_thread(vertex, subtask, state, error);
+        });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                let error = EddyError::user(format!("cannot start a task thread: {e}"));
+                report(vertex, subtask, TaskState::Failed, Some(error));
+            }
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// How a task ended, from what its `invoke` returned.
+fn task_outcome(
+    result: std::thread::Result<Result<()>>,
+    name: String,
+    subtask: usize,
+) -> (TaskState, Option<EddyError>) {
+    match result {
+        Ok(Ok(())) => (TaskState::Finished, None),
+        // Cancelled with the job, or stopped because a neighbour went away (which reports the
+        // root cause itself).
+        Ok(Err(e @ EddyError::Cancelled(_))) => (TaskState::Canceled, Some(e)),
+        Ok(Err(e)) => (TaskState::Failed, Some(e)),
+        Err(p) => {
+            let message = format!("task thread panicked: {}", panic_message(&p));
+            (
+                TaskState::Failed,
+                Some(EddyError::Task { operator: name, subtask: subtask + 1, parallelism: 0, message }),
+            )
+        }
+    }
+}
+
+/// How the channels of an exchange are made, and which subtasks run in this process.
+pub(crate) enum Exchanges<'a> {
+    /// Every subtask runs here; channels are in-process.
+    Local,
+    /// Every subtask runs here; every channel crosses the loopback connection pair
+    /// (`execution.network-exchange`).
+    Loopback(&'a LoopbackNetwork),
+    /// Only the subtasks placed on this worker run here; channels between them are
+    /// in-process, channels to other workers cross the mesh.
+    Mesh { placement: &'a Placement, mesh: &'a WorkerMesh },
+}
+
+impl Exchanges<'_> {
+    fn runs_here(&self, subtask: usize) -> bool {
+        match self {
+            Exchanges::Mesh { placement, mesh } => placement.worker_of(subtask) == mesh.me(),
+            _ => true,
+        }
+    }
+}
+
+/// One channel to make: its id, and where its ends are.
+struct ChannelPlan {
+    id: ChannelId,
+    producer_here: bool,
+    consumer_here: bool,
+}
+
+/// Builds the subtasks of one attempt that run in this process: creates their channels,
+/// builds each chain from its tail to its head, and wires the chains to the channels.
+pub(crate) struct Builder<'a> {
     graph: &'a StreamGraph,
     jg: &'a JobGraph,
     settings: &'a ExecutionSettings,
     mode: RuntimeMode,
     /// 0 for the first run, then the number of restarts before this attempt.
     attempt: usize,
+    exchanges: Exchanges<'a>,
+    signals: Arc<JobSignals>,
     senders: Senders,
     /// (vertex, subtask, input) → receivers
     receivers: HashMap<(usize, usize, usize), Vec<AnyBox>>,
     coordinators: HashMap<NodeId, Arc<dyn Any + Send + Sync>>,
+    /// (vertex, subtask) → counters, for the subtasks that run here.
+    metrics: HashMap<(usize, usize), Arc<TaskMetrics>>,
 }
 
 impl<'a> Builder<'a> {
-    fn new(
+    /// Creates the channels and split enumerators of the subtasks that run here; `job` is
+    /// `ChannelId::job`.
+    pub(crate) fn new(
         graph: &'a StreamGraph,
         jg: &'a JobGraph,
         settings: &'a ExecutionSettings,
         signals: &Arc<JobSignals>,
-        mode: RuntimeMode,
         attempt: usize,
-        network: Option<(u64, &LoopbackNetwork)>,
+        job: u64,
+        exchanges: Exchanges<'a>,
     ) -> Result<Self> {
-        let mut senders: Senders = HashMap::new();
-        let mut receivers: HashMap<(usize, usize, usize), Vec<AnyBox>> = HashMap::new();
+        let mut b = Builder {
+            graph,
+            jg,
+            settings,
+            mode: jg.runtime_mode,
+            attempt,
+            exchanges,
+            signals: signals.clone(),
+            senders: HashMap::new(),
+            receivers: HashMap::new(),
+            coordinators: HashMap::new(),
+            metrics: HashMap::new(),
+        };
+        for v in &jg.vertices {
+            for s in b.subtasks_here(v.parallelism) {
+                b.metrics.insert((v.index, s), Arc::default());
+            }
+        }
+        b.create_channels(job)?;
+        b.create_coordinators()?;
+        Ok(b)
+    }
+
+    /// The subtasks of a vertex of parallelism `p` that run here.
+    fn subtasks_here(&self, p: usize) -> Vec<usize> {
+        (0..p).filter(|&s| self.exchanges.runs_here(s)).collect()
+    }
+
+    /// One channel per producer/consumer pair of every exchange with an end here.
+    fn create_channels(&mut self, job: u64) -> Result<()> {
+        let (graph, jg) = (self.graph, self.jg);
         for je in &jg.edges {
             let se = &graph.edges[je.stream_edge];
             let ty = graph.nodes[se.source].output_type_of(se.side_tag.as_deref())?;
             let pu = jg.vertices[je.source_vertex].parallelism;
             let pd = jg.vertices[je.target_vertex].parallelism;
             for i in 0..pu {
+                let producer_here = self.exchanges.runs_here(i);
                 let targets =
                     if je.kind.is_pointwise() { pointwise_targets(pu, pd, i) } else { (0..pd).collect() };
-                let list = senders.entry((je.stream_edge, i)).or_default();
+                let mut senders = Vec::new();
                 for j in targets {
-                    let (tx, rx) = match network {
-                        None => ty.channel(settings.channel_capacity, signals.clone()),
-                        Some((job, net)) => {
-                            let id = ChannelId {
-                                job,
-                                edge: je.stream_edge as u32,
-                                producer: i as u32,
-                                consumer: j as u32,
-                            };
-                            let capacity = settings.channel_capacity;
-                            ty.remote_channel(id, &net.producer, &net.consumer, capacity, signals.clone())?
-                        }
+                    let consumer_here = self.exchanges.runs_here(j);
+                    if !producer_here && !consumer_here {
+                        continue;
+                    }
+                    let (edge, producer, consumer) = (je.stream_edge as u32, i as u32, j as u32);
+                    let plan = ChannelPlan {
+                        id: ChannelId { job, edge, producer, consumer },
+                        producer_here,
+                        consumer_here,
                     };
-                    list.push(tx);
-                    receivers.entry((je.target_vertex, j, se.input)).or_default().push(rx);
+                    let (tx, rx) = self.channel(&*ty, &plan, je.source_vertex, je.target_vertex)?;
+                    senders.extend(tx);
+                    if let Some(rx) = rx {
+                        self.receivers.entry((je.target_vertex, j, se.input)).or_default().push(rx);
+                    }
+                }
+                if producer_here {
+                    self.senders.insert((je.stream_edge, i), senders);
                 }
             }
         }
-        let mut coordinators = HashMap::new();
-        for v in &jg.vertices {
-            let head = &graph.nodes[v.nodes[0]];
-            if let NodeKind::Source(s) = &head.kind {
-                coordinators.insert(head.id, s.create_coordinator(v.parallelism)?);
+        Ok(())
+    }
+
+    /// The split enumerator of every source with readers here: one for the whole job, or on
+    /// a worker one that assigns splits statically.
+    fn create_coordinators(&mut self) -> Result<()> {
+        for v in &self.jg.vertices {
+            let head = &self.graph.nodes[v.nodes[0]];
+            let NodeKind::Source(source) = &head.kind else { continue };
+            let here = self.subtasks_here(v.parallelism);
+            if here.is_empty() {
+                continue;
             }
+            let distribution = match self.exchanges {
+                Exchanges::Mesh { .. } => SplitDistribution::Static {
+                    local: (0..v.parallelism).map(|s| here.contains(&s)).collect(),
+                },
+                _ => SplitDistribution::OnDemand,
+            };
+            let coordinator = source.create_coordinator(v.parallelism, &distribution)?;
+            self.coordinators.insert(head.id, coordinator);
         }
-        Ok(Builder { graph, jg, settings, mode, attempt, senders, receivers, coordinators })
+        Ok(())
+    }
+
+    /// The ends of one channel that live in this process: (sender, receiver).
+    fn channel(
+        &self,
+        ty: &dyn StreamType,
+        plan: &ChannelPlan,
+        source_vertex: usize,
+        target_vertex: usize,
+    ) -> Result<(Option<AnyBox>, Option<AnyBox>)> {
+        let id = plan.id;
+        let capacity = self.settings.channel_capacity;
+        let signals = self.signals.clone();
+        let producer = || self.metrics[&(source_vertex, id.producer as usize)].clone();
+        let consumer = || self.metrics[&(target_vertex, id.consumer as usize)].clone();
+        match &self.exchanges {
+            Exchanges::Local => {
+                let (tx, rx) = ty.channel(capacity, signals);
+                Ok((Some(tx), Some(rx)))
+            }
+            Exchanges::Loopback(net) => {
+                // The input first: registering it grants the producer its credit.
+                let rx = ty.remote_input(id, &net.consumer, capacity, consumer())?;
+                let tx = ty.remote_output(id, &net.producer, signals, producer())?;
+                Ok((Some(tx), Some(rx)))
+            }
+            Exchanges::Mesh { placement, mesh } => match (plan.producer_here, plan.consumer_here) {
+                (true, true) => {
+                    let (tx, rx) = ty.channel(capacity, signals);
+                    Ok((Some(tx), Some(rx)))
+                }
+                (true, false) => {
+                    let conn = mesh.connection(placement.worker_of(id.consumer as usize))?;
+                    Ok((Some(ty.remote_output(id, conn, signals, producer())?), None))
+                }
+                _ => {
+                    let conn = mesh.connection(placement.worker_of(id.producer as usize))?;
+                    Ok((None, Some(ty.remote_input(id, conn, capacity, consumer())?)))
+                }
+            },
+        }
     }
 
     fn ctx(&self, node: NodeId, subtask: usize) -> OperatorContext {
@@ -658,11 +852,14 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn build_tasks(mut self) -> Result<Vec<Box<dyn Invokable>>> {
+    /// Builds every subtask that runs here, vertex by vertex.
+    pub(crate) fn build_tasks(mut self) -> Result<Vec<WorkerTask>> {
         let mut tasks = Vec::new();
         for v in &self.jg.vertices {
-            for s in 0..v.parallelism {
-                tasks.push(self.build_head(v.index, v.nodes[0], s)?);
+            for s in self.subtasks_here(v.parallelism) {
+                let task = self.build_head(v.index, v.nodes[0], s)?;
+                let metrics = self.metrics[&(v.index, s)].clone();
+                tasks.push(WorkerTask { vertex: v.index, subtask: s, task, metrics });
             }
         }
         Ok(tasks)
@@ -673,6 +870,7 @@ impl<'a> Builder<'a> {
         let ctx = self.ctx(head, s);
         let (main, sides) = self.build_outputs(head, s)?;
         let task_name = format!("{} ({}/{})", self.jg.vertices[vertex].name, s + 1, ctx.parallelism);
+        let metrics = self.metrics[&(vertex, s)].clone();
         match &node.kind {
             NodeKind::Source(f) => {
                 let coordinator = self.coordinators[&head].clone();
@@ -681,12 +879,12 @@ impl<'a> Builder<'a> {
             NodeKind::OneInput(f) => {
                 let op = f.create(&ctx, main, sides)?;
                 let inputs = self.receivers.remove(&(vertex, s, 0)).unwrap_or_default();
-                f.input_type().one_input_task(task_name, op, inputs)
+                f.input_type().one_input_task(task_name, op, inputs, metrics)
             }
             NodeKind::TwoInput(f) => {
                 let in1 = self.receivers.remove(&(vertex, s, 0)).unwrap_or_default();
                 let in2 = self.receivers.remove(&(vertex, s, 1)).unwrap_or_default();
-                f.create_task(&ctx, main, sides, in1, in2)
+                f.create_task(&ctx, main, sides, in1, in2, metrics)
             }
         }
     }
@@ -726,6 +924,7 @@ impl<'a> Builder<'a> {
                     subtask_index: s,
                     batch_size: self.settings.batch_size,
                     max_parallelism: self.jg.node_max_parallelism[e.target],
+                    metrics: self.metrics[&(self.jg.node_vertex[node], s)].clone(),
                 };
                 outs.push(e.partitioner.create_writer(self.jg.edge_kind[i], senders, &wctx)?);
             }

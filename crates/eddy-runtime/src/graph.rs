@@ -15,8 +15,10 @@ use crate::net::{ChannelId, DataConnection};
 use crate::operator::{ChainedOperator, OneInputOperator, OperatorContext, TwoInputHead, TwoInputOperator};
 use crate::output::{Emitter, ErasedSide, FanOut, Output};
 use crate::partitioner::PartitionerFactory;
-use crate::source::{Boundedness, ReaderContext, SharedEnumerator, Source, SourceTask};
-use crate::task::{Invokable, OneInputTask, TwoInputTask};
+use crate::source::{
+    Boundedness, ReaderContext, SharedEnumerator, Source, SourceTask, SplitDistribution, StaticSplitAssigner,
+};
+use crate::task::{Invokable, OneInputTask, TaskMetrics, TwoInputTask};
 
 pub type NodeId = usize;
 pub type AnyBox = Box<dyn Any + Send>;
@@ -43,23 +45,38 @@ pub trait StreamType: Send + Sync {
     fn type_name(&self) -> &'static str;
     /// A channel: (`ChannelSender<T>`, `ChannelReceiver<T>`).
     fn channel(&self, capacity: usize, signals: Arc<JobSignals>) -> (AnyBox, AnyBox);
-    /// A remote channel `id` from `producer`'s process to `consumer`'s: (`RemoteSender<T>`,
-    /// `ChannelReceiver<T>`), what a partition writer and an input gate take, as from
-    /// [`channel`](Self::channel).
-    fn remote_channel(
+    /// The producing end of remote channel `id`, whose consumer is across `conn`: a
+    /// `RemoteSender<T>` for a partition writer, counting its bytes into `metrics`.
+    fn remote_output(
         &self,
         id: ChannelId,
-        producer: &DataConnection,
-        consumer: &DataConnection,
-        capacity: usize,
+        conn: &DataConnection,
         signals: Arc<JobSignals>,
-    ) -> Result<(AnyBox, AnyBox)>;
+        metrics: Arc<TaskMetrics>,
+    ) -> Result<AnyBox>;
+    /// The consuming end of remote channel `id`, whose producer is across `conn`: a
+    /// `ChannelReceiver<T>` for an input gate, holding `capacity` elements, counting its bytes
+    /// into `metrics`.
+    fn remote_input(
+        &self,
+        id: ChannelId,
+        conn: &DataConnection,
+        capacity: usize,
+        metrics: Arc<TaskMetrics>,
+    ) -> Result<AnyBox>;
     /// Combines several `Box<dyn Output<T>>` into one.
     fn fan_out(&self, outputs: Vec<AnyBox>) -> Result<AnyBox>;
     /// Wraps an output as a side output slot.
     fn side_slot(&self, output: AnyBox) -> Result<SideSlot>;
-    /// A task reading `ChannelReceiver<T>`s into a chain head (`Box<dyn Output<T>>`).
-    fn one_input_task(&self, name: String, head: AnyBox, inputs: Vec<AnyBox>) -> Result<Box<dyn Invokable>>;
+    /// A task reading `ChannelReceiver<T>`s into a chain head (`Box<dyn Output<T>>`), counting
+    /// the records it reads into `metrics`.
+    fn one_input_task(
+        &self,
+        name: String,
+        head: AnyBox,
+        inputs: Vec<AnyBox>,
+        metrics: Arc<TaskMetrics>,
+    ) -> Result<Box<dyn Invokable>>;
     /// An output that stores each record, type-erased, with its timestamp (test harnesses).
     fn collecting_output(&self, into: AnyRecords) -> AnyBox;
 }
@@ -129,18 +146,24 @@ impl<T: Data> StreamType for TypeOf<T> {
         (Box::new(tx), Box::new(rx))
     }
 
-    fn remote_channel(
+    fn remote_output(
         &self,
         id: ChannelId,
-        producer: &DataConnection,
-        consumer: &DataConnection,
-        capacity: usize,
+        conn: &DataConnection,
         signals: Arc<JobSignals>,
-    ) -> Result<(AnyBox, AnyBox)> {
-        // The input first: registering it grants the producer its credit.
-        let rx = consumer.register_input::<T>(id, capacity)?;
-        let tx = producer.register_output::<T>(id, signals)?;
-        Ok((Box::new(tx), Box::new(rx)))
+        metrics: Arc<TaskMetrics>,
+    ) -> Result<AnyBox> {
+        Ok(Box::new(conn.register_output_with::<T>(id, signals, Some(metrics))?))
+    }
+
+    fn remote_input(
+        &self,
+        id: ChannelId,
+        conn: &DataConnection,
+        capacity: usize,
+        metrics: Arc<TaskMetrics>,
+    ) -> Result<AnyBox> {
+        Ok(Box::new(conn.register_input_with::<T>(id, capacity, Some(metrics))?))
     }
 
     fn fan_out(&self, outputs: Vec<AnyBox>) -> Result<AnyBox> {
@@ -152,8 +175,14 @@ impl<T: Data> StreamType for TypeOf<T> {
         Ok(SideSlot(crate::output::side_output::<T>(downcast_output::<T>(output)?)))
     }
 
-    fn one_input_task(&self, name: String, head: AnyBox, inputs: Vec<AnyBox>) -> Result<Box<dyn Invokable>> {
-        let gate = InputGate::new(downcast_receivers::<T>(inputs)?);
+    fn one_input_task(
+        &self,
+        name: String,
+        head: AnyBox,
+        inputs: Vec<AnyBox>,
+        metrics: Arc<TaskMetrics>,
+    ) -> Result<Box<dyn Invokable>> {
+        let gate = InputGate::with_metrics(downcast_receivers::<T>(inputs)?, metrics);
         Ok(Box::new(OneInputTask::new(name, gate, downcast_output::<T>(head)?)))
     }
 
@@ -178,8 +207,13 @@ pub fn make_emitter<T: Data>(
 /// Makes the source of one node.
 pub trait SourceFactory: Send + Sync {
     fn boundedness(&self) -> Boundedness;
-    /// Creates the job-wide coordinator (the split enumerator).
-    fn create_coordinator(&self, parallelism: usize) -> Result<Arc<dyn Any + Send + Sync>>;
+    /// Creates the coordinator (the split enumerator) of the job, or of this process's
+    /// readers when the job runs distributed.
+    fn create_coordinator(
+        &self,
+        parallelism: usize,
+        distribution: &SplitDistribution,
+    ) -> Result<Arc<dyn Any + Send + Sync>>;
     fn create_task(
         &self,
         ctx: OperatorContext,
@@ -196,8 +230,19 @@ impl<S: Source> SourceFactory for SourceNode<S> {
         self.0.boundedness()
     }
 
-    fn create_coordinator(&self, parallelism: usize) -> Result<Arc<dyn Any + Send + Sync>> {
-        let e: SharedEnumerator<S::Split> = Arc::new(Mutex::new(self.0.create_enumerator(parallelism)?));
+    fn create_coordinator(
+        &self,
+        parallelism: usize,
+        distribution: &SplitDistribution,
+    ) -> Result<Arc<dyn Any + Send + Sync>> {
+        let enumerator = self.0.create_enumerator(parallelism)?;
+        let enumerator = match distribution {
+            SplitDistribution::OnDemand => enumerator,
+            SplitDistribution::Static { local } => {
+                Box::new(StaticSplitAssigner::new(enumerator, parallelism, local.clone()))
+            }
+        };
+        let e: SharedEnumerator<S::Split> = Arc::new(Mutex::new(enumerator));
         Ok(Arc::new(e))
     }
 
@@ -266,6 +311,7 @@ pub trait TwoInputFactory: Send + Sync {
         sides: Vec<(String, SideSlot)>,
         inputs1: Vec<AnyBox>,
         inputs2: Vec<AnyBox>,
+        metrics: Arc<TaskMetrics>,
     ) -> Result<Box<dyn Invokable>>;
 }
 
@@ -293,12 +339,13 @@ where
         sides: Vec<(String, SideSlot)>,
         inputs1: Vec<AnyBox>,
         inputs2: Vec<AnyBox>,
+        metrics: Arc<TaskMetrics>,
     ) -> Result<Box<dyn Invokable>> {
         let emitter = make_emitter::<Op::Out>(main, sides, ctx)?;
         let op = ctx.guard(|| (self.make)(ctx))?;
         let head = TwoInputHead::open(op, emitter, ctx.clone())?;
-        let g1 = InputGate::new(downcast_receivers::<Op::In1>(inputs1)?);
-        let g2 = InputGate::new(downcast_receivers::<Op::In2>(inputs2)?);
+        let g1 = InputGate::with_metrics(downcast_receivers::<Op::In1>(inputs1)?, metrics.clone());
+        let g2 = InputGate::with_metrics(downcast_receivers::<Op::In2>(inputs2)?, metrics);
         Ok(Box::new(TwoInputTask::new(g1, g2, head)))
     }
 }

@@ -303,7 +303,11 @@ mod tests {
         fn boundedness(&self) -> Boundedness {
             Boundedness::Bounded
         }
-        fn create_coordinator(&self, _: usize) -> Result<Arc<dyn std::any::Any + Send + Sync>> {
+        fn create_coordinator(
+            &self,
+            _: usize,
+            _: &crate::source::SplitDistribution,
+        ) -> Result<Arc<dyn std::any::Any + Send + Sync>> {
             unreachable!("not built in chaining tests")
         }
         fn create_task(

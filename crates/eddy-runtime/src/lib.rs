@@ -12,8 +12,13 @@
 //! Records move in [`eddy_core::Batch`]es: an operator is called once per batch, so virtual
 //! calls, channel operations and clock reads are paid per batch, never per record. A full
 //! channel blocks its producer, which is backpressure, all the way back to the sources.
+//!
+//! The [`executor`] runs a whole job in this process (the local mini-cluster). On a cluster,
+//! [`distributed`] runs one worker's share of a job attempt, with channels to the other
+//! workers over the data plane ([`net`]).
 
 pub mod channel;
+pub mod distributed;
 pub mod executor;
 pub mod graph;
 pub mod jobgraph;
@@ -32,3 +37,4 @@ pub use executor::{JobClient, JobExecutionResult, JobStatus, LocalExecutor};
 pub use graph::{ChainingStrategy, NodeId, StreamGraph};
 pub use operator::{OneInputOperator, OperatorContext, TwoInputOperator};
 pub use output::{Emitter, MainOutput, Output, SideOutputs};
+pub use task::{TaskMetrics, TaskState, VertexMetrics};

@@ -7,6 +7,7 @@
 
 use std::any::Any;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 #[cfg(test)]
 use eddy_core::keygroup::assign_to_key_group;
@@ -17,6 +18,7 @@ use serde::Serialize;
 use crate::channel::{ChannelSender, OutputChannel};
 use crate::net::RemoteSender;
 use crate::output::Output;
+use crate::task::TaskMetrics;
 
 /// The kind of an exchange between two operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -176,12 +178,21 @@ pub struct PartitionWriter<T, S> {
     selector: S,
     batch_size: usize,
     broadcast: bool,
+    /// Counts the records leaving the task (`records_out`).
+    metrics: Arc<TaskMetrics>,
 }
 
 impl<T: Data, S: ChannelSelector<T>> PartitionWriter<T, S> {
     pub fn new(channels: Vec<OutputChannel<T>>, selector: S, batch_size: usize, broadcast: bool) -> Self {
         let buffers = channels.iter().map(|_| Batch::new()).collect();
-        PartitionWriter { channels, buffers, selector, batch_size: batch_size.max(1), broadcast }
+        let metrics = Arc::default();
+        PartitionWriter { channels, buffers, selector, batch_size: batch_size.max(1), broadcast, metrics }
+    }
+
+    /// Counts the records written into `metrics.records_out`.
+    pub fn with_metrics(mut self, metrics: Arc<TaskMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn send_buffer(&mut self, ch: usize) -> Result<()> {
@@ -205,6 +216,7 @@ impl<T: Data, S: ChannelSelector<T>> PartitionWriter<T, S> {
 
 impl<T: Data, S: ChannelSelector<T>> Output<T> for PartitionWriter<T, S> {
     fn emit_batch(&mut self, mut batch: Batch<T>) -> Result<()> {
+        TaskMetrics::add(&self.metrics.records_out, batch.len());
         let n = self.channels.len();
         if self.broadcast || n == 1 {
             // Whole batches: no per-record routing.
@@ -276,6 +288,21 @@ pub struct WriterContext {
     pub batch_size: usize,
     /// Max parallelism of the consuming operator (key groups).
     pub max_parallelism: usize,
+    /// The producing task's counters.
+    pub metrics: Arc<TaskMetrics>,
+}
+
+impl WriterContext {
+    /// A writer over `channels` that counts into the task's metrics.
+    fn writer<T: Data, S: ChannelSelector<T> + 'static>(
+        &self,
+        channels: Vec<OutputChannel<T>>,
+        selector: S,
+        broadcast: bool,
+    ) -> Box<dyn Any + Send> {
+        let w = PartitionWriter::new(channels, selector, self.batch_size, broadcast);
+        boxed(w.with_metrics(self.metrics.clone()))
+    }
 }
 
 /// Type-erased maker of partition writers for one exchange, created by typed API code.
@@ -335,19 +362,16 @@ impl<T: Data> PartitionerFactory for BasicPartitioner<T> {
         ctx: &WriterContext,
     ) -> Result<Box<dyn Any + Send>> {
         let ch = downcast_senders::<T>(senders)?;
-        let bs = ctx.batch_size;
         Ok(match resolved {
-            PartitionKind::Broadcast => boxed(PartitionWriter::new(ch, First, bs, true)),
-            PartitionKind::Forward | PartitionKind::Global => {
-                boxed(PartitionWriter::new(ch, First, bs, false))
-            }
+            PartitionKind::Broadcast => ctx.writer(ch, First, true),
+            PartitionKind::Forward | PartitionKind::Global => ctx.writer(ch, First, false),
             PartitionKind::Shuffle => {
                 let seed = 0x9e37_79b9_7f4a_7c15u64
                     ^ (ctx.subtask_index as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                boxed(PartitionWriter::new(ch, Random(seed | 1), bs, false))
+                ctx.writer(ch, Random(seed | 1), false)
             }
             // Rebalance, rescale; each producer starts at a different channel.
-            _ => boxed(PartitionWriter::new(ch, RoundRobin(ctx.subtask_index), bs, false)),
+            _ => ctx.writer(ch, RoundRobin(ctx.subtask_index), false),
         })
     }
 }
@@ -379,7 +403,7 @@ impl<T: Data, K: Key, F: Fn(&T) -> K + Clone + Send + Sync + 'static> Partitione
     ) -> Result<Box<dyn Any + Send>> {
         let ch = downcast_senders::<T>(senders)?;
         let sel = KeyGroupSelector::new(self.key.clone(), ctx.max_parallelism);
-        Ok(boxed(PartitionWriter::new(ch, sel, ctx.batch_size, false)))
+        Ok(ctx.writer(ch, sel, false))
     }
 }
 
@@ -415,7 +439,7 @@ where
     ) -> Result<Box<dyn Any + Send>> {
         let ch = downcast_senders::<T>(senders)?;
         let sel = CustomSelector { key: self.key.clone(), partitioner: self.partitioner.clone() };
-        Ok(boxed(PartitionWriter::new(ch, sel, ctx.batch_size, false)))
+        Ok(ctx.writer(ch, sel, false))
     }
 }
 

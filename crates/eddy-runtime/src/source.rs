@@ -136,8 +136,108 @@ pub trait Source: Send + Sync + 'static {
     fn create_reader(&self, ctx: &ReaderContext) -> Result<Self::Reader>;
 }
 
-/// The enumerator shared by the readers of one source (in-process; an RPC on a cluster).
+/// The enumerator shared by the readers of one source in one process.
 pub type SharedEnumerator<S> = Arc<Mutex<Box<dyn SplitEnumerator<S>>>>;
+
+/// How the readers of a source get their splits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitDistribution {
+    /// All readers run in this process and share one enumerator: a split goes to whichever
+    /// reader asks first, so fast readers take more.
+    OnDemand,
+    /// The readers are spread over several processes, each with its own copy of the
+    /// enumerator: a [`StaticSplitAssigner`] decides which reader gets which split, the same way
+    /// in every process. `local[s]`: reader `s` runs in this process.
+    Static { local: Vec<bool> },
+}
+
+/// A split enumerator that assigns splits the same way in every process of a distributed job.
+///
+/// Enumerators are pull-based and run once per process, so readers in different processes
+/// asking their own copies would read the same splits. This wrapper replays requests to the
+/// inner enumerator in a fixed order instead: round-robin over subtasks `0..parallelism`,
+/// skipping subtasks that already got `NoMoreSplits`, and queues each answer for the subtask it
+/// was replayed for. A reader's own request is answered from its queue, advancing the replay
+/// as far as needed. Since every process runs the same replay over the same deterministic
+/// enumerator, split `k` lands on the same subtask everywhere, and each process hands out only
+/// its own subtasks' splits (the others' are dropped when replayed).
+///
+/// The inner enumerator must answer a given sequence of requests the same way in every
+/// process: true of the bounded sources (file listings are sorted, sequences and generators
+/// are computed). `NotYet` is passed on to the reader that asked (it asks again later), and
+/// the replay resumes with the same subtask; an enumerator that discovers splits over time may
+/// still answer differently in different processes. Unlike [`SplitDistribution::OnDemand`],
+/// a slow reader is not relieved by fast ones.
+pub struct StaticSplitAssigner<S> {
+    inner: Box<dyn SplitEnumerator<S>>,
+    /// Per subtask: splits replayed for it and not yet handed out (remote subtasks: none).
+    queues: Vec<std::collections::VecDeque<S>>,
+    /// Per subtask: the replay got `NoMoreSplits` for it.
+    exhausted: Vec<bool>,
+    local: Vec<bool>,
+    /// The subtask the replay asks for next.
+    next: usize,
+}
+
+impl<S> StaticSplitAssigner<S> {
+    /// Wraps `inner` for `parallelism` readers, of which `local[s]` run in this process
+    /// (missing entries: not local).
+    pub fn new(inner: Box<dyn SplitEnumerator<S>>, parallelism: usize, mut local: Vec<bool>) -> Self {
+        let parallelism = parallelism.max(1);
+        local.resize(parallelism, false);
+        StaticSplitAssigner {
+            inner,
+            queues: (0..parallelism).map(|_| Default::default()).collect(),
+            exhausted: vec![false; parallelism],
+            local,
+            next: 0,
+        }
+    }
+
+    /// Asks the inner enumerator once, for the next subtask in the replay order; `false` on
+    /// `NotYet`.
+    fn replay_one(&mut self) -> Result<bool> {
+        let n = self.exhausted.len();
+        let Some(t) = (0..n).map(|k| (self.next + k) % n).find(|&t| !self.exhausted[t]) else {
+            return Ok(true);
+        };
+        match self.inner.request_split(t)? {
+            SplitAssignment::Split(split) => {
+                if self.local[t] {
+                    self.queues[t].push_back(split);
+                }
+            }
+            SplitAssignment::NoMoreSplits => self.exhausted[t] = true,
+            SplitAssignment::NotYet => {
+                self.next = t;
+                return Ok(false);
+            }
+        }
+        self.next = (t + 1) % n;
+        Ok(true)
+    }
+}
+
+impl<S: Send> SplitEnumerator<S> for StaticSplitAssigner<S> {
+    fn request_split(&mut self, subtask: usize) -> Result<SplitAssignment<S>> {
+        if subtask >= self.queues.len() || !self.local[subtask] {
+            return Err(eddy_core::EddyError::user(format!(
+                "split request from subtask {subtask}, which does not run in this process"
+            )));
+        }
+        loop {
+            if let Some(split) = self.queues[subtask].pop_front() {
+                return Ok(SplitAssignment::Split(split));
+            }
+            if self.exhausted[subtask] {
+                return Ok(SplitAssignment::NoMoreSplits);
+            }
+            if !self.replay_one()? {
+                return Ok(SplitAssignment::NotYet);
+            }
+        }
+    }
+}
 
 /// Runs one source reader and pushes its records into the chain.
 pub struct SourceTask<R: SourceReader> {

@@ -3,7 +3,12 @@
 //! A task reads its input gate(s), passes watermarks through the valve, hands batches to the
 //! head of its chain, and flushes partially filled output batches when the buffer timeout
 //! passes. It checks the job's cancellation flag between batches and whenever it waits.
+//!
+//! Every subtask counts what passes through it in its [`TaskMetrics`], and a worker reports
+//! each task's [`TaskState`] as it runs and ends.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eddy_core::{Data, Result, StreamElement};
@@ -16,10 +21,114 @@ use crate::watermark::{ValveOutput, WatermarkValve};
 
 /// What a task needs from the job while it runs.
 pub struct TaskRuntime {
-    pub signals: std::sync::Arc<JobSignals>,
+    pub signals: Arc<JobSignals>,
     /// `None`: flush only full batches and at the end (BATCH mode).
     pub buffer_timeout: Option<Duration>,
     pub clock: ClockRef,
+}
+
+/// The I/O counters of one subtask, Flink's `numRecordsIn/Out` and `numBytesIn/Out`.
+///
+/// Records are counted once per batch (one relaxed atomic add), never per record:
+/// `records_in` where the task's input gates hand batches to the chain, `records_out` where
+/// the chain's partition writers take them (records leaving the task; a record written to two
+/// exchanges counts twice, a broadcast record once). A source has no input and a sink no
+/// partition writer, so their `records_in` and `records_out` are 0. `bytes_in` and
+/// `bytes_out` count the frames of remote channels (header included); in-process channels
+/// move records without encoding them and count no bytes.
+///
+/// Cache-line aligned, so that the counters of tasks on different threads never share a line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct TaskMetrics {
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+impl TaskMetrics {
+    #[inline]
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The counters now: `[records_in, records_out, bytes_in, bytes_out]`.
+    pub fn snapshot(&self) -> [u64; 4] {
+        [&self.records_in, &self.records_out, &self.bytes_in, &self.bytes_out]
+            .map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// The I/O counters of one job vertex, summed over its subtasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VertexMetrics {
+    /// The vertex's index in the job graph.
+    pub vertex: usize,
+    /// The vertex's 32-hex-digit id.
+    pub id: String,
+    pub name: String,
+    pub parallelism: usize,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl VertexMetrics {
+    /// One entry per vertex of `jg`, all counters 0.
+    pub fn zeroed(jg: &crate::jobgraph::JobGraph) -> Vec<VertexMetrics> {
+        let vertex = |v: &crate::jobgraph::JobVertex| VertexMetrics {
+            vertex: v.index,
+            id: v.id.clone(),
+            name: v.name.clone(),
+            parallelism: v.parallelism,
+            ..Default::default()
+        };
+        jg.vertices.iter().map(vertex).collect()
+    }
+
+    /// Adds one subtask's counters, as from [`TaskMetrics::snapshot`].
+    pub fn add(&mut self, [records_in, records_out, bytes_in, bytes_out]: [u64; 4]) {
+        self.records_in += records_in;
+        self.records_out += records_out;
+        self.bytes_in += bytes_in;
+        self.bytes_out += bytes_out;
+    }
+}
+
+/// The states a worker reports for a task: Flink's `ExecutionState` from the moment the task
+/// thread runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Running,
+    Finished,
+    /// The task's own code or channel failed.
+    Failed,
+    /// The task stopped because its job was cancelled, or because a task it exchanges records
+    /// with failed (the error then says so, and the root cause is that task's).
+    Canceled,
+}
+
+impl TaskState {
+    /// Flink's upper-case name (`RUNNING`, `FINISHED`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Running => "RUNNING",
+            TaskState::Finished => "FINISHED",
+            TaskState::Failed => "FAILED",
+            TaskState::Canceled => "CANCELED",
+        }
+    }
+}
+
+/// One subtask built and ready to run on its own thread: subtask `subtask` of job vertex
+/// `vertex`, with the counters it fills.
+pub struct WorkerTask {
+    pub vertex: usize,
+    pub subtask: usize,
+    pub task: Box<dyn Invokable>,
+    pub metrics: Arc<TaskMetrics>,
 }
 
 /// Fires the chain's due processing-time timers; returns the next one still pending.

@@ -293,6 +293,7 @@ impl<T: Data> DataStream<T> {
 
     /// Collects this stream's records in memory when the job runs (for tests).
     pub fn collect_to_vec(&self) -> CollectedRecords<T> {
+        self.env.inner.borrow_mut().collect_sinks += 1;
         let records = CollectedRecords { records: Arc::new(Mutex::new(Vec::new())) };
         self.sink_to(records.clone(), "Collect Sink");
         records

@@ -30,6 +30,8 @@ pub(crate) struct EnvInner {
     pub config: Configuration,
     /// Mistakes found while the program was built, reported by `execute`.
     pub errors: Vec<EddyError>,
+    /// Sinks that hand records back to this process (`collect_to_vec`): local only.
+    pub collect_sinks: usize,
 }
 
 /// Builds and runs streaming and batch jobs (Flink's `StreamExecutionEnvironment`).
@@ -73,7 +75,12 @@ impl StreamExecutionEnvironment {
     /// An environment with the given configuration (Flink's key names).
     pub fn with_configuration(config: Configuration) -> Self {
         StreamExecutionEnvironment {
-            inner: Rc::new(RefCell::new(EnvInner { graph: StreamGraph::new(), config, errors: Vec::new() })),
+            inner: Rc::new(RefCell::new(EnvInner {
+                graph: StreamGraph::new(),
+                config,
+                errors: Vec::new(),
+                collect_sinks: 0,
+            })),
             clock: eddy_runtime::time::ClockRef::system(),
         }
     }
@@ -278,16 +285,115 @@ impl StreamExecutionEnvironment {
     /// Starts the job and returns a client to wait for it, query its status or cancel it.
     /// The environment's operators are handed to the job; the environment starts empty again.
     pub fn execute_async(&self, job_name: &str) -> Result<JobClient> {
+        if cluster_mode() {
+            return Err(EddyError::InvalidJob(
+                "execute_async runs jobs on the local mini-cluster only; on a cluster use execute, and \
+                 `eddy run -d` to return without waiting"
+                    .into(),
+            ));
+        }
         self.take_errors()?;
         let settings = self.settings(job_name)?;
         let graph = std::mem::take(&mut self.inner.borrow_mut().graph);
         LocalExecutor::submit(graph, settings)
     }
 
+    /// The program's stream graph and the settings to run it with, without running it, for
+    /// engines that run the job elsewhere (the distributed runtime). The environment keeps
+    /// its operators.
+    #[doc(hidden)]
+    pub fn stream_graph_and_settings(&self, job_name: &str) -> Result<(StreamGraph, ExecutionSettings)> {
+        self.take_errors()?;
+        Ok((self.inner.borrow().graph.clone(), self.settings(job_name)?))
+    }
+
     /// Runs the job to its end and returns its id and runtime.
+    ///
+    /// Where it runs depends on how the program was started:
+    /// - plainly: on the embedded local mini-cluster, in this process;
+    /// - by `eddy run` (`$EDDY_JOBMANAGER_ADDRESS` set): the program is a client. It submits
+    ///   the job graph and its own executable to the JobManager, prints the job id, and waits
+    ///   for the end (returns at once with `eddy run -d`);
+    /// - with `--application` among its arguments (or `$EDDY_APPLICATION=1`): it starts a
+    ///   JobManager of its own (configured as `eddy jobmanager` is), submits itself to it,
+    ///   and stops it after the job; TaskManagers connect to it as to any JobManager;
+    /// - by a TaskManager, as a worker: it runs the subtasks it was assigned and exits the
+    ///   process, never returning here.
     pub fn execute(&self, job_name: &str) -> Result<JobExecutionResult> {
+        use eddy_cluster::worker::{env, WorkerEnv};
+        if let Some(worker) = WorkerEnv::from_env() {
+            let worker = worker?;
+            let (graph, settings) = self.take_job(job_name)?;
+            eddy_cluster::worker::run(worker, graph, settings)
+        }
+        let token = std::env::var(env::TOKEN).ok().filter(|t| !t.is_empty());
+        if let Some(rest) = std::env::var(env::CLIENT_REST).ok().filter(|a| !a.is_empty()) {
+            let detached = std::env::var(env::DETACHED).is_ok_and(|v| v == "1" || v == "true");
+            return self.submit_to_cluster(&rest, token, detached, job_name);
+        }
+        let application = std::env::var("EDDY_APPLICATION").is_ok_and(|v| v == "1" || v == "true")
+            || std::env::args().skip(1).any(|a| a == "--application");
+        if application {
+            return self.run_application(token, job_name);
+        }
         self.execute_async(job_name)?.wait()
     }
+
+    /// The job's graph and settings, taken out of the environment, for a cluster.
+    fn take_job(&self, job_name: &str) -> Result<(StreamGraph, ExecutionSettings)> {
+        self.take_errors()?;
+        if self.inner.borrow().collect_sinks > 0 {
+            return Err(EddyError::InvalidJob(
+                "collect_to_vec and execute_and_collect hand records back to the program's own process, \
+                 which only the local mini-cluster does; on a cluster write the stream to a file sink or \
+                 print it"
+                    .into(),
+            ));
+        }
+        let settings = self.settings(job_name)?;
+        let graph = std::mem::take(&mut self.inner.borrow_mut().graph);
+        Ok((graph, settings))
+    }
+
+    /// Client mode: submits the job and this executable to the JobManager at `rest`.
+    fn submit_to_cluster(
+        &self,
+        rest: &str,
+        token: Option<String>,
+        detached: bool,
+        job_name: &str,
+    ) -> Result<JobExecutionResult> {
+        let (graph, settings) = self.take_job(job_name)?;
+        let (graph, jg) = LocalExecutor::prepare(&graph, &settings)?;
+        let plan = jg.to_plan_json(&graph, "");
+        // The workers must resolve every setting as this process did, on any machine.
+        let mut properties = self.inner.borrow().config.to_map();
+        properties
+            .insert(options::PARALLELISM_DEFAULT.key.to_string(), settings.default_parallelism.to_string());
+        eddy_cluster::client::submit_self(rest, token, detached, job_name, &plan, &properties)
+    }
+
+    /// Application mode: a JobManager in this process for this one job.
+    fn run_application(&self, token: Option<String>, job_name: &str) -> Result<JobExecutionResult> {
+        let config = self.inner.borrow().config.clone();
+        let token = token.or(config.get_optional(&eddy_cluster::options::REST_SUBMISSION_TOKEN)?);
+        let runtime = eddy_cluster::runtime("jobmanager")?;
+        let handle = runtime.block_on(eddy_cluster::jobmanager::start(config))?;
+        println!(
+            "Application mode: JobManager running, REST API http://{}, RPC {}",
+            handle.rest_address, handle.rpc_address
+        );
+        let rest = handle.rest_address.to_string();
+        let result = self.submit_to_cluster(&rest, token, false, job_name);
+        runtime.block_on(handle.shutdown());
+        result
+    }
+}
+
+/// Whether this process submits to, or works for, a cluster.
+fn cluster_mode() -> bool {
+    use eddy_cluster::worker::env;
+    [env::CLIENT_REST, env::JOB_ID].iter().any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty()))
 }
 
 fn default_parallelism() -> usize {

@@ -12,6 +12,7 @@ use super::connection::{lock, Outgoing, Shared};
 use super::frame::{self, Kind};
 use super::ChannelId;
 use crate::channel::{cancelled_error, JobSignals, RemoteInput, CANCEL_CHECK};
+use crate::task::TaskMetrics;
 
 // ---- sending side ----
 
@@ -72,12 +73,20 @@ pub struct RemoteSender<T> {
     conn: Arc<Shared>,
     signals: Arc<JobSignals>,
     ended: AtomicBool,
+    /// Counts the bytes sent (`bytes_out`).
+    metrics: Option<Arc<TaskMetrics>>,
     _records: PhantomData<fn(T)>,
 }
 
 impl<T: Data> RemoteSender<T> {
-    pub(crate) fn new(channel: Arc<OutChannel>, conn: Arc<Shared>, signals: Arc<JobSignals>) -> Self {
-        RemoteSender { channel, conn, signals, ended: AtomicBool::new(false), _records: PhantomData }
+    pub(crate) fn new(
+        channel: Arc<OutChannel>,
+        conn: Arc<Shared>,
+        signals: Arc<JobSignals>,
+        metrics: Option<Arc<TaskMetrics>>,
+    ) -> Self {
+        let ended = AtomicBool::new(false);
+        RemoteSender { channel, conn, signals, ended, metrics, _records: PhantomData }
     }
 
     pub fn channel_id(&self) -> ChannelId {
@@ -98,7 +107,11 @@ impl<T: Data> RemoteSender<T> {
             self.conn.recycle(frame);
             return Err(e);
         }
+        let bytes = frame.len();
         self.conn.enqueue(Outgoing::Frame(frame))?;
+        if let Some(m) = &self.metrics {
+            TaskMetrics::add(&m.bytes_out, bytes);
+        }
         if ends {
             self.ended.store(true, Ordering::Relaxed);
         }
@@ -182,11 +195,16 @@ pub(crate) trait Inbound: Send + Sync {
 struct TypedInbound<T> {
     tx: Sender<StreamElement<T>>,
     channel: Arc<InChannel>,
+    /// Counts the bytes received (`bytes_in`).
+    metrics: Option<Arc<TaskMetrics>>,
 }
 
 impl<T: Data> Inbound for TypedInbound<T> {
     fn deliver(&self, payload: &[u8]) -> std::result::Result<bool, String> {
         let id = self.channel.id;
+        if let Some(m) = &self.metrics {
+            TaskMetrics::add(&m.bytes_in, frame::HEADER_BYTES + payload.len());
+        }
         let element = codec::decode_element::<T>(payload).map_err(|e| format!("channel {id}: {e}"))?;
         let ends = matches!(element, StreamElement::EndOfInput);
         if ends {
@@ -256,6 +274,7 @@ pub(crate) fn input<T: Data>(
     id: ChannelId,
     tx: Sender<StreamElement<T>>,
     conn: Arc<Shared>,
+    metrics: Option<Arc<TaskMetrics>>,
 ) -> (Arc<dyn Inbound>, Arc<InputHook>) {
     let channel = Arc::new(InChannel {
         id,
@@ -263,5 +282,6 @@ pub(crate) fn input<T: Data>(
         ended: AtomicBool::new(false),
         closed: Mutex::new(None),
     });
-    (Arc::new(TypedInbound { tx, channel: channel.clone() }), Arc::new(InputHook { channel, conn }))
+    let inbound = TypedInbound { tx, channel: channel.clone(), metrics };
+    (Arc::new(inbound), Arc::new(InputHook { channel, conn }))
 }

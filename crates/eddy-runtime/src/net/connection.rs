@@ -16,6 +16,7 @@ use super::channels::{InChannel, Inbound, OutChannel, RemoteSender};
 use super::frame::{self, Kind, ReadError};
 use super::{ChannelId, NetOptions};
 use crate::channel::{ChannelReceiver, JobSignals};
+use crate::task::TaskMetrics;
 
 const READ_BUFFER: usize = 256 << 10;
 const WRITE_BUFFER: usize = 256 << 10;
@@ -244,6 +245,17 @@ impl DataConnection {
         id: ChannelId,
         signals: Arc<JobSignals>,
     ) -> Result<RemoteSender<T>> {
+        self.register_output_with(id, signals, None)
+    }
+
+    /// [`register_output`](Self::register_output) that counts the bytes of the frames it sends
+    /// into `metrics.bytes_out`.
+    pub fn register_output_with<T: Data>(
+        &self,
+        id: ChannelId,
+        signals: Arc<JobSignals>,
+        metrics: Option<Arc<TaskMetrics>>,
+    ) -> Result<RemoteSender<T>> {
         if let Some(e) = self.shared.failure() {
             return Err(e);
         }
@@ -251,15 +263,26 @@ impl DataConnection {
         if !out.claim() {
             return Err(EddyError::InvalidJob(format!("the output of channel {id} is registered twice")));
         }
-        Ok(RemoteSender::new(out, self.shared.clone(), signals))
+        Ok(RemoteSender::new(out, self.shared.clone(), signals, metrics))
     }
 
     /// The consuming end of channel `id`, whose producer is in the peer process: a queue of
     /// `capacity` elements, all granted to the producer as credit at once.
     pub fn register_input<T: Data>(&self, id: ChannelId, capacity: usize) -> Result<ChannelReceiver<T>> {
+        self.register_input_with(id, capacity, None)
+    }
+
+    /// [`register_input`](Self::register_input) that counts the bytes of the data frames it
+    /// receives into `metrics.bytes_in`.
+    pub fn register_input_with<T: Data>(
+        &self,
+        id: ChannelId,
+        capacity: usize,
+        metrics: Option<Arc<TaskMetrics>>,
+    ) -> Result<ChannelReceiver<T>> {
         let capacity = capacity.max(1);
         let (tx, rx) = crossbeam_channel::bounded(capacity);
-        let (inbound, hook) = super::channels::input::<T>(id, tx, self.shared.clone());
+        let (inbound, hook) = super::channels::input::<T>(id, tx, self.shared.clone(), metrics);
         {
             let mut inputs = lock(&self.shared.inputs);
             // Checked under the lock: a failure clears the inputs, and must not miss this one.

@@ -8,6 +8,12 @@
 //! regular [`ChannelReceiver`](crate::channel::ChannelReceiver) for its
 //! [`InputGate`](crate::channel::InputGate).
 //!
+//! One connection carries the channels of both directions: each process registers, on the same
+//! `DataConnection`, an output for every channel it produces and an input for every channel it
+//! consumes (a channel's id names its direction, so the two sets never collide). Each side
+//! counts the frames of its channels into the task's
+//! [`TaskMetrics`](crate::task::TaskMetrics) (`bytes_out`, `bytes_in`).
+//!
 //! # Frames
 //!
 //! ```text

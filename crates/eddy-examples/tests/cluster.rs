@@ -1,0 +1,690 @@
+//! The cluster as users run it: a real `eddy jobmanager` and `eddy taskmanager` processes on
+//! loopback, jobs submitted with `eddy run`, REST answers read over HTTP, and failures
+//! injected by killing processes.
+//!
+//! The `eddy` binary comes from the eddy-cli package; `cargo test --workspace` (the project's
+//! test command) builds it before any test runs.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn eddy_bin() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_word_count")).with_file_name("eddy");
+    assert!(path.exists(), "{} is missing: run the tests with `cargo test --workspace`", path.display());
+    path
+}
+
+/// A child process killed (SIGKILL) when dropped, with its stdout lines forwarded.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(mut command: Command, log: &Path) -> Proc {
+        let stderr = std::fs::File::create(log).unwrap();
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .env("RUST_LOG", "info")
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let _ = tx.send(line);
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// The first stdout line containing `needle` (waits for it, up to a minute).
+    fn line_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no line with {needle:?} on stdout: {e}"),
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A JobManager and TaskManagers, each its own process.
+struct Cluster {
+    // Processes first: fields drop in order, and the directory must outlive them.
+    taskmanagers: Vec<(String, Proc)>,
+    _jobmanager: Proc,
+    rest: String,
+    rpc_port: u16,
+    properties: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A JobManager on free ports with `properties` (`key=value`) set for it and its TaskManagers.
+    fn start(properties: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let properties: Vec<String> = properties.iter().map(|p| p.to_string()).collect();
+        let mut command = Command::new(eddy_bin());
+        command.arg("jobmanager").args(["-D", "rest.port=0", "-D", "jobmanager.rpc.port=0", "-D"]);
+        command.arg(format!("web.upload.dir={}", dir.path().join("jm-artifacts").display()));
+        for p in &properties {
+            command.args(["-D", p]);
+        }
+        command.env("EDDY_CONF_DIR", "").current_dir(dir.path());
+        let jobmanager = Proc::spawn(command, &dir.path().join("jobmanager.log"));
+        // "JobManager running: REST API http://127.0.0.1:PORT , RPC 127.0.0.1:PORT"
+        let line = jobmanager.line_with("JobManager running");
+        let rest = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+        let rpc_port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        Cluster { taskmanagers: Vec::new(), _jobmanager: jobmanager, rest, rpc_port, properties, dir }
+    }
+
+    /// Starts a TaskManager with `slots` slots and waits until the JobManager lists it.
+    fn add_taskmanager(&mut self, slots: usize) -> String {
+        let index = self.taskmanagers.len();
+        let mut command = Command::new(eddy_bin());
+        command.arg("taskmanager").args([
+            "-D".to_string(),
+            format!("jobmanager.rpc.port={}", self.rpc_port),
+            "-D".to_string(),
+            format!("taskmanager.numberOfTaskSlots={slots}"),
+            "-D".to_string(),
+            // Shared by the TaskManagers: the artifact is fetched once per test.
+            format!("process.taskmanager.working-dir={}", self.dir.path().join("tm-work").display()),
+        ]);
+        for p in &self.properties {
+            command.args(["-D", p]);
+        }
+        command.env("EDDY_CONF_DIR", "").current_dir(self.dir.path());
+        let proc = Proc::spawn(command, &self.dir.path().join(format!("taskmanager-{index}.log")));
+        let line = proc.line_with("running: RPC");
+        let id = line.split_whitespace().nth(1).unwrap().to_string();
+        self.taskmanagers.push((id.clone(), proc));
+        self.wait_for(&format!("TaskManager {id} registered"), |c| {
+            c.get("/taskmanagers")["taskmanagers"].as_array().unwrap().iter().any(|t| t["id"] == id.as_str())
+        });
+        id
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.rest)
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder().http_status_as_error(false).build().into()
+    }
+
+    /// GET `path`; panics unless 200.
+    fn get(&self, path: &str) -> Value {
+        let (status, body) = self.request("GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// Any request; returns the status and the JSON body.
+    fn request(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        let agent = Self::agent();
+        let url = self.url(path);
+        let response = match (method, body) {
+            ("GET", _) => agent.get(&url).call(),
+            ("PATCH", _) => agent.patch(&url).send_empty(),
+            ("POST", Some(b)) => agent.post(&url).send(&b[..]),
+            ("POST", None) => agent.post(&url).send_empty(),
+            _ => panic!("unsupported {method}"),
+        };
+        let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}")),
+        )
+    }
+
+    /// Polls the REST API until `condition` holds (at most two minutes).
+    fn wait_for(&self, what: &str, mut condition: impl FnMut(&Cluster) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !condition(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; logs in {}",
+                self.dir.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `eddy <args>` against this cluster: (exit success, stdout, stderr).
+    fn eddy(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(eddy_bin())
+            .args(args)
+            .env("EDDY_CONF_DIR", "")
+            .env("RUST_LOG", "warn")
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+
+    fn job_state(&self, id: &str) -> String {
+        self.get(&format!("/jobs/{id}"))["state"].as_str().unwrap().to_string()
+    }
+
+    fn taskmanager_holding(&self, job: &str) -> Vec<String> {
+        self.taskmanagers
+            .iter()
+            .filter(|(id, _)| {
+                self.get(&format!("/taskmanagers/{id}"))["allocatedSlots"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["jobId"] == job)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+/// The lines of every file in `dir`, sorted.
+fn sorted_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        lines.extend(text.lines().map(str::to_string));
+    }
+    lines.sort();
+    lines
+}
+
+/// Runs an example binary on the local mini-cluster; returns its output directory's lines.
+fn local_result(binary: &str, args: &[&str], out: &Path) -> Vec<String> {
+    let status = Command::new(binary)
+        .args(args)
+        .arg("--output")
+        .arg(out)
+        .env("EDDY_CONF_DIR", "")
+        .env_remove("EDDY_JOBMANAGER_ADDRESS")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    sorted_lines(out)
+}
+
+fn write_text(path: &Path, lines: usize) {
+    let words = ["to", "be", "or", "not", "stream", "eddy", "flink", "state", "window", "time", "key"];
+    let mut text = String::new();
+    for i in 0..lines {
+        for j in 0..7 {
+            text.push_str(words[(i * 7 + j * 3 + i / 5) % words.len()]);
+            text.push(if j == 6 { '\n' } else { ' ' });
+        }
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn job_id_from(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Job has been submitted with JobID "))
+        .unwrap_or_else(|| panic!("no job id in {stdout}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn word_count_at_parallelism_4_across_two_taskmanagers_equals_the_local_result() {
+    let mut cluster = Cluster::start(&[]);
+    let tm1 = cluster.add_taskmanager(2);
+    let tm2 = cluster.add_taskmanager(2);
+    let overview = cluster.get("/overview");
+    assert_eq!(overview["taskmanagers"], 2);
+    assert_eq!(overview["slots-total"], 4);
+    assert_eq!(overview["slots-available"], 4);
+    assert_eq!(overview["jobs-running"], 0);
+
+    let input = cluster.dir.path().join("input.txt");
+    write_text(&input, 3000);
+    let out = cluster.dir.path().join("out");
+    let input_arg = input.to_str().unwrap();
+    let (ok, stdout, stderr) = cluster.eddy(&[
+        "run",
+        "-m",
+        &cluster.rest,
+        "-p",
+        "4",
+        env!("CARGO_BIN_EXE_word_count"),
+        "--input",
+        input_arg,
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "eddy run failed:\n{stdout}\n{stderr}");
+    let job = job_id_from(&stdout);
+    assert!(stdout.contains(&format!("Job with JobID {job} has finished.")), "{stdout}");
+    assert!(stdout.contains("Job Runtime: "), "{stdout}");
+
+    let local = local_result(
+        env!("CARGO_BIN_EXE_word_count"),
+        &["--input", input_arg, "-p", "1"],
+        &cluster.dir.path().join("local"),
+    );
+    assert_eq!(sorted_lines(&out), local);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 4, "one part file per sink subtask");
+
+    // REST, field by field.
+    let overview = cluster.get("/overview");
+    assert_eq!(overview["jobs-finished"], 1);
+    assert_eq!(overview["slots-available"], 4, "slots are free again");
+    let jobs = cluster.get("/jobs");
+    assert_eq!(jobs["jobs"][0]["id"], job.as_str());
+    assert_eq!(jobs["jobs"][0]["status"], "FINISHED");
+    let listed = &cluster.get("/jobs/overview")["jobs"][0];
+    assert_eq!(listed["jid"], job.as_str());
+    assert_eq!(listed["name"], "WordCount");
+    assert_eq!(listed["state"], "FINISHED");
+    let details = cluster.get(&format!("/jobs/{job}"));
+    assert_eq!(details["jid"], job.as_str());
+    assert_eq!(details["state"], "FINISHED");
+    assert!(details["end-time"].as_i64().unwrap() >= details["start-time"].as_i64().unwrap());
+    let vertices = details["vertices"].as_array().unwrap();
+    assert_eq!(
+        listed["tasks"]["total"],
+        vertices.iter().map(|v| v["parallelism"].as_u64().unwrap()).sum::<u64>()
+    );
+    let source = &vertices[0];
+    assert!(source["name"].as_str().unwrap().starts_with("Source"), "{source}");
+    assert_eq!(source["status"], "FINISHED");
+    assert_eq!(source["metrics"]["read-records"], 0);
+    // The source is chained with the tokenizer: the vertex emits one record per word.
+    assert_eq!(source["metrics"]["write-records"], 3000 * 7);
+    let last = vertices.last().unwrap();
+    assert_eq!(last["parallelism"], 4);
+    assert_eq!(last["metrics"]["write-records"], 0, "the sink emits nothing downstream");
+    for pair in vertices.windows(2) {
+        assert_eq!(pair[0]["metrics"]["write-records"], pair[1]["metrics"]["read-records"], "{pair:?}");
+    }
+    let words_in = last["metrics"]["read-records"].as_u64().unwrap();
+    assert!(words_in > 0 && last["metrics"]["read-bytes"].as_u64().unwrap() > 0, "{last}");
+    let plan = cluster.get(&format!("/jobs/{job}/plan"));
+    assert_eq!(plan["plan"]["jid"], job.as_str());
+    assert_eq!(plan["plan"]["nodes"].as_array().unwrap().len(), vertices.len());
+    let exceptions = cluster.get(&format!("/jobs/{job}/exceptions"));
+    assert!(exceptions["root-exception"].is_null());
+    assert_eq!(exceptions["exceptionHistory"]["entries"].as_array().unwrap().len(), 0);
+
+    // The subtasks of the keyed vertex ran on both TaskManagers.
+    let vertex = last["id"].as_str().unwrap();
+    let subtasks =
+        cluster.get(&format!("/jobs/{job}/vertices/{vertex}"))["subtasks"].as_array().unwrap().clone();
+    let hosts: std::collections::BTreeSet<&str> =
+        subtasks.iter().map(|s| s["taskmanager-id"].as_str().unwrap()).collect();
+    assert_eq!(hosts, [tm1.as_str(), tm2.as_str()].into_iter().collect());
+    assert!(subtasks.iter().all(|s| s["status"] == "FINISHED"));
+
+    let tms = cluster.get("/taskmanagers");
+    let tm = &tms["taskmanagers"][0];
+    assert_eq!(tm["slotsNumber"], 2);
+    assert_eq!(tm["freeSlots"], 2);
+    assert!(tm["hardware"]["cpuCores"].as_u64().unwrap() >= 1);
+    let (status, body) = cluster.request("GET", "/taskmanagers/nobody", None);
+    assert_eq!((status, body["errors"][0].as_str().unwrap()), (404, "Could not find TaskManager nobody"));
+
+    // Detached: returns with the id at once; `eddy list -a` shows both jobs.
+    let (ok, stdout, stderr) = cluster.eddy(&[
+        "run",
+        "-m",
+        &cluster.rest,
+        "-d",
+        env!("CARGO_BIN_EXE_word_count"),
+        "--output",
+        cluster.dir.path().join("out2").to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let second = job_id_from(&stdout);
+    assert!(!stdout.contains("has finished"), "{stdout}");
+    cluster.wait_for("the detached job to finish", |c| c.job_state(&second) == "FINISHED");
+    let (ok, stdout, _) = cluster.eddy(&["list", "-m", &cluster.rest, "-a"]);
+    assert!(ok);
+    assert!(stdout.contains(&format!(": {job} : WordCount (FINISHED)")), "{stdout}");
+    assert!(stdout.contains(&format!(": {second} : WordCount (FINISHED)")), "{stdout}");
+}
+
+/// Event-time sensor averages, slowed down so that the job is still running when a
+/// TaskManager dies.
+const SENSOR_ARGS: &[&str] =
+    &["--events", "24000", "--rate", "4000", "--sensors", "8", "--start-ms", "1700000000000", "-p", "4"];
+
+/// How a TaskManager is taken out in the middle of a job.
+#[derive(Clone, Copy, PartialEq)]
+enum Failure {
+    /// `kill -9`: the process and its connections are gone at once.
+    Kill,
+    /// `kill -STOP`: the process stops answering and heartbeating but its sockets stay open;
+    /// only the heartbeat timeout finds it.
+    Freeze,
+}
+
+#[test]
+fn killing_a_taskmanager_mid_job_restarts_it_on_the_spare_with_the_correct_result() {
+    lose_a_taskmanager_mid_job(Failure::Kill);
+}
+
+#[test]
+fn a_frozen_taskmanager_is_dropped_after_the_heartbeat_timeout_and_the_job_recovers() {
+    lose_a_taskmanager_mid_job(Failure::Freeze);
+}
+
+fn signal(pid: u32, signal: &str) {
+    assert!(Command::new("kill").args([signal, &pid.to_string()]).status().unwrap().success());
+}
+
+fn lose_a_taskmanager_mid_job(failure: Failure) {
+    let mut cluster = Cluster::start(&[
+        "heartbeat.interval=200 ms",
+        "heartbeat.timeout=2 s",
+        "restart-strategy.type=fixed-delay",
+        "restart-strategy.fixed-delay.attempts=5",
+        "restart-strategy.fixed-delay.delay=200 ms",
+    ]);
+    for _ in 0..3 {
+        cluster.add_taskmanager(2);
+    }
+    let out = cluster.dir.path().join("out");
+    let mut args = vec!["run", "-m", cluster.rest.as_str(), "-d", env!("CARGO_BIN_EXE_sensor_averages")];
+    args.extend_from_slice(SENSOR_ARGS);
+    let out_arg = out.to_str().unwrap().to_string();
+    args.extend(["--output", out_arg.as_str()]);
+    let (ok, stdout, stderr) = cluster.eddy(&args);
+    assert!(ok, "{stdout}\n{stderr}");
+    let job = job_id_from(&stdout);
+
+    // Wait until records flow, then kill -9 a TaskManager that runs part of the job.
+    cluster.wait_for("records to flow", |c| {
+        let d = c.get(&format!("/jobs/{job}"));
+        d["vertices"][0]["metrics"]["write-records"].as_u64().unwrap_or(0) > 0
+    });
+    let holders = cluster.taskmanager_holding(&job);
+    assert_eq!(holders.len(), 2, "4 slots spread over two of the three TaskManagers");
+    let victim = cluster.taskmanagers.iter_mut().find(|(id, _)| *id == holders[0]).unwrap();
+    let frozen_pid = match failure {
+        Failure::Kill => {
+            victim.1.kill();
+            None
+        }
+        Failure::Freeze => {
+            signal(victim.1.child.id(), "-STOP");
+            Some(victim.1.child.id())
+        }
+    };
+    let victim = victim.0.clone();
+    let lost_at = Instant::now();
+
+    cluster.wait_for("the job to end", |c| matches!(c.job_state(&job).as_str(), "FINISHED" | "FAILED"));
+    let details = cluster.get(&format!("/jobs/{job}"));
+    assert_eq!(details["state"], "FINISHED", "{}", cluster.get(&format!("/jobs/{job}/exceptions")));
+    assert!(details["restarts"].as_u64().unwrap() >= 1);
+    let exceptions = cluster.get(&format!("/jobs/{job}/exceptions"));
+    assert!(!exceptions["exceptionHistory"]["entries"].as_array().unwrap().is_empty());
+    cluster.wait_for("the lost TaskManager to be dropped", |c| {
+        c.get("/taskmanagers")["taskmanagers"].as_array().unwrap().iter().all(|t| t["id"] != victim.as_str())
+    });
+    if let Some(pid) = frozen_pid {
+        // Found by the heartbeat timeout (2 s) and not long after it.
+        assert!(lost_at.elapsed() < Duration::from_secs(30), "{:?}", lost_at.elapsed());
+        signal(pid, "-CONT");
+    }
+
+    let mut local_args: Vec<&str> = SENSOR_ARGS.to_vec();
+    local_args[3] = "unlimited";
+    let local =
+        local_result(env!("CARGO_BIN_EXE_sensor_averages"), &local_args, &cluster.dir.path().join("local"));
+    assert_eq!(local.len(), 8 * 24000 / 8 / 10, "one average per sensor and second");
+    assert_eq!(sorted_lines(&out), local);
+}
+
+#[test]
+fn slot_shortage_fails_clearly_and_a_running_job_is_cancelled_from_the_cli() {
+    let mut cluster = Cluster::start(&["slot.request.timeout=1 s"]);
+    cluster.add_taskmanager(2);
+
+    let (ok, stdout, stderr) =
+        cluster.eddy(&["run", "-m", &cluster.rest, "-p", "4", env!("CARGO_BIN_EXE_word_count")]);
+    assert!(!ok, "{stdout}");
+    let expected =
+        "not enough task slots: the job needs 4 slots, the cluster has 2 (2 free) on 1 TaskManager";
+    assert!(stderr.contains(expected) || stdout.contains(expected), "{stdout}\n{stderr}");
+    let job = job_id_from(&stdout);
+    assert_eq!(cluster.job_state(&job), "FAILED");
+    let root =
+        cluster.get(&format!("/jobs/{job}/exceptions"))["root-exception"].as_str().unwrap().to_string();
+    assert!(root.contains(expected), "{root}");
+
+    // An unbounded job: runs until cancelled.
+    let mut args = vec!["run", "-m", cluster.rest.as_str(), "-d", env!("CARGO_BIN_EXE_sensor_averages")];
+    args.extend(["-p", "2", "--rate", "1000", "--start-ms", "1700000000000"]);
+    let out = cluster.dir.path().join("unbounded").to_str().unwrap().to_string();
+    args.extend(["--output", out.as_str()]);
+    let (ok, stdout, stderr) = cluster.eddy(&args);
+    assert!(ok, "{stdout}\n{stderr}");
+    let job = job_id_from(&stdout);
+    cluster.wait_for("the job to run", |c| {
+        let d = c.get(&format!("/jobs/{job}"));
+        d["vertices"][0]["metrics"]["write-records"].as_u64().unwrap_or(0) > 0
+    });
+    let (ok, stdout, _) = cluster.eddy(&["list", "-m", &cluster.rest]);
+    assert!(ok && stdout.contains(&format!("{job} : AverageSensorReadings (RUNNING)")), "{stdout}");
+    let (ok, stdout, stderr) = cluster.eddy(&["cancel", "-m", &cluster.rest, &job]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("Cancelled job {job}.")), "{stdout}");
+    assert_eq!(cluster.job_state(&job), "CANCELED");
+    cluster.wait_for("the slots to be free", |c| c.get("/overview")["slots-available"] == 2);
+    let (status, body) = cluster.request("PATCH", &format!("/jobs/{job}?mode=cancel"), None);
+    assert_eq!(status, 409, "{body}");
+}
+
+#[test]
+fn bad_submissions_are_rejected_clearly_and_the_jobmanager_keeps_serving() {
+    let cluster = Cluster::start(&["rest.upload.max-size=64 kb"]);
+    let (status, body) = cluster.request("POST", "/artifacts", Some(b"#!/bin/sh\necho hi\n".to_vec()));
+    assert_eq!(status, 400);
+    assert!(body["errors"][0].as_str().unwrap().contains("not an executable"), "{body}");
+    let mut big = b"\x7fELF".to_vec();
+    big.resize(100 << 10, 0);
+    let (status, body) = cluster.request("POST", "/artifacts", Some(big));
+    assert_eq!(status, 413);
+    assert!(body["errors"][0].as_str().unwrap().contains("rest.upload.max-size"), "{body}");
+    let (status, body) = cluster.request("POST", "/artifacts", Some(Vec::new()));
+    assert_eq!((status, body["errors"][0].as_str().unwrap()), (400, "the artifact is empty"));
+    let (status, body) = cluster.request("POST", "/jobs", Some(b"{\"jobName\": 3".to_vec()));
+    assert_eq!(status, 400);
+    assert!(body["errors"][0].as_str().unwrap().contains("not valid JSON"), "{body}");
+    let submission = serde_json::json!({"jobName": "x", "plan": {"nodes": []}, "artifact": "0".repeat(64)});
+    let (status, body) = cluster.request("POST", "/jobs", Some(submission.to_string().into_bytes()));
+    assert_eq!(status, 400);
+    assert!(body["errors"][0].as_str().unwrap().contains("unknown artifact"), "{body}");
+    let (status, body) = cluster.request("GET", "/jobs/0123", None);
+    assert_eq!((status, body["errors"][0].as_str().unwrap()), (404, "Job 0123 not found"));
+    let (status, _) = cluster.request("GET", "/no/such/path", None);
+    assert_eq!(status, 404);
+    let (status, _) = cluster.request("POST", "/overview", None);
+    assert_eq!(status, 405);
+    // Still serving, with no job accepted.
+    let overview = cluster.get("/overview");
+    assert_eq!(overview["jobs-running"], 0);
+    assert_eq!(cluster.get("/jobs")["jobs"].as_array().unwrap().len(), 0);
+    let openapi = cluster.get("/openapi.json");
+    assert!(openapi["paths"]["/jobs/{jobid}"]["patch"].is_object());
+}
+
+#[test]
+fn submission_needs_the_token_when_one_is_configured() {
+    let cluster = Cluster::start(&["rest.submission.token=s3cret"]);
+    let (status, body) = cluster.request("POST", "/artifacts", Some(b"\x7fELF".to_vec()));
+    assert_eq!(status, 401, "{body}");
+    let (ok, stdout, stderr) = cluster.eddy(&["run", "-m", &cluster.rest, env!("CARGO_BIN_EXE_word_count")]);
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("401") || stdout.contains("401"), "{stdout}\n{stderr}");
+    // Reading needs no token.
+    assert_eq!(cluster.get("/overview")["taskmanagers"], 0);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Stops what `eddy cluster start` started, also when the test fails.
+struct StandaloneCluster {
+    conf: PathBuf,
+    pids: Vec<u32>,
+}
+
+impl StandaloneCluster {
+    fn eddy(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(eddy_bin()).args(args).env("EDDY_CONF_DIR", &self.conf).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+}
+
+impl Drop for StandaloneCluster {
+    fn drop(&mut self) {
+        let _ = self.eddy(&["cluster", "stop"]);
+        for pid in &self.pids {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+}
+
+#[test]
+fn cluster_start_runs_a_jobmanager_and_the_workers_file_and_cluster_stop_ends_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    let rest_port = free_port();
+    std::fs::write(
+        conf.join("eddy.yaml"),
+        format!(
+            "jobmanager.rpc.address: 127.0.0.1\njobmanager.rpc.port: {}\nrest.port: {rest_port}\n\
+             taskmanager.numberOfTaskSlots: 2\nparallelism.default: 3\nenv.pid.dir: {}\nenv.log.dir: {}\n\
+             process.taskmanager.working-dir: {}\n",
+            free_port(),
+            dir.path().join("pids").display(),
+            dir.path().join("log").display(),
+            dir.path().join("tm-work").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(conf.join("workers"), "# one TaskManager per line\nlocalhost\nlocalhost\n").unwrap();
+    let mut cluster = StandaloneCluster { conf: conf.clone(), pids: Vec::new() };
+    let (ok, stdout, stderr) = cluster.eddy(&["cluster", "start"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("Starting jobmanager daemon"), "{stdout}");
+    assert_eq!(stdout.matches("Starting taskmanager daemon").count(), 2, "{stdout}");
+    for file in ["eddy-jobmanager.pid", "eddy-taskmanager.pid"] {
+        let text = std::fs::read_to_string(dir.path().join("pids").join(file)).unwrap();
+        cluster.pids.extend(text.lines().map(|l| l.trim().parse::<u32>().unwrap()));
+    }
+    assert_eq!(cluster.pids.len(), 3);
+    assert!(cluster.pids.iter().all(|&p| running(p)));
+
+    // `eddy run` finds the JobManager through the same conf directory; parallelism.default
+    // comes from it too.
+    let out = dir.path().join("out");
+    let (ok, stdout, stderr) =
+        cluster.eddy(&["run", env!("CARGO_BIN_EXE_word_count"), "--output", out.to_str().unwrap()]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3, "parallelism.default: 3 from eddy.yaml");
+    let local = local_result(env!("CARGO_BIN_EXE_word_count"), &["-p", "1"], &dir.path().join("local"));
+    assert_eq!(sorted_lines(&out), local);
+
+    let (ok, stdout, stderr) = cluster.eddy(&["cluster", "start"]);
+    assert!(!ok && stderr.contains("still running"), "a second start is refused: {stdout}\n{stderr}");
+    let (ok, stdout, stderr) = cluster.eddy(&["cluster", "stop"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(cluster.pids.iter().all(|&p| !running(p)), "{stdout}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", rest_port)).is_err(), "the REST API is gone");
+}
+
+#[test]
+fn application_mode_a_job_binary_with_its_own_jobmanager_and_two_taskmanagers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rpc_port = free_port();
+    // TaskManagers first: they keep trying to register until the application's JobManager is up.
+    let mut taskmanagers = Vec::new();
+    for i in 0..2 {
+        let mut command = Command::new(eddy_bin());
+        command.arg("taskmanager").args([
+            "-D".to_string(),
+            format!("jobmanager.rpc.port={rpc_port}"),
+            "-D".to_string(),
+            "taskmanager.numberOfTaskSlots=2".into(),
+            "-D".to_string(),
+            format!("process.taskmanager.working-dir={}", dir.path().join("tm-work").display()),
+        ]);
+        command.env("EDDY_CONF_DIR", "").current_dir(dir.path());
+        let tm = Proc::spawn(command, &dir.path().join(format!("taskmanager-{i}.log")));
+        tm.line_with("running: RPC");
+        taskmanagers.push(tm);
+    }
+    let input = dir.path().join("input.txt");
+    write_text(&input, 500);
+    let out = dir.path().join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_word_count"))
+        .args(["--application", "-p", "4", "-D", "rest.port=0", "-D"])
+        .arg(format!("jobmanager.rpc.port={rpc_port}"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&out)
+        .env("EDDY_CONF_DIR", "")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("Application mode: JobManager running"), "{stdout}");
+    assert!(stdout.contains("has finished."), "{stdout}");
+    let local = local_result(
+        env!("CARGO_BIN_EXE_word_count"),
+        &["--input", input.to_str().unwrap(), "-p", "1"],
+        &dir.path().join("local"),
+    );
+    assert_eq!(sorted_lines(&out), local);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 4);
+}
