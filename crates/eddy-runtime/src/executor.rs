@@ -100,6 +100,8 @@ pub struct ExecutionSettings {
     pub buffer_timeout: Duration,
     pub batch_size: usize,
     pub channel_capacity: usize,
+    /// Batches in flight per channel that crosses processes (credit-based flow control).
+    pub remote_channel_capacity: usize,
     /// Slots of the mini-cluster; `None`: as many as the job needs.
     pub task_slots: Option<usize>,
     /// `pipeline.auto-watermark-interval`.
@@ -806,6 +808,7 @@ impl<'a> Builder<'a> {
     ) -> Result<(Option<AnyBox>, Option<AnyBox>)> {
         let id = plan.id;
         let capacity = self.settings.channel_capacity;
+        let remote_capacity = self.settings.remote_channel_capacity;
         let signals = self.signals.clone();
         let producer = || self.metrics[&(source_vertex, id.producer as usize)].clone();
         let consumer = || self.metrics[&(target_vertex, id.consumer as usize)].clone();
@@ -816,7 +819,7 @@ impl<'a> Builder<'a> {
             }
             Exchanges::Loopback(net) => {
                 // The input first: registering it grants the producer its credit.
-                let rx = ty.remote_input(id, &net.consumer, capacity, consumer())?;
+                let rx = ty.remote_input(id, &net.consumer, remote_capacity, consumer())?;
                 let tx = ty.remote_output(id, &net.producer, signals, producer())?;
                 Ok((Some(tx), Some(rx)))
             }
@@ -831,7 +834,7 @@ impl<'a> Builder<'a> {
                 }
                 _ => {
                     let conn = mesh.connection(placement.worker_of(id.producer as usize))?;
-                    Ok((None, Some(ty.remote_input(id, conn, capacity, consumer())?)))
+                    Ok((None, Some(ty.remote_input(id, conn, remote_capacity, consumer())?)))
                 }
             },
         }

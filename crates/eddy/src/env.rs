@@ -256,6 +256,7 @@ impl StreamExecutionEnvironment {
             buffer_timeout: c.get(&options::BUFFER_TIMEOUT)?,
             batch_size: c.get(&options::BATCH_SIZE)?,
             channel_capacity: c.get(&options::CHANNEL_CAPACITY)?,
+            remote_channel_capacity: c.get(&options::REMOTE_CHANNEL_CAPACITY)?,
             network_exchange: c.get(&options::NETWORK_EXCHANGE)?,
             task_slots: c.get_optional(&options::TASK_SLOTS)?,
             auto_watermark_interval: c.get(&options::AUTO_WATERMARK_INTERVAL)?,
