@@ -47,8 +47,11 @@ impl<T: Data> SinkWriter<T> for SharedWriter<T> {
 }
 
 fn env(parallelism: usize, mode: RuntimeMode) -> StreamExecutionEnvironment {
-    let env =
-        StreamExecutionEnvironment::with_configuration(Configuration::new()).with_parallelism(parallelism);
+    env_with(Configuration::new(), parallelism, mode)
+}
+
+fn env_with(config: Configuration, parallelism: usize, mode: RuntimeMode) -> StreamExecutionEnvironment {
+    let env = StreamExecutionEnvironment::with_configuration(config).with_parallelism(parallelism);
     env.set_runtime_mode(mode);
     env
 }
@@ -137,7 +140,17 @@ fn run_distributed<T: Data>(
     mode: RuntimeMode,
     slot_workers: &[usize],
 ) -> (Vec<T>, Vec<WorkerReport>) {
-    let env = env(parallelism, mode);
+    run_distributed_with(Configuration::new(), program, parallelism, mode, slot_workers)
+}
+
+fn run_distributed_with<T: Data>(
+    config: Configuration,
+    program: &Program<T>,
+    parallelism: usize,
+    mode: RuntimeMode,
+    slot_workers: &[usize],
+) -> (Vec<T>, Vec<WorkerReport>) {
+    let env = env_with(config, parallelism, mode);
     let out = Shared::default();
     program(&env, SharedSink(out.clone()));
     let (graph, settings) = env.stream_graph_and_settings("distributed").unwrap();
@@ -458,4 +471,88 @@ fn a_placement_that_does_not_fit_the_job_is_refused() {
         build_worker_tasks(&graph, &jg, &settings, JOB_ID, 0, &Placement::new(vec![0; 4]), &mesh, &signals)
             .unwrap();
     assert_eq!(tasks.len(), 8);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backpressure
+// ---------------------------------------------------------------------------------------------
+
+/// A sink that takes a millisecond per batch and records, at every batch, how many records the
+/// source had produced beyond what the sink had received: what was in flight.
+struct SlowSink {
+    produced: Arc<std::sync::atomic::AtomicU64>,
+    consumed: Arc<std::sync::atomic::AtomicU64>,
+    max_in_flight: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Sink<u64> for SlowSink {
+    fn create_writer(&self, _: &SinkContext) -> Result<Box<dyn SinkWriter<u64>>> {
+        Ok(Box::new(SlowSink {
+            produced: self.produced.clone(),
+            consumed: self.consumed.clone(),
+            max_in_flight: self.max_in_flight.clone(),
+        }))
+    }
+}
+
+impl SinkWriter<u64> for SlowSink {
+    fn write_batch(&mut self, batch: Batch<u64>) -> Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let consumed = self.consumed.fetch_add(batch.len() as u64, SeqCst) + batch.len() as u64;
+        let in_flight = self.produced.load(SeqCst).saturating_sub(consumed);
+        self.max_in_flight.fetch_max(in_flight, SeqCst);
+        // The slow consumer (not a synchronization: nothing waits for this).
+        std::thread::sleep(Duration::from_millis(1));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_slow_consumer_in_another_worker_holds_the_source_back() {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    const RECORDS: u64 = 20_000;
+    const BATCH: u64 = 100;
+    const CREDIT: u64 = 4;
+    let produced = Arc::new(AtomicU64::new(0));
+    let consumed = Arc::new(AtomicU64::new(0));
+    let max_in_flight = Arc::new(AtomicU64::new(0));
+    let mut config = Configuration::new();
+    config.set("execution.batch-size", BATCH.to_string());
+    config.set("execution.remote-channel-capacity", CREDIT.to_string());
+    let sink = SlowSink {
+        produced: produced.clone(),
+        consumed: consumed.clone(),
+        max_in_flight: max_in_flight.clone(),
+    };
+    let counter = produced.clone();
+    let program: Box<Program<u64>> = Box::new(move |env: &StreamExecutionEnvironment, _unused| {
+        let counter = counter.clone();
+        // Source and map in slot 0 (worker 0); every record goes to sink subtask 1 (worker 1).
+        env.from_sequence(0, RECORDS as i64 - 1)
+            .set_parallelism(1)
+            .map(move |n: i64| {
+                counter.fetch_add(1, SeqCst);
+                n as u64
+            })
+            .set_parallelism(1)
+            .partition_custom(|_: &u64, _partitions| 1, |n: &u64| *n)
+            .sink_to(
+                SlowSink {
+                    produced: sink.produced.clone(),
+                    consumed: sink.consumed.clone(),
+                    max_in_flight: sink.max_in_flight.clone(),
+                },
+                "Slow Sink",
+            );
+    });
+    let (_, reports) = run_distributed_with(config, &*program, 2, RuntimeMode::Streaming, &[0, 1]);
+    assert_all_finished(&reports, &[0, 1], "backpressure");
+    assert_eq!(consumed.load(SeqCst), RECORDS, "every record arrived");
+    // In flight at most: the credit (CREDIT batches), the batch the source is filling, the one
+    // being decoded and the one the sink holds. Without backpressure the source would have
+    // produced all 20 000 records within the sink's first few batches.
+    let bound = (CREDIT + 3) * BATCH;
+    let seen = max_in_flight.load(SeqCst);
+    assert!(seen <= bound, "{seen} records were in flight, more than {bound}");
+    assert!(seen >= BATCH, "the sink never fell behind ({seen}): the test did not test backpressure");
 }

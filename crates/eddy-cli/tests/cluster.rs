@@ -2,8 +2,10 @@
 //! loopback, jobs submitted with `eddy run`, REST answers read over HTTP, and failures
 //! injected by killing processes.
 //!
-//! The `eddy` binary comes from the eddy-cli package; `cargo test --workspace` (the project's
-//! test command) builds it before any test runs.
+//! The job binaries are the examples of the eddy-examples package, found next to the `eddy`
+//! binary: `cargo test --workspace` (the project's test command) builds both before any test
+//! runs. (`cargo test -p eddy-cli` alone does not build the examples: run
+//! `cargo build -p eddy-examples --bins` first, or the tests would use stale ones.)
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,9 +16,18 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 fn eddy_bin() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_word_count")).with_file_name("eddy");
-    assert!(path.exists(), "{} is missing: run the tests with `cargo test --workspace`", path.display());
-    path
+    PathBuf::from(env!("CARGO_BIN_EXE_eddy"))
+}
+
+/// An example binary of eddy-examples (`word_count`, ...), built next to `eddy`.
+fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_BIN_EXE_eddy")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p eddy-examples --bins` first)",
+        path.display()
+    );
+    path.to_str().unwrap().to_string()
 }
 
 /// A child process killed (SIGKILL) when dropped, with its stdout lines forwarded.
@@ -280,7 +291,7 @@ fn word_count_at_parallelism_4_across_two_taskmanagers_equals_the_local_result()
         &cluster.rest,
         "-p",
         "4",
-        env!("CARGO_BIN_EXE_word_count"),
+        &example("word_count"),
         "--input",
         input_arg,
         "--output",
@@ -292,7 +303,7 @@ fn word_count_at_parallelism_4_across_two_taskmanagers_equals_the_local_result()
     assert!(stdout.contains("Job Runtime: "), "{stdout}");
 
     let local = local_result(
-        env!("CARGO_BIN_EXE_word_count"),
+        &example("word_count"),
         &["--input", input_arg, "-p", "1"],
         &cluster.dir.path().join("local"),
     );
@@ -357,13 +368,62 @@ fn word_count_at_parallelism_4_across_two_taskmanagers_equals_the_local_result()
     let (status, body) = cluster.request("GET", "/taskmanagers/nobody", None);
     assert_eq!((status, body["errors"][0].as_str().unwrap()), (404, "Could not find TaskManager nobody"));
 
+    // Event-time windows with late data, at parallelism 3 over both TaskManagers.
+    let csv = cluster.dir.path().join("events.csv");
+    let mut text = String::new();
+    for i in 0..3000i64 {
+        // Mostly ordered, every seventh record 900 ms behind: some late, some very late.
+        let ts = 1_000_000 + i * 7 - if i % 7 == 0 { 900 } else { 0 };
+        text.push_str(&format!("k{},{ts},{}\n", i % 5, i % 11));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let window_args = |out: &Path, late: &Path| -> Vec<String> {
+        [
+            "--input",
+            csv.to_str().unwrap(),
+            "--window",
+            "tumbling:1000",
+            "--out-of-orderness",
+            "200",
+            "--watermark",
+            "per-event",
+            "--allowed-lateness",
+            "300",
+            "--output",
+            out.to_str().unwrap(),
+            "--late-output",
+            late.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let (out3, late3) = (cluster.dir.path().join("win-out"), cluster.dir.path().join("win-late"));
+    let mut args: Vec<String> =
+        ["run", "-m", &cluster.rest, "-p", "3", &example("event_time_windows")].map(String::from).to_vec();
+    args.extend(window_args(&out3, &late3));
+    let (ok, stdout, stderr) = cluster.eddy(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stdout}\n{stderr}");
+    let (out1, late1) = (cluster.dir.path().join("win-out-local"), cluster.dir.path().join("win-late-local"));
+    let status = Command::new(example("event_time_windows"))
+        .args(window_args(&out1, &late1))
+        .args(["-p", "1"])
+        .env("EDDY_CONF_DIR", "")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(!sorted_lines(&late1).is_empty(), "the input has late records");
+    assert_eq!(sorted_lines(&out3), sorted_lines(&out1));
+    assert_eq!(sorted_lines(&late3), sorted_lines(&late1));
+
     // Detached: returns with the id at once; `eddy list -a` shows both jobs.
     let (ok, stdout, stderr) = cluster.eddy(&[
         "run",
         "-m",
         &cluster.rest,
         "-d",
-        env!("CARGO_BIN_EXE_word_count"),
+        &example("word_count"),
         "--output",
         cluster.dir.path().join("out2").to_str().unwrap(),
     ]);
@@ -374,6 +434,7 @@ fn word_count_at_parallelism_4_across_two_taskmanagers_equals_the_local_result()
     let (ok, stdout, _) = cluster.eddy(&["list", "-m", &cluster.rest, "-a"]);
     assert!(ok);
     assert!(stdout.contains(&format!(": {job} : WordCount (FINISHED)")), "{stdout}");
+    assert!(stdout.contains("EventTimeWindows (FINISHED)"), "{stdout}");
     assert!(stdout.contains(&format!(": {second} : WordCount (FINISHED)")), "{stdout}");
 }
 
@@ -418,7 +479,8 @@ fn lose_a_taskmanager_mid_job(failure: Failure) {
         cluster.add_taskmanager(2);
     }
     let out = cluster.dir.path().join("out");
-    let mut args = vec!["run", "-m", cluster.rest.as_str(), "-d", env!("CARGO_BIN_EXE_sensor_averages")];
+    let binary = example("sensor_averages");
+    let mut args = vec!["run", "-m", cluster.rest.as_str(), "-d", &binary];
     args.extend_from_slice(SENSOR_ARGS);
     let out_arg = out.to_str().unwrap().to_string();
     args.extend(["--output", out_arg.as_str()]);
@@ -464,8 +526,7 @@ fn lose_a_taskmanager_mid_job(failure: Failure) {
 
     let mut local_args: Vec<&str> = SENSOR_ARGS.to_vec();
     local_args[3] = "unlimited";
-    let local =
-        local_result(env!("CARGO_BIN_EXE_sensor_averages"), &local_args, &cluster.dir.path().join("local"));
+    let local = local_result(&example("sensor_averages"), &local_args, &cluster.dir.path().join("local"));
     assert_eq!(local.len(), 8 * 24000 / 8 / 10, "one average per sensor and second");
     assert_eq!(sorted_lines(&out), local);
 }
@@ -475,8 +536,7 @@ fn slot_shortage_fails_clearly_and_a_running_job_is_cancelled_from_the_cli() {
     let mut cluster = Cluster::start(&["slot.request.timeout=1 s"]);
     cluster.add_taskmanager(2);
 
-    let (ok, stdout, stderr) =
-        cluster.eddy(&["run", "-m", &cluster.rest, "-p", "4", env!("CARGO_BIN_EXE_word_count")]);
+    let (ok, stdout, stderr) = cluster.eddy(&["run", "-m", &cluster.rest, "-p", "4", &example("word_count")]);
     assert!(!ok, "{stdout}");
     let expected =
         "not enough task slots: the job needs 4 slots, the cluster has 2 (2 free) on 1 TaskManager";
@@ -488,7 +548,8 @@ fn slot_shortage_fails_clearly_and_a_running_job_is_cancelled_from_the_cli() {
     assert!(root.contains(expected), "{root}");
 
     // An unbounded job: runs until cancelled.
-    let mut args = vec!["run", "-m", cluster.rest.as_str(), "-d", env!("CARGO_BIN_EXE_sensor_averages")];
+    let binary = example("sensor_averages");
+    let mut args = vec!["run", "-m", cluster.rest.as_str(), "-d", &binary];
     args.extend(["-p", "2", "--rate", "1000", "--start-ms", "1700000000000"]);
     let out = cluster.dir.path().join("unbounded").to_str().unwrap().to_string();
     args.extend(["--output", out.as_str()]);
@@ -549,7 +610,7 @@ fn submission_needs_the_token_when_one_is_configured() {
     let cluster = Cluster::start(&["rest.submission.token=s3cret"]);
     let (status, body) = cluster.request("POST", "/artifacts", Some(b"\x7fELF".to_vec()));
     assert_eq!(status, 401, "{body}");
-    let (ok, stdout, stderr) = cluster.eddy(&["run", "-m", &cluster.rest, env!("CARGO_BIN_EXE_word_count")]);
+    let (ok, stdout, stderr) = cluster.eddy(&["run", "-m", &cluster.rest, &example("word_count")]);
     assert!(!ok, "{stdout}");
     assert!(stderr.contains("401") || stdout.contains("401"), "{stdout}\n{stderr}");
     // Reading needs no token.
@@ -627,10 +688,10 @@ fn cluster_start_runs_a_jobmanager_and_the_workers_file_and_cluster_stop_ends_th
     // comes from it too.
     let out = dir.path().join("out");
     let (ok, stdout, stderr) =
-        cluster.eddy(&["run", env!("CARGO_BIN_EXE_word_count"), "--output", out.to_str().unwrap()]);
+        cluster.eddy(&["run", &example("word_count"), "--output", out.to_str().unwrap()]);
     assert!(ok, "{stdout}\n{stderr}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3, "parallelism.default: 3 from eddy.yaml");
-    let local = local_result(env!("CARGO_BIN_EXE_word_count"), &["-p", "1"], &dir.path().join("local"));
+    let local = local_result(&example("word_count"), &["-p", "1"], &dir.path().join("local"));
     assert_eq!(sorted_lines(&out), local);
 
     let (ok, stdout, stderr) = cluster.eddy(&["cluster", "start"]);
@@ -665,7 +726,7 @@ fn application_mode_a_job_binary_with_its_own_jobmanager_and_two_taskmanagers() 
     let input = dir.path().join("input.txt");
     write_text(&input, 500);
     let out = dir.path().join("out");
-    let output = Command::new(env!("CARGO_BIN_EXE_word_count"))
+    let output = Command::new(example("word_count"))
         .args(["--application", "-p", "4", "-D", "rest.port=0", "-D"])
         .arg(format!("jobmanager.rpc.port={rpc_port}"))
         .arg("--input")
@@ -681,7 +742,7 @@ fn application_mode_a_job_binary_with_its_own_jobmanager_and_two_taskmanagers() 
     assert!(stdout.contains("Application mode: JobManager running"), "{stdout}");
     assert!(stdout.contains("has finished."), "{stdout}");
     let local = local_result(
-        env!("CARGO_BIN_EXE_word_count"),
+        &example("word_count"),
         &["--input", input.to_str().unwrap(), "-p", "1"],
         &dir.path().join("local"),
     );
