@@ -115,6 +115,18 @@ impl Cluster {
 
     /// Starts a TaskManager with `slots` slots and waits until the JobManager lists it.
     fn add_taskmanager(&mut self, slots: usize) -> String {
+        let proc = self.spawn_taskmanager(slots, &[]);
+        let line = proc.line_with("running: RPC");
+        let id = line.split_whitespace().nth(1).unwrap().to_string();
+        self.taskmanagers.push((id.clone(), proc));
+        self.wait_for(&format!("TaskManager {id} registered"), |c| {
+            c.get("/taskmanagers")["taskmanagers"].as_array().unwrap().iter().any(|t| t["id"] == id.as_str())
+        });
+        id
+    }
+
+    /// Starts a TaskManager process with `extra` properties last.
+    fn spawn_taskmanager(&self, slots: usize, extra: &[&str]) -> Proc {
         let index = self.taskmanagers.len();
         let mut command = Command::new(eddy_bin());
         command.arg("taskmanager").args([
@@ -126,18 +138,11 @@ impl Cluster {
             // Shared by the TaskManagers: the artifact is fetched once per test.
             format!("process.taskmanager.working-dir={}", self.dir.path().join("tm-work").display()),
         ]);
-        for p in &self.properties {
+        for p in self.properties.iter().map(String::as_str).chain(extra.iter().copied()) {
             command.args(["-D", p]);
         }
         command.env("EDDY_CONF_DIR", "").current_dir(self.dir.path());
-        let proc = Proc::spawn(command, &self.dir.path().join(format!("taskmanager-{index}.log")));
-        let line = proc.line_with("running: RPC");
-        let id = line.split_whitespace().nth(1).unwrap().to_string();
-        self.taskmanagers.push((id.clone(), proc));
-        self.wait_for(&format!("TaskManager {id} registered"), |c| {
-            c.get("/taskmanagers")["taskmanagers"].as_array().unwrap().iter().any(|t| t["id"] == id.as_str())
-        });
-        id
+        Proc::spawn(command, &self.dir.path().join(format!("taskmanager-{index}-{}.log", extra.len())))
     }
 
     fn url(&self, path: &str) -> String {
@@ -615,6 +620,50 @@ fn submission_needs_the_token_when_one_is_configured() {
     assert!(stderr.contains("401") || stdout.contains("401"), "{stdout}\n{stderr}");
     // Reading needs no token.
     assert_eq!(cluster.get("/overview")["taskmanagers"], 0);
+}
+
+#[test]
+fn the_control_rpc_needs_the_cluster_token_and_is_not_exposed_without_one() {
+    // Bound beyond loopback without a token: refused at start.
+    let out = Command::new(eddy_bin())
+        .args([
+            "jobmanager",
+            "-D",
+            "jobmanager.rpc.address=0.0.0.0",
+            "-D",
+            "rest.port=0",
+            "-D",
+            "jobmanager.rpc.port=0",
+        ])
+        .env("EDDY_CONF_DIR", "")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cluster.rpc.token"), "{stderr}");
+
+    // With a token, TaskManagers and workers that carry it work; one with another is refused.
+    let mut cluster = Cluster::start(&["cluster.rpc.token=inside-secret"]);
+    cluster.add_taskmanager(2);
+    let out = cluster.dir.path().join("out");
+    let (ok, stdout, stderr) = cluster.eddy(&[
+        "run",
+        "-m",
+        &cluster.rest,
+        "-p",
+        "2",
+        &example("word_count"),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let intruder = cluster.spawn_taskmanager(1, &["cluster.rpc.token=guessed"]);
+    intruder.line_with("running: RPC");
+    let log = cluster.dir.path().join("taskmanager-1-1.log");
+    cluster.wait_for("the intruder to be refused", |_| {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("cluster's RPC token"))
+    });
+    assert_eq!(cluster.get("/overview")["taskmanagers"], 1);
 }
 
 fn free_port() -> u16 {

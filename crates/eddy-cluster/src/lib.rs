@@ -8,6 +8,7 @@ pub mod client;
 pub mod jobmanager;
 pub mod options;
 pub mod rest;
+pub mod rpc;
 pub mod taskmanager;
 pub mod worker;
 

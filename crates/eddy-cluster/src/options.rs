@@ -77,6 +77,12 @@ pub const REST_SUBMISSION_TOKEN: ConfigOption<String> = ConfigOption::without_de
      these requests when the REST server binds beyond loopback.",
 );
 
+pub const RPC_TOKEN: ConfigOption<String> = ConfigOption::without_default(
+    "cluster.rpc.token",
+    "(Eddy) A bearer token every control RPC between the JobManager, TaskManagers and workers \
+     must carry. Required when the RPC binds beyond loopback.",
+);
+
 pub const REST_UPLOAD_MAX_SIZE: ConfigOption<MemorySize> = ConfigOption::new(
     "rest.upload.max-size",
     MemorySize(512 << 20),

@@ -18,12 +18,10 @@ use std::time::Duration;
 
 use eddy_core::{Configuration, EddyError, Result};
 use tokio::sync::watch;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::artifacts::ArtifactStore;
 use crate::options;
-use crate::proto::job_manager_service_client::JobManagerServiceClient;
 use crate::proto::task_executor_service_server::{TaskExecutorService, TaskExecutorServiceServer};
 use crate::proto::*;
 use crate::worker::env as wenv;
@@ -37,7 +35,9 @@ struct Worker {
 struct TaskManager {
     id: String,
     host: String,
-    jobmanager: JobManagerServiceClient<Channel>,
+    jobmanager: crate::rpc::JobManagerClient,
+    /// `cluster.rpc.token`, handed to workers.
+    rpc_token: Option<String>,
     artifacts: ArtifactStore,
     work_dir: PathBuf,
     /// Running workers by job id.
@@ -131,6 +131,7 @@ impl TaskExecutorService for Rpc {
             .env(wenv::DATA_HOST, &tm.host)
             .env(wenv::TASKMANAGER_ID, &tm.id)
             .env(wenv::WATCH_STDIN, "1")
+            .env(wenv::RPC_TOKEN, tm.rpc_token.as_deref().unwrap_or(""))
             .stdin(Stdio::piped())
             .kill_on_drop(true);
         let mut child = command.spawn().map_err(|e| {
@@ -253,6 +254,8 @@ pub async fn start(config: Configuration) -> Result<TaskManagerHandle> {
     let jm_port = config.get(&options::JOBMANAGER_RPC_PORT)?;
     let heartbeat_interval = config.get(&options::HEARTBEAT_INTERVAL)?;
 
+    let rpc_token = crate::rpc::token(&config)?;
+    crate::rpc::check_exposure(&host, &rpc_token, "TaskManager")?;
     let bind = format!("{host}:{port}");
     let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|source| EddyError::Network {
         action: "cannot bind",
@@ -274,17 +277,12 @@ pub async fn start(config: Configuration) -> Result<TaskManagerHandle> {
             .join(format!("eddy-taskmanager-{}", id.replace(|c: char| !c.is_ascii_alphanumeric(), "_"))),
     };
     let jm_endpoint = format!("http://{jm_host}:{jm_port}");
-    let channel = tonic::transport::Endpoint::from_shared(jm_endpoint.clone())
-        .map_err(|e| EddyError::user(format!("bad JobManager address {jm_endpoint}: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_lazy();
-    let jobmanager = JobManagerServiceClient::new(channel)
-        .max_decoding_message_size(16 << 20)
-        .max_encoding_message_size(16 << 20);
+    let jobmanager = crate::rpc::jobmanager_client(&jm_endpoint, rpc_token.as_deref())?;
     let tm = Arc::new(TaskManager {
         id: id.clone(),
         host: host.clone(),
         jobmanager,
+        rpc_token: rpc_token.clone(),
         // The JobManager enforces the upload limit; this only guards against a runaway stream.
         artifacts: ArtifactStore::open(
             work_dir.join("artifacts"),
@@ -298,7 +296,10 @@ pub async fn start(config: Configuration) -> Result<TaskManagerHandle> {
     let mut tasks = Vec::new();
 
     let mut stop = shutdown_rx.clone();
-    let server = TaskExecutorServiceServer::new(Rpc(tm.clone()));
+    let server = tonic::service::interceptor::InterceptedService::new(
+        TaskExecutorServiceServer::new(Rpc(tm.clone())),
+        crate::rpc::CheckToken::new(rpc_token.as_deref()),
+    );
     tasks.push(tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let result = tonic::transport::Server::builder()

@@ -20,9 +20,7 @@ use eddy_runtime::distributed::{
 use eddy_runtime::executor::ExecutionSettings;
 use eddy_runtime::net::NetOptions;
 use eddy_runtime::{LocalExecutor, StreamGraph};
-use tonic::transport::Channel;
 
-use crate::proto::job_manager_service_client::JobManagerServiceClient;
 use crate::proto::{RegisterWorkerRequest, TaskReport, TaskState, WorkerFinishedRequest};
 
 /// The environment variables that put a job binary in worker or client mode.
@@ -42,6 +40,8 @@ pub mod env {
     pub const TASKMANAGER_ID: &str = "EDDY_WORKER_TASKMANAGER_ID";
     /// Exit when stdin closes (the TaskManager died).
     pub const WATCH_STDIN: &str = "EDDY_WORKER_WATCH_STDIN";
+    /// The cluster's RPC token (`cluster.rpc.token`), empty when there is none.
+    pub const RPC_TOKEN: &str = "EDDY_WORKER_RPC_TOKEN";
 }
 
 /// What a TaskManager tells its worker.
@@ -54,6 +54,7 @@ pub struct WorkerEnv {
     pub data_host: String,
     pub taskmanager_id: String,
     pub watch_stdin: bool,
+    pub rpc_token: Option<String>,
 }
 
 fn var(name: &str) -> Result<String> {
@@ -77,6 +78,7 @@ impl WorkerEnv {
                 data_host: std::env::var(env::DATA_HOST).unwrap_or_else(|_| "127.0.0.1".into()),
                 taskmanager_id: std::env::var(env::TASKMANAGER_ID).unwrap_or_default(),
                 watch_stdin: std::env::var(env::WATCH_STDIN).is_ok_and(|v| v == "1"),
+                rpc_token: std::env::var(env::RPC_TOKEN).ok().filter(|t| !t.is_empty()),
             })
         })())
     }
@@ -138,9 +140,10 @@ fn run_inner(worker: &WorkerEnv, graph: StreamGraph, settings: ExecutionSettings
         .build()
         .map_err(|e| EddyError::user(format!("cannot start the worker's async runtime: {e}")))?;
     let endpoint = format!("http://{}", worker.jobmanager_rpc);
-    let mut client: JobManagerServiceClient<Channel> = runtime
-        .block_on(JobManagerServiceClient::connect(endpoint.clone()))
-        .map_err(|e| EddyError::user(format!("cannot reach the JobManager at {endpoint}: {e}")))?;
+    let mut client = {
+        let _entered = runtime.enter();
+        crate::rpc::jobmanager_client(&endpoint, worker.rpc_token.as_deref())?
+    };
 
     let (graph, jg) = LocalExecutor::prepare(&graph, &settings)?;
     let plan = jg.to_plan_json(&graph, "");
@@ -256,7 +259,7 @@ fn run_inner(worker: &WorkerEnv, graph: StreamGraph, settings: ExecutionSettings
 fn start_reporter(
     worker: &WorkerEnv,
     runtime: tokio::runtime::Handle,
-    mut client: JobManagerServiceClient<Channel>,
+    mut client: crate::rpc::JobManagerClient,
     reports: Arc<(Mutex<Reports>, Condvar)>,
     metrics: Vec<(u32, u32, Arc<eddy_runtime::task::TaskMetrics>)>,
 ) -> Result<std::thread::JoinHandle<()>> {

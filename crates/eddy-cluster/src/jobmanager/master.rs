@@ -18,10 +18,8 @@ use eddy_runtime::restart::RestartStrategy;
 use eddy_runtime::JobStatus;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::sleep_until;
-use tonic::transport::Channel;
 use tonic::Status;
 
-use crate::proto::task_executor_service_client::TaskExecutorServiceClient;
 use crate::proto::{Deployment, StartWorkerRequest, StopWorkerRequest};
 
 use super::state::{now_ms, ExceptionEntry, Shared, TaskSnapshot};
@@ -96,7 +94,7 @@ fn failed(cause: impl Into<String>) -> Outcome {
 /// The TaskManager a worker of the attempt runs on.
 struct WorkerPlace {
     taskmanager: String,
-    client: TaskExecutorServiceClient<Channel>,
+    client: crate::rpc::TaskExecutorClient,
 }
 
 pub struct JobMaster {

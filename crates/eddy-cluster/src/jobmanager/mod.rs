@@ -44,6 +44,8 @@ pub struct JobManager {
     pub rest_exposed: bool,
     pub started_ms: i64,
     pub rest_address: SocketAddr,
+    /// `cluster.rpc.token`: carried by every control RPC.
+    pub rpc_token: Option<String>,
 }
 
 /// What a client submits (`POST /jobs`).
@@ -251,7 +253,9 @@ impl JobManagerService for Rpc {
             .connect_timeout(Duration::from_secs(5))
             // A frozen TaskManager must not hold up a job master.
             .timeout(Duration::from_secs(10));
-        let client = TaskExecutorServiceClient::new(endpoint.connect_lazy());
+        let add_token = crate::rpc::AddToken::new(self.0.rpc_token.as_deref())
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let client = TaskExecutorServiceClient::with_interceptor(endpoint.connect_lazy(), add_token);
         if self.0.shared.lock().taskmanagers.contains_key(&r.taskmanager_id) {
             lose_taskmanager(&self.0.shared, &r.taskmanager_id, "it registered again (restarted)");
         }
@@ -451,6 +455,8 @@ pub async fn start(config: Configuration) -> Result<JobManagerHandle> {
     let token = config.get_optional(&options::REST_SUBMISSION_TOKEN)?.filter(|t| !t.is_empty());
     let max_upload = config.get(&options::REST_UPLOAD_MAX_SIZE)?.0;
 
+    let rpc_token = crate::rpc::token(&config)?;
+    crate::rpc::check_exposure(&rpc_host, &rpc_token, "JobManager")?;
     let rpc_bind = format!("{rpc_host}:{rpc_port}");
     let rpc_listener =
         tokio::net::TcpListener::bind(&rpc_bind).await.map_err(|e| bind_error(&rpc_bind, e))?;
@@ -487,6 +493,7 @@ pub async fn start(config: Configuration) -> Result<JobManagerHandle> {
         rest_exposed: !is_loopback(&rest_bind),
         started_ms: now_ms(),
         rest_address,
+        rpc_token: rpc_token.clone(),
         config,
     });
     if jobmanager.rest_exposed && jobmanager.token.is_none() {
@@ -497,9 +504,12 @@ pub async fn start(config: Configuration) -> Result<JobManagerHandle> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut servers = Vec::new();
 
-    let rpc = JobManagerServiceServer::new(Rpc(jobmanager.clone()))
-        .max_decoding_message_size(16 << 20)
-        .max_encoding_message_size(16 << 20);
+    let rpc = tonic::service::interceptor::InterceptedService::new(
+        JobManagerServiceServer::new(Rpc(jobmanager.clone()))
+            .max_decoding_message_size(16 << 20)
+            .max_encoding_message_size(16 << 20),
+        crate::rpc::CheckToken::new(rpc_token.as_deref()),
+    );
     let mut stop = shutdown_rx.clone();
     servers.push(tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(rpc_listener);

@@ -9,9 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use eddy_runtime::JobStatus;
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
-use tonic::transport::Channel;
 
-use crate::proto::task_executor_service_client::TaskExecutorServiceClient;
 use crate::proto::TaskState;
 
 use super::master::JobEvent;
@@ -33,7 +31,7 @@ pub struct TaskManagerEntry {
     pub registered_ms: i64,
     pub cpu_cores: u32,
     pub physical_memory: u64,
-    pub client: TaskExecutorServiceClient<Channel>,
+    pub client: crate::rpc::TaskExecutorClient,
 }
 
 impl TaskManagerEntry {
