@@ -87,6 +87,27 @@ pub fn check_exposure(host: &str, token: &Option<String>, what: &str) -> Result<
     Ok(())
 }
 
+/// Serves `routes` on `listener` until `stop` turns true, on a task of its own.
+pub fn spawn_server(
+    routes: tonic::service::Routes,
+    listener: tokio::net::TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let result = tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the {what}'s RPC server ended");
+        }
+    })
+}
+
 /// A client of a JobManager's RPC at `endpoint` (`http://host:port`), connecting lazily.
 pub fn jobmanager_client(endpoint: &str, token: Option<&str>) -> Result<JobManagerClient> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())

@@ -295,23 +295,12 @@ pub async fn start(config: Configuration) -> Result<TaskManagerHandle> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    let mut stop = shutdown_rx.clone();
     let server = tonic::service::interceptor::InterceptedService::new(
         TaskExecutorServiceServer::new(Rpc(tm.clone())),
         crate::rpc::CheckToken::new(rpc_token.as_deref()),
     );
-    tasks.push(tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let result = tonic::transport::Server::builder()
-            .add_service(server)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "the TaskManager's RPC server ended");
-        }
-    }));
+    let routes = tonic::service::Routes::new(server);
+    tasks.push(crate::rpc::spawn_server(routes, listener, shutdown_rx.clone(), "TaskManager"));
 
     let registration = RegisterTaskManagerRequest {
         taskmanager_id: id.clone(),

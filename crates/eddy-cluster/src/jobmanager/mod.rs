@@ -510,19 +510,8 @@ pub async fn start(config: Configuration) -> Result<JobManagerHandle> {
             .max_encoding_message_size(16 << 20),
         crate::rpc::CheckToken::new(rpc_token.as_deref()),
     );
-    let mut stop = shutdown_rx.clone();
-    servers.push(tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(rpc_listener);
-        let result = tonic::transport::Server::builder()
-            .add_service(rpc)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "the RPC server ended");
-        }
-    }));
+    let routes = tonic::service::Routes::new(rpc);
+    servers.push(crate::rpc::spawn_server(routes, rpc_listener, shutdown_rx.clone(), "JobManager"));
 
     let router = crate::rest::router(jobmanager.clone());
     let mut stop = shutdown_rx.clone();
