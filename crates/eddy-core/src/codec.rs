@@ -31,7 +31,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::element::{Batch, StreamElement};
+use crate::element::{Batch, CheckpointBarrier, StreamElement};
 use crate::error::{EddyError, Result};
 
 fn config() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Fixint> {
@@ -46,6 +46,7 @@ enum WireRef<'a, T> {
     Watermark(i64),
     Idle(bool),
     EndOfInput,
+    Barrier(CheckpointBarrier),
 }
 
 /// How an element is read back.
@@ -55,6 +56,7 @@ enum Wire<T> {
     Watermark(i64),
     Idle(bool),
     EndOfInput,
+    Barrier(CheckpointBarrier),
 }
 
 /// Appends the encoding of `element` to `buf` (which is not cleared).
@@ -64,6 +66,7 @@ pub fn encode_element<T: Serialize>(element: &StreamElement<T>, buf: &mut Vec<u8
         StreamElement::Watermark(w) => WireRef::Watermark(*w),
         StreamElement::Idle(i) => WireRef::Idle(*i),
         StreamElement::EndOfInput => WireRef::EndOfInput,
+        StreamElement::CheckpointBarrier(b) => WireRef::Barrier(*b),
     };
     encode_into(&wire, buf, || describe_element(element))
 }
@@ -85,6 +88,7 @@ pub fn decode_element<T: DeserializeOwned>(bytes: &[u8]) -> Result<StreamElement
         Wire::Watermark(w) => StreamElement::Watermark(w),
         Wire::Idle(i) => StreamElement::Idle(i),
         Wire::EndOfInput => StreamElement::EndOfInput,
+        Wire::Barrier(b) => StreamElement::CheckpointBarrier(b),
     })
 }
 
@@ -146,13 +150,14 @@ fn describe_element<T>(element: &StreamElement<T>) -> String {
         StreamElement::Watermark(w) => format!("watermark {w}"),
         StreamElement::Idle(i) => format!("idle marker {i}"),
         StreamElement::EndOfInput => "end of input".to_string(),
+        StreamElement::CheckpointBarrier(b) => format!("barrier of {} {}", b.kind.as_str(), b.id),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::element::NO_TIMESTAMP;
+    use crate::element::{CheckpointType, NO_TIMESTAMP};
 
     fn roundtrip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(e: StreamElement<T>) {
         let mut buf = Vec::new();
@@ -178,6 +183,10 @@ mod tests {
         roundtrip(StreamElement::<u64>::Idle(true));
         roundtrip(StreamElement::<u64>::Idle(false));
         roundtrip(StreamElement::<u64>::EndOfInput);
+        for kind in [CheckpointType::Checkpoint, CheckpointType::Savepoint] {
+            let barrier = CheckpointBarrier { id: u64::MAX - 1, timestamp: 1_700_000_000_000, kind };
+            roundtrip(StreamElement::<u64>::CheckpointBarrier(barrier));
+        }
     }
 
     #[test]

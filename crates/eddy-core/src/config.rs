@@ -651,6 +651,49 @@ impl ConfigValue for RuntimeMode {
     }
 }
 
+/// What a checkpoint guarantees (Flink's `CheckpointingMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CheckpointingMode {
+    /// Tasks align the barriers of their input channels: state reflects every record before
+    /// the checkpoint and none after it, so a restore processes each record once.
+    #[default]
+    ExactlyOnce,
+    /// Tasks do not wait for barriers: state may reflect records after the checkpoint, which
+    /// a restore then processes again.
+    AtLeastOnce,
+}
+
+impl CheckpointingMode {
+    /// The configuration text: `EXACTLY_ONCE` or `AT_LEAST_ONCE`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CheckpointingMode::ExactlyOnce => "EXACTLY_ONCE",
+            CheckpointingMode::AtLeastOnce => "AT_LEAST_ONCE",
+        }
+    }
+}
+
+impl fmt::Display for CheckpointingMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ConfigValue for CheckpointingMode {
+    /// `EXACTLY_ONCE` or `AT_LEAST_ONCE`, in any case, with `-` or `_`.
+    fn parse_value(s: &str) -> std::result::Result<Self, String> {
+        let normalized = s.trim().replace('-', "_");
+        [CheckpointingMode::ExactlyOnce, CheckpointingMode::AtLeastOnce]
+            .into_iter()
+            .find(|mode| normalized.eq_ignore_ascii_case(mode.as_str()))
+            .ok_or_else(|| format!("expected EXACTLY_ONCE or AT_LEAST_ONCE, found {:?}", s.trim()))
+    }
+
+    fn to_value(&self) -> String {
+        self.as_str().to_string()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Well-known options
 // ---------------------------------------------------------------------------------------------
@@ -659,7 +702,7 @@ impl ConfigValue for RuntimeMode {
 pub mod options {
     use std::time::Duration;
 
-    use super::{ConfigOption, RuntimeMode};
+    use super::{CheckpointingMode, ConfigOption, RuntimeMode};
     use crate::keygroup::UPPER_BOUND_MAX_PARALLELISM;
 
     /// Rejects 0.
@@ -807,11 +850,11 @@ pub mod options {
 
     /// `restart-strategy.type`: `none` (also `off`, `disable`), `fixed-delay`,
     /// `exponential-delay` or `failure-rate`. No default: unset means `none` while checkpointing
-    /// does not exist (see `eddy_runtime::restart::RestartStrategy`).
+    /// is off and `exponential-delay` when it is on (see `eddy_runtime::restart::RestartStrategy`).
     pub const RESTART_STRATEGY_TYPE: ConfigOption<String> = ConfigOption::without_default(
         "restart-strategy.type",
         "How a failed job is restarted: none (off, disable), fixed-delay, exponential-delay or \
-         failure-rate. Unset means none.",
+         failure-rate. Unset means none, or exponential-delay when checkpointing is on.",
     );
 
     /// `restart-strategy.fixed-delay.attempts`: restarts before the job fails for good. Default 1.
@@ -903,6 +946,79 @@ pub mod options {
         Duration::from_secs(1),
         "How long the failure-rate strategy waits before a restart.",
     );
+
+    /// Flink's smallest checkpoint interval.
+    pub fn at_least_ten_ms(value: &Duration) -> Result<(), String> {
+        if *value >= Duration::from_millis(10) {
+            Ok(())
+        } else {
+            Err("must be at least 10 ms".to_string())
+        }
+    }
+
+    /// `execution.checkpointing.interval`: how often the checkpoint coordinator triggers a
+    /// checkpoint. No default: checkpointing is off unless it is set. At least 10 ms.
+    pub const CHECKPOINTING_INTERVAL: ConfigOption<Duration> = ConfigOption::without_default(
+        "execution.checkpointing.interval",
+        "How often a checkpoint is triggered. Unset: checkpointing is off.",
+    )
+    .with_validator(at_least_ten_ms);
+
+    /// `execution.checkpointing.mode`: `EXACTLY_ONCE` (default, barriers are aligned) or
+    /// `AT_LEAST_ONCE`.
+    pub const CHECKPOINTING_MODE: ConfigOption<CheckpointingMode> = ConfigOption::new(
+        "execution.checkpointing.mode",
+        CheckpointingMode::ExactlyOnce,
+        "EXACTLY_ONCE (tasks align checkpoint barriers) or AT_LEAST_ONCE (they do not).",
+    );
+
+    /// `execution.checkpointing.timeout`: a checkpoint not complete after this long is
+    /// aborted. Default 10 min.
+    pub const CHECKPOINTING_TIMEOUT: ConfigOption<Duration> = ConfigOption::new(
+        "execution.checkpointing.timeout",
+        Duration::from_secs(600),
+        "How long a checkpoint may take before it is aborted.",
+    )
+    .with_validator(positive_duration);
+
+    /// `execution.checkpointing.min-pause`: the least time between the end of one checkpoint
+    /// and the start of the next. Default 0; more than 0 allows one checkpoint at a time.
+    pub const CHECKPOINTING_MIN_PAUSE: ConfigOption<Duration> = ConfigOption::new(
+        "execution.checkpointing.min-pause",
+        Duration::ZERO,
+        "The least time between the end of a checkpoint and the start of the next.",
+    );
+
+    /// `execution.checkpointing.max-concurrent-checkpoints`: checkpoints in progress at once.
+    /// Default 1, at least 1.
+    pub const CHECKPOINTING_MAX_CONCURRENT: ConfigOption<usize> = ConfigOption::new(
+        "execution.checkpointing.max-concurrent-checkpoints",
+        1,
+        "The number of checkpoints that may be in progress at the same time.",
+    )
+    .with_validator(at_least_one);
+
+    /// `execution.checkpointing.tolerable-failed-checkpoints`: consecutive checkpoint failures
+    /// (timeouts, declines, storage errors) the job tolerates before it fails. Default 0.
+    pub const CHECKPOINTING_TOLERABLE_FAILURES: ConfigOption<usize> = ConfigOption::new(
+        "execution.checkpointing.tolerable-failed-checkpoints",
+        0,
+        "The number of consecutive failed checkpoints tolerated before the job fails.",
+    );
+
+    /// `state.checkpoints.dir`: the directory completed checkpoints are written to, under
+    /// `<dir>/<job-id>/chk-<n>/`. No default: without it checkpoints are kept in the memory of
+    /// the job master (Flink's JobManager-heap storage) and do not survive the process.
+    pub const CHECKPOINTS_DIRECTORY: ConfigOption<String> = ConfigOption::without_default(
+        "state.checkpoints.dir",
+        "The directory checkpoints are written to. Unset: checkpoints are kept in memory.",
+    );
+
+    /// `state.checkpoints.num-retained`: completed checkpoints kept; older ones are deleted.
+    /// Default 1, at least 1.
+    pub const CHECKPOINTS_NUM_RETAINED: ConfigOption<usize> =
+        ConfigOption::new("state.checkpoints.num-retained", 1, "The number of completed checkpoints kept.")
+            .with_validator(at_least_one);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1327,6 +1443,26 @@ mod tests {
         assert!("stream".parse::<RuntimeMode>().is_err());
         assert_eq!(RuntimeMode::Automatic.to_string(), "AUTOMATIC");
         assert_eq!(RuntimeMode::Batch.to_value(), "BATCH");
+    }
+
+    #[test]
+    fn checkpointing_options_have_flinks_names_and_defaults() {
+        let config = Configuration::new();
+        assert_eq!(config.get_optional(&CHECKPOINTING_INTERVAL).unwrap(), None);
+        assert_eq!(config.get(&CHECKPOINTING_MODE).unwrap(), CheckpointingMode::ExactlyOnce);
+        assert_eq!(config.get(&CHECKPOINTING_TIMEOUT).unwrap(), Duration::from_secs(600));
+        assert_eq!(config.get(&CHECKPOINTING_MIN_PAUSE).unwrap(), Duration::ZERO);
+        assert_eq!(config.get(&CHECKPOINTING_MAX_CONCURRENT).unwrap(), 1);
+        assert_eq!(config.get(&CHECKPOINTING_TOLERABLE_FAILURES).unwrap(), 0);
+        assert_eq!(config.get_optional(&CHECKPOINTS_DIRECTORY).unwrap(), None);
+        assert_eq!(config.get(&CHECKPOINTS_NUM_RETAINED).unwrap(), 1);
+        let config = yaml("execution.checkpointing:\n  interval: 5 ms\n  mode: at_least_once\n").unwrap();
+        let err = config.get_optional(&CHECKPOINTING_INTERVAL).unwrap_err().to_string();
+        assert!(err.contains("at least 10 ms"), "{err}");
+        assert_eq!(config.get(&CHECKPOINTING_MODE).unwrap(), CheckpointingMode::AtLeastOnce);
+        assert_eq!(CheckpointingMode::parse_value("exactly-once").unwrap(), CheckpointingMode::ExactlyOnce);
+        let err = CheckpointingMode::parse_value("twice").unwrap_err();
+        assert!(err.contains("EXACTLY_ONCE or AT_LEAST_ONCE"), "{err}");
     }
 
     #[test]

@@ -116,6 +116,40 @@ impl<T> Batch<T> {
     }
 }
 
+/// Whether a snapshot is a checkpoint (owned by the job, taken periodically) or a savepoint
+/// (taken on demand, owned by the user, always aligned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CheckpointType {
+    Checkpoint,
+    Savepoint,
+}
+
+impl CheckpointType {
+    /// Flink's upper-case name: `CHECKPOINT` or `SAVEPOINT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointType::Checkpoint => "CHECKPOINT",
+            CheckpointType::Savepoint => "SAVEPOINT",
+        }
+    }
+}
+
+/// The marker that cuts a stream into what belongs to checkpoint `id` (everything before it)
+/// and what comes after (Flink's `CheckpointBarrier`).
+///
+/// Sources inject it when the checkpoint coordinator triggers them; every task passes it on to
+/// all its outputs once it has snapshotted its state, so the barriers of one checkpoint sweep
+/// through the whole job graph, between batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointBarrier {
+    /// Checkpoint ids grow by one per triggered checkpoint, across restarts of the job.
+    pub id: u64,
+    /// When the coordinator triggered the checkpoint, in ms since the epoch.
+    pub timestamp: i64,
+    pub kind: CheckpointType,
+}
+
 /// One element of a stream as it crosses a channel between tasks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamElement<T> {
@@ -124,6 +158,8 @@ pub enum StreamElement<T> {
     Watermark(i64),
     /// The channel has become idle (`true`) or active again (`false`).
     Idle(bool),
+    /// Everything before this element on this channel belongs to the checkpoint.
+    CheckpointBarrier(CheckpointBarrier),
     /// This channel's producer has finished: nothing follows.
     EndOfInput,
 }

@@ -18,5 +18,5 @@ pub mod random;
 pub use compact_str::CompactString;
 pub use config::Configuration;
 pub use data::{Data, Key, RecordDisplay, ShowRecord};
-pub use element::{Batch, StreamElement, NO_TIMESTAMP};
+pub use element::{Batch, CheckpointBarrier, CheckpointType, StreamElement, NO_TIMESTAMP};
 pub use error::{EddyError, Result};

@@ -136,10 +136,17 @@ pub enum GateEvent<T> {
 }
 
 /// All input channels of one logical input of a task.
+///
+/// A channel can be *blocked* while the task aligns checkpoint barriers: the gate then does
+/// not read it, so its elements wait in the channel (and its producer is backpressured) until
+/// [`unblock_all`](Self::unblock_all).
 pub struct InputGate<T> {
     channels: Vec<Receiver<StreamElement<T>>>,
     remotes: Vec<Option<Arc<dyn RemoteInput>>>,
     finished: Vec<bool>,
+    blocked: Vec<bool>,
+    /// Not read: finished or blocked (one flag on the polling path).
+    skip: Vec<bool>,
     open: usize,
     next: usize,
     ready: Option<(usize, StreamElement<T>)>,
@@ -156,7 +163,35 @@ impl<T> InputGate<T> {
     pub fn with_metrics(receivers: Vec<ChannelReceiver<T>>, metrics: Arc<TaskMetrics>) -> Self {
         let n = receivers.len();
         let (channels, remotes) = receivers.into_iter().map(|r| (r.rx, r.remote)).unzip();
-        InputGate { channels, remotes, finished: vec![false; n], open: n, next: 0, ready: None, metrics }
+        InputGate {
+            channels,
+            remotes,
+            finished: vec![false; n],
+            blocked: vec![false; n],
+            skip: vec![false; n],
+            open: n,
+            next: 0,
+            ready: None,
+            metrics,
+        }
+    }
+
+    /// Stops reading channel `ch` until [`unblock_all`](Self::unblock_all).
+    pub fn block(&mut self, ch: usize) {
+        self.blocked[ch] = true;
+        self.skip[ch] = true;
+    }
+
+    /// Reads every channel that has not finished again.
+    pub fn unblock_all(&mut self) {
+        for ch in 0..self.channels.len() {
+            self.blocked[ch] = false;
+            self.skip[ch] = self.finished[ch];
+        }
+    }
+
+    pub fn is_blocked(&self, ch: usize) -> bool {
+        self.blocked[ch]
     }
 
     pub fn num_channels(&self) -> usize {
@@ -185,7 +220,7 @@ impl<T> InputGate<T> {
         let mut sel = Select::new();
         let mut index = Vec::with_capacity(self.open);
         for (i, rx) in self.channels.iter().enumerate() {
-            if !self.finished[i] {
+            if !self.skip[i] {
                 sel.recv(rx);
                 index.push(i);
             }
@@ -209,7 +244,7 @@ impl<T> InputGate<T> {
         let n = self.channels.len();
         for k in 0..n {
             let ch = (self.next + k) % n;
-            if self.finished[ch] {
+            if self.skip[ch] {
                 continue;
             }
             match self.channels[ch].try_recv() {
@@ -241,7 +276,7 @@ impl<T> InputGate<T> {
 
     fn add_to<'a>(&'a self, sel: &mut Select<'a>, index: &mut Vec<(bool, usize)>, first: bool) {
         for (i, rx) in self.channels.iter().enumerate() {
-            if !self.finished[i] {
+            if !self.skip[i] {
                 sel.recv(rx);
                 index.push((first, i));
             }
@@ -256,6 +291,7 @@ impl<T> InputGate<T> {
             StreamElement::Records(b) => TaskMetrics::add(&self.metrics.records_in, b.len()),
             StreamElement::EndOfInput => {
                 self.finished[ch] = true;
+                self.skip[ch] = true;
                 self.open -= 1;
             }
             _ => {}

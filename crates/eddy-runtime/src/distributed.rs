@@ -623,8 +623,15 @@ pub fn build_worker_tasks(
         )));
     }
     placement.check(jg, mesh.workers())?;
+    if settings.checkpointing.is_enabled() && mesh.me() == 0 {
+        tracing::warn!(
+            job_id,
+            "checkpoints are taken on the local mini-cluster only: on a cluster the job \
+            runs without them, and a restart runs it from the beginning"
+        );
+    }
     let exchanges = Exchanges::Mesh { placement, mesh };
-    let builder = Builder::new(graph, jg, settings, signals, attempt, job, exchanges)?;
+    let builder = Builder::new(graph, jg, settings, signals, attempt, job, exchanges, None)?;
     builder.build_tasks()
 }
 

@@ -21,16 +21,23 @@
 //!
 //! A job master thread runs the job's attempts. When an attempt fails (a task returned an
 //! error or panicked; a user's cancel is not a failure), the job's
-//! [`RestartStrategy`](crate::restart::RestartStrategy) decides. If it allows a restart the job
+//! [`RestartStrategy`] decides. If it allows a restart the job
 //! is `RESTARTING` for the backoff, then the whole job is built again from the kept
-//! StreamGraph and runs from scratch, with [`OperatorContext::attempt`] one higher. There are
-//! no checkpoints yet: bounded sources read their input again from the beginning, operator
-//! state starts empty, and sinks with side effects see the failed attempt's output twice
-//! (exactly-once comes with checkpoints). When the strategy gives up, the job is `FAILED` with
-//! the last root cause, annotated with the number of restarts and the strategy. A cancel,
-//! during an attempt or during the backoff, ends the job `CANCELED`.
+//! StreamGraph, with [`OperatorContext::attempt`] one higher. When the strategy gives up, the
+//! job is `FAILED` with the last root cause, annotated with the number of restarts and the
+//! strategy. A cancel, during an attempt or during the backoff, ends the job `CANCELED`.
+//!
+//! # Checkpoints
+//!
+//! With `execution.checkpointing.interval` set (and in STREAMING mode), the job master runs a
+//! [`CheckpointCoordinator`] next to every attempt (see [`crate::checkpoint`]). A restarted
+//! attempt is built from the latest completed checkpoint: operators get their state back,
+//! sources resume from their recorded positions, so each record changes the state once
+//! (EXACTLY_ONCE). Without checkpoints a restart runs from scratch: bounded sources read their
+//! input again from the beginning, operator state starts empty, and sinks with side effects
+//! see the failed attempt's output twice. A checkpoint that cannot be read back (and no older
+//! retained one can) fails the job for good rather than restoring wrong state.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -39,14 +46,19 @@ use eddy_core::config::RuntimeMode;
 use eddy_core::{EddyError, Result};
 
 use crate::channel::JobSignals;
+use crate::checkpoint::coordinator::{AttemptGateway, RunningCoordinator};
+use crate::checkpoint::{
+    control_channel, CheckpointConfig, CheckpointCoordinator, CheckpointStats, CompletedCheckpoint,
+    OperatorInit, TaskCheckpointing,
+};
 use crate::distributed::{Placement, WorkerMesh};
-use crate::graph::{AnyBox, NodeId, NodeKind, SideSlot, StreamGraph, StreamType};
-use crate::jobgraph::{GraphSettings, JobGraph};
+use crate::graph::{AnyBox, NodeId, NodeKind, SideSlot, StreamGraph, StreamType, TwoInputParts};
+use crate::jobgraph::{operator_id, GraphSettings, JobGraph};
 use crate::net::{ChannelId, DataConnection, NetOptions};
 use crate::operator::{panic_message, OperatorContext};
 use crate::partitioner::{pointwise_targets, WriterContext};
 use crate::restart::{RestartBackoffTimeStrategy, RestartStrategy};
-use crate::source::SplitDistribution;
+use crate::source::{SourceCoordinatorHandle, SplitDistribution};
 use crate::task::{Invokable, TaskMetrics, TaskRuntime, TaskState, VertexMetrics, WorkerTask};
 
 /// Flink's job states.
@@ -113,6 +125,8 @@ pub struct ExecutionSettings {
     /// `execution.network-exchange`: every non-chained exchange crosses a loopback TCP data
     /// connection (see [`crate::net`]) instead of an in-process channel.
     pub network_exchange: bool,
+    /// `execution.checkpointing.*` and `state.checkpoints.*`.
+    pub checkpointing: CheckpointConfig,
 }
 
 impl ExecutionSettings {
@@ -216,11 +230,17 @@ pub struct JobClient {
     state: Arc<JobState>,
     master: Mutex<Option<std::thread::JoinHandle<()>>>,
     started: Instant,
+    checkpoints: Arc<Mutex<CheckpointStats>>,
 }
 
 impl JobClient {
     pub fn job_id(&self) -> &str {
         &self.job_id
+    }
+
+    /// What the job's checkpoints have done so far (all zero without checkpointing).
+    pub fn checkpoint_stats(&self) -> CheckpointStats {
+        self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The job's status; `RESTARTING` between a failed attempt and the next one.
@@ -338,8 +358,20 @@ impl LocalExecutor {
             return Err(EddyError::InvalidJob("the job has no operators; add a source and a sink".into()));
         }
         let job_id = new_job_id();
+        let coordinator = match (settings.checkpointing.is_enabled(), jg.runtime_mode) {
+            (true, RuntimeMode::Batch) => {
+                tracing::info!(job_id = %job_id, "checkpointing is not used in BATCH mode");
+                None
+            }
+            (true, _) => {
+                Some(CheckpointCoordinator::new(&job_id, settings.checkpointing.clone(), &graph, &jg))
+            }
+            (false, _) => None,
+        };
+        let checkpoints = coordinator.as_ref().map(|c| c.stats()).unwrap_or_default();
         let master = JobMaster {
             job_id: job_id.clone(),
+            coordinator,
             backoff: settings.restart_strategy.backoff_time_strategy(),
             graph,
             jg,
@@ -358,7 +390,7 @@ impl LocalExecutor {
                 changed: Condvar::new(),
             }),
         };
-        let first = master.build_attempt(0)?;
+        let first = master.build_attempt(0, None)?;
         let state = master.state.clone();
         let job_name = master.settings.job_name.clone();
         let vertices = VertexMetrics::zeroed(&master.jg);
@@ -369,16 +401,26 @@ impl LocalExecutor {
             .name(format!("JobMaster {job_id}"))
             .spawn(move || master.run(first))
             .map_err(|e| EddyError::user(format!("cannot start the job master thread: {e}")))?;
-        Ok(JobClient { job_id, job_name, vertices, state, master: Mutex::new(Some(handle)), started })
+        Ok(JobClient {
+            job_id,
+            job_name,
+            vertices,
+            state,
+            master: Mutex::new(Some(handle)),
+            started,
+            checkpoints,
+        })
     }
 }
 
-/// One attempt's tasks, the signal that cancels them, and the data connections their remote
-/// channels use (with `execution.network-exchange`), closed when the attempt ends or is dropped.
+/// One attempt's tasks, the signal that cancels them, the data connections their remote
+/// channels use (with `execution.network-exchange`), closed when the attempt ends or is dropped,
+/// and what the checkpoint coordinator needs to reach its tasks.
 struct Attempt {
     tasks: Vec<WorkerTask>,
     signals: Arc<JobSignals>,
     network: Option<LoopbackNetwork>,
+    sources: Vec<(String, Arc<dyn SourceCoordinatorHandle>)>,
 }
 
 /// Both ends of the loopback data connection of one attempt: every remote channel is
@@ -432,7 +474,8 @@ pub(crate) fn job_hash(job_id: &str) -> u64 {
 }
 
 /// Runs a job's attempts: starts the tasks, waits for them, and after a failure asks the
-/// restart strategy whether and when to run the whole job again.
+/// restart strategy whether and when to run the whole job again, from the latest completed
+/// checkpoint when there is one.
 struct JobMaster {
     job_id: String,
     graph: StreamGraph,
@@ -440,10 +483,12 @@ struct JobMaster {
     settings: ExecutionSettings,
     state: Arc<JobState>,
     backoff: Box<dyn RestartBackoffTimeStrategy>,
+    /// `None` without checkpointing.
+    coordinator: Option<CheckpointCoordinator>,
 }
 
 impl JobMaster {
-    fn build_attempt(&self, attempt: usize) -> Result<Attempt> {
+    fn build_attempt(&self, attempt: usize, restore: Option<Arc<CompletedCheckpoint>>) -> Result<Attempt> {
         let signals = Arc::new(JobSignals::default());
         let network = if self.settings.network_exchange { Some(LoopbackNetwork::open()?) } else { None };
         let exchanges = match &network {
@@ -451,9 +496,20 @@ impl JobMaster {
             None => Exchanges::Local,
         };
         let job = job_hash(&self.job_id);
-        let builder = Builder::new(&self.graph, &self.jg, &self.settings, &signals, attempt, job, exchanges)?;
+        let builder =
+            Builder::new(&self.graph, &self.jg, &self.settings, &signals, attempt, job, exchanges, restore)?;
+        let sources = builder.source_coordinators();
         let tasks = builder.build_tasks()?;
-        Ok(Attempt { tasks, signals, network })
+        Ok(Attempt { tasks, signals, network, sources })
+    }
+
+    /// The checkpoint the next attempt starts from; an error when retained checkpoints exist
+    /// but none can be read.
+    fn checkpoint_to_restore(&mut self) -> Result<Option<Arc<CompletedCheckpoint>>> {
+        match &mut self.coordinator {
+            Some(c) => c.checkpoint_to_restore(),
+            None => Ok(None),
+        }
     }
 
     fn run(mut self, first: Attempt) {
@@ -479,8 +535,21 @@ impl JobMaster {
             }
             let restarts = self.state.lock().restarts;
             tracing::info!(job_id = %self.job_id, attempt = restarts, "restarting job");
-            next = self.build_attempt(restarts);
+            let restore = match self.checkpoint_to_restore() {
+                Ok(restore) => restore,
+                Err(e) => return self.fail_for_good(e),
+            };
+            next = self.build_attempt(restarts, restore);
         }
+    }
+
+    /// Ends the job `FAILED` with `error`, without asking the restart strategy.
+    fn fail_for_good(&self, error: EddyError) {
+        tracing::error!(job_id = %self.job_id, error = %error, "job failed for good");
+        let mut inner = self.state.lock();
+        inner.failure = Some(error);
+        let status = if inner.cancel_requested { JobStatus::Canceled } else { JobStatus::Failed };
+        self.state.set_status(&mut inner, status);
     }
 
     /// Installs the attempt's signals and counters and marks the job running, unless it was
@@ -501,11 +570,52 @@ impl JobMaster {
         true
     }
 
-    /// Starts one thread per task and waits for all of them, then closes the attempt's data
-    /// connections.
-    fn run_attempt(&self, Attempt { tasks, signals, network }: Attempt) {
+    /// Starts the checkpoint coordinator for the attempt and gives every task its end of the
+    /// protocol.
+    fn start_checkpointing(
+        &mut self,
+        tasks: &mut [WorkerTask],
+        sources: Vec<(String, Arc<dyn SourceCoordinatorHandle>)>,
+    ) -> Option<RunningCoordinator> {
+        let coordinator = self.coordinator.take()?;
+        let mode = coordinator.config().mode;
+        let mut inboxes = Vec::with_capacity(tasks.len());
+        let mut receivers = Vec::with_capacity(tasks.len());
+        for t in tasks.iter() {
+            let (tx, rx) = control_channel();
+            inboxes.push(((t.vertex, t.subtask), tx));
+            receivers.push(rx);
+        }
         let state = self.state.clone();
-        let report = move |_: usize, _: usize, _: TaskState, error: Option<EddyError>| {
+        let gateway = AttemptGateway { tasks: inboxes, sources };
+        let running = match coordinator.start_attempt(gateway, Box::new(move |e| state.fail(e))) {
+            Ok(running) => running,
+            Err(e) => {
+                self.state.fail(e);
+                return None;
+            }
+        };
+        let responder = running.responder();
+        for (t, rx) in tasks.iter_mut().zip(receivers) {
+            t.checkpoints = TaskCheckpointing::new(mode, t.vertex, t.subtask, rx, responder.clone());
+        }
+        Some(running)
+    }
+
+    /// Starts one thread per task and waits for all of them, then closes the attempt's data
+    /// connections and stops its checkpoint coordinator.
+    fn run_attempt(&mut self, Attempt { mut tasks, signals, network, sources }: Attempt) {
+        let coordinator = self.start_checkpointing(&mut tasks, sources);
+        let state = self.state.clone();
+        let events = coordinator.as_ref().map(|c| c.task_events());
+        let report = move |vertex: usize, subtask: usize, task_state: TaskState, error: Option<EddyError>| {
+            if let Some(c) = &events {
+                match task_state {
+                    TaskState::Running => {}
+                    TaskState::Finished => c.task_ended(vertex, subtask, true),
+                    TaskState::Failed | TaskState::Canceled => c.task_ended(vertex, subtask, false),
+                }
+            }
             if let Some(e) = error {
                 state.fail(e);
             }
@@ -515,6 +625,12 @@ impl JobMaster {
         // closed: closing now cannot fail a task.
         if let Some(network) = network {
             network.close();
+        }
+        if let Some(running) = coordinator {
+            match running.stop() {
+                Ok(c) => self.coordinator = Some(c),
+                Err(e) => self.state.fail(e),
+            }
         }
     }
 
@@ -532,6 +648,14 @@ impl JobMaster {
                 return false;
             }
             _ => {}
+        }
+        let checkpointing =
+            self.settings.checkpointing.is_enabled() && self.jg.runtime_mode != RuntimeMode::Batch;
+        if checkpointing && self.coordinator.is_none() {
+            // The coordinator was lost (it panicked): a restart could not restore.
+            tracing::error!(job_id = %self.job_id, "job failed: its checkpoint coordinator is gone");
+            self.state.set_status(&mut inner, JobStatus::Failed);
+            return false;
         }
         self.backoff.notify_failure(inner.failed_at.unwrap_or_else(Instant::now));
         if !self.backoff.can_restart() {
@@ -605,8 +729,13 @@ pub(crate) fn run_task_threads(
         _ => Some(settings.buffer_timeout),
     };
     let mut threads = Vec::with_capacity(tasks.len());
-    for WorkerTask { vertex, subtask, task, metrics: _ } in tasks {
-        let rt = TaskRuntime { signals: signals.clone(), buffer_timeout, clock: settings.clock.clone() };
+    for WorkerTask { vertex, subtask, task, metrics: _, checkpoints } in tasks {
+        let rt = TaskRuntime {
+            signals: signals.clone(),
+            buffer_timeout,
+            clock: settings.clock.clone(),
+            checkpoints,
+        };
         let name = task.name();
         let thread_name: String = name.chars().take(60).collect();
         let on_thread = report.clone();
@@ -693,14 +822,17 @@ pub(crate) struct Builder<'a> {
     senders: Senders,
     /// (vertex, subtask, input) → receivers
     receivers: HashMap<(usize, usize, usize), Vec<AnyBox>>,
-    coordinators: HashMap<NodeId, Arc<dyn Any + Send + Sync>>,
+    coordinators: HashMap<NodeId, Arc<dyn SourceCoordinatorHandle>>,
     /// (vertex, subtask) → counters, for the subtasks that run here.
     metrics: HashMap<(usize, usize), Arc<TaskMetrics>>,
+    /// The checkpoint the attempt starts from.
+    restore: Option<Arc<CompletedCheckpoint>>,
 }
 
 impl<'a> Builder<'a> {
     /// Creates the channels and split enumerators of the subtasks that run here; `job` is
-    /// `ChannelId::job`.
+    /// `ChannelId::job`. With `restore`, every operator and source starts from that checkpoint.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         graph: &'a StreamGraph,
         jg: &'a JobGraph,
@@ -709,6 +841,7 @@ impl<'a> Builder<'a> {
         attempt: usize,
         job: u64,
         exchanges: Exchanges<'a>,
+        restore: Option<Arc<CompletedCheckpoint>>,
     ) -> Result<Self> {
         let mut b = Builder {
             graph,
@@ -722,6 +855,7 @@ impl<'a> Builder<'a> {
             receivers: HashMap::new(),
             coordinators: HashMap::new(),
             metrics: HashMap::new(),
+            restore,
         };
         for v in &jg.vertices {
             for s in b.subtasks_here(v.parallelism) {
@@ -792,10 +926,29 @@ impl<'a> Builder<'a> {
                 },
                 _ => SplitDistribution::OnDemand,
             };
-            let coordinator = source.create_coordinator(v.parallelism, &distribution)?;
+            let id = operator_id(self.graph, head.id);
+            let restored =
+                self.restore.as_ref().and_then(|c| c.operator(&id)).and_then(|o| o.coordinator.as_deref());
+            let coordinator = source.create_coordinator(v.parallelism, &distribution, restored)?;
             self.coordinators.insert(head.id, coordinator);
         }
         Ok(())
+    }
+
+    /// Every source's split enumerator, by operator id, for the checkpoint coordinator.
+    pub(crate) fn source_coordinators(&self) -> Vec<(String, Arc<dyn SourceCoordinatorHandle>)> {
+        let mut sources: Vec<_> = self.coordinators.iter().map(|(n, c)| (*n, c.clone())).collect();
+        sources.sort_by_key(|(n, _)| *n);
+        sources.into_iter().map(|(n, c)| (operator_id(self.graph, n), c)).collect()
+    }
+
+    /// What operator `node`'s subtask `s` starts from.
+    fn init(&self, node: NodeId, s: usize) -> Result<OperatorInit> {
+        let id = operator_id(self.graph, node);
+        match &self.restore {
+            Some(c) => c.operator_init(&id, s, self.jg.node_parallelism[node]),
+            None => Ok(OperatorInit::fresh(id)),
+        }
     }
 
     /// The ends of one channel that live in this process: (sender, receiver).
@@ -862,7 +1015,8 @@ impl<'a> Builder<'a> {
             for s in self.subtasks_here(v.parallelism) {
                 let task = self.build_head(v.index, v.nodes[0], s)?;
                 let metrics = self.metrics[&(v.index, s)].clone();
-                tasks.push(WorkerTask { vertex: v.index, subtask: s, task, metrics });
+                let checkpoints = TaskCheckpointing::disabled();
+                tasks.push(WorkerTask { vertex: v.index, subtask: s, task, metrics, checkpoints });
             }
         }
         Ok(tasks)
@@ -874,20 +1028,21 @@ impl<'a> Builder<'a> {
         let (main, sides) = self.build_outputs(head, s)?;
         let task_name = format!("{} ({}/{})", self.jg.vertices[vertex].name, s + 1, ctx.parallelism);
         let metrics = self.metrics[&(vertex, s)].clone();
+        let init = self.init(head, s)?;
         match &node.kind {
             NodeKind::Source(f) => {
                 let coordinator = self.coordinators[&head].clone();
-                f.create_task(ctx, &coordinator, main)
+                f.create_task(ctx, &coordinator, main, &init)
             }
             NodeKind::OneInput(f) => {
-                let op = f.create(&ctx, main, sides)?;
+                let op = f.create_with_state(&ctx, main, sides, init)?;
                 let inputs = self.receivers.remove(&(vertex, s, 0)).unwrap_or_default();
                 f.input_type().one_input_task(task_name, op, inputs, metrics)
             }
             NodeKind::TwoInput(f) => {
-                let in1 = self.receivers.remove(&(vertex, s, 0)).unwrap_or_default();
-                let in2 = self.receivers.remove(&(vertex, s, 1)).unwrap_or_default();
-                f.create_task(&ctx, main, sides, in1, in2, metrics)
+                let inputs1 = self.receivers.remove(&(vertex, s, 0)).unwrap_or_default();
+                let inputs2 = self.receivers.remove(&(vertex, s, 1)).unwrap_or_default();
+                f.create_task(&ctx, TwoInputParts { main, sides, inputs1, inputs2, metrics, init })
             }
         }
     }
@@ -896,8 +1051,9 @@ impl<'a> Builder<'a> {
     fn build_chained(&mut self, node: NodeId, s: usize) -> Result<AnyBox> {
         let ctx = self.ctx(node, s);
         let (main, sides) = self.build_outputs(node, s)?;
+        let init = self.init(node, s)?;
         match &self.graph.nodes[node].kind {
-            NodeKind::OneInput(f) => f.create(&ctx, main, sides),
+            NodeKind::OneInput(f) => f.create_with_state(&ctx, main, sides, init),
             _ => Err(EddyError::InvalidJob("only one-input operators can be chained".into())),
         }
     }

@@ -11,12 +11,14 @@ use std::sync::{Arc, Mutex};
 use eddy_core::{Data, EddyError, Result};
 
 use crate::channel::{channel, ChannelReceiver, InputGate, JobSignals};
+use crate::checkpoint::OperatorInit;
 use crate::net::{ChannelId, DataConnection};
 use crate::operator::{ChainedOperator, OneInputOperator, OperatorContext, TwoInputHead, TwoInputOperator};
 use crate::output::{Emitter, ErasedSide, FanOut, Output};
 use crate::partitioner::PartitionerFactory;
 use crate::source::{
-    Boundedness, ReaderContext, SharedEnumerator, Source, SourceTask, SplitDistribution, StaticSplitAssigner,
+    decode_splits, Boundedness, ReaderContext, Source, SourceCoordinator, SourceCoordinatorHandle,
+    SourceTask, SplitDistribution, StaticSplitAssigner,
 };
 use crate::task::{Invokable, OneInputTask, TaskMetrics, TwoInputTask};
 
@@ -208,17 +210,22 @@ pub fn make_emitter<T: Data>(
 pub trait SourceFactory: Send + Sync {
     fn boundedness(&self) -> Boundedness;
     /// Creates the coordinator (the split enumerator) of the job, or of this process's
-    /// readers when the job runs distributed.
+    /// readers when the job runs distributed; from `restored` (its checkpointed state) when
+    /// the job restarts from a checkpoint.
     fn create_coordinator(
         &self,
         parallelism: usize,
         distribution: &SplitDistribution,
-    ) -> Result<Arc<dyn Any + Send + Sync>>;
+        restored: Option<&[u8]>,
+    ) -> Result<Arc<dyn SourceCoordinatorHandle>>;
+    /// Creates the task of one reader; `init` holds the reader's checkpointed splits when the
+    /// job restarts from a checkpoint.
     fn create_task(
         &self,
         ctx: OperatorContext,
-        coordinator: &Arc<dyn Any + Send + Sync>,
+        coordinator: &Arc<dyn SourceCoordinatorHandle>,
         main: AnyBox,
+        init: &OperatorInit,
     ) -> Result<Box<dyn Invokable>>;
 }
 
@@ -234,43 +241,62 @@ impl<S: Source> SourceFactory for SourceNode<S> {
         &self,
         parallelism: usize,
         distribution: &SplitDistribution,
-    ) -> Result<Arc<dyn Any + Send + Sync>> {
-        let enumerator = self.0.create_enumerator(parallelism)?;
+        restored: Option<&[u8]>,
+    ) -> Result<Arc<dyn SourceCoordinatorHandle>> {
+        let enumerator = match restored {
+            Some(bytes) => self.0.restore_enumerator(parallelism, decode_splits::<S::Split>(bytes)?)?,
+            None => self.0.create_enumerator(parallelism)?,
+        };
         let enumerator = match distribution {
             SplitDistribution::OnDemand => enumerator,
             SplitDistribution::Static { local } => {
                 Box::new(StaticSplitAssigner::new(enumerator, parallelism, local.clone()))
             }
         };
-        let e: SharedEnumerator<S::Split> = Arc::new(Mutex::new(enumerator));
-        Ok(Arc::new(e))
+        Ok(Arc::new(SourceCoordinator::new(enumerator, parallelism)))
     }
 
     fn create_task(
         &self,
         ctx: OperatorContext,
-        coordinator: &Arc<dyn Any + Send + Sync>,
+        coordinator: &Arc<dyn SourceCoordinatorHandle>,
         main: AnyBox,
+        init: &OperatorInit,
     ) -> Result<Box<dyn Invokable>> {
-        let enumerator = coordinator
-            .downcast_ref::<SharedEnumerator<S::Split>>()
-            .ok_or_else(|| wrong_type("split enumerator"))?
-            .clone();
+        let coordinator = coordinator
+            .clone()
+            .as_any()
+            .downcast::<SourceCoordinator<S::Split>>()
+            .map_err(|_| wrong_type("split enumerator"))?;
         let rctx = ReaderContext {
             subtask_index: ctx.subtask_index,
             parallelism: ctx.parallelism,
             batch_size: ctx.batch_size,
         };
         let reader = ctx.guard(|| self.0.create_reader(&rctx))?;
-        Ok(Box::new(SourceTask { reader, enumerator, out: downcast_output::<S::Output>(main)?, ctx }))
+        let out = downcast_output::<S::Output>(main)?;
+        Ok(Box::new(SourceTask::new(reader, coordinator, out, ctx, init)?))
     }
 }
 
 /// Makes the operator of one one-input node, once per subtask.
 pub trait OneInputFactory: Send + Sync {
     fn input_type(&self) -> Arc<dyn StreamType>;
-    /// Returns the operator as a `Box<dyn Output<In>>`.
-    fn create(&self, ctx: &OperatorContext, main: AnyBox, sides: Vec<(String, SideSlot)>) -> Result<AnyBox>;
+
+    /// Returns the operator, restored from `init` and opened, as a `Box<dyn Output<In>>`.
+    fn create_with_state(
+        &self,
+        ctx: &OperatorContext,
+        main: AnyBox,
+        sides: Vec<(String, SideSlot)>,
+        init: OperatorInit,
+    ) -> Result<AnyBox>;
+
+    /// Returns a fresh operator (no checkpoint to restore) as a `Box<dyn Output<In>>`.
+    fn create(&self, ctx: &OperatorContext, main: AnyBox, sides: Vec<(String, SideSlot)>) -> Result<AnyBox> {
+        let init = OperatorInit::fresh(ctx.operator_name.as_str());
+        self.create_with_state(ctx, main, sides, init)
+    }
 }
 
 /// The [`OneInputFactory`] of operators made by a closure.
@@ -294,25 +320,34 @@ where
         TypeOf::<Op::In>::arc()
     }
 
-    fn create(&self, ctx: &OperatorContext, main: AnyBox, sides: Vec<(String, SideSlot)>) -> Result<AnyBox> {
-        let emitter = make_emitter::<Op::Out>(main, sides, ctx)?;
-        let op = ctx.guard(|| (self.make)(ctx))?;
-        let chained: Box<dyn Output<Op::In>> = Box::new(ChainedOperator::open(op, emitter, ctx.clone())?);
-        Ok(upcast_output(chained))
-    }
-}
-
-/// Makes the task of one two-input node, once per subtask.
-pub trait TwoInputFactory: Send + Sync {
-    fn create_task(
+    fn create_with_state(
         &self,
         ctx: &OperatorContext,
         main: AnyBox,
         sides: Vec<(String, SideSlot)>,
-        inputs1: Vec<AnyBox>,
-        inputs2: Vec<AnyBox>,
-        metrics: Arc<TaskMetrics>,
-    ) -> Result<Box<dyn Invokable>>;
+        init: OperatorInit,
+    ) -> Result<AnyBox> {
+        let emitter = make_emitter::<Op::Out>(main, sides, ctx)?;
+        let op = ctx.guard(|| (self.make)(ctx))?;
+        let chained: Box<dyn Output<Op::In>> =
+            Box::new(ChainedOperator::open_with_state(op, emitter, ctx.clone(), init)?);
+        Ok(upcast_output(chained))
+    }
+}
+
+/// What a two-input task is built from, besides its context.
+pub struct TwoInputParts {
+    pub main: AnyBox,
+    pub sides: Vec<(String, SideSlot)>,
+    pub inputs1: Vec<AnyBox>,
+    pub inputs2: Vec<AnyBox>,
+    pub metrics: Arc<TaskMetrics>,
+    pub init: OperatorInit,
+}
+
+/// Makes the task of one two-input node, once per subtask.
+pub trait TwoInputFactory: Send + Sync {
+    fn create_task(&self, ctx: &OperatorContext, parts: TwoInputParts) -> Result<Box<dyn Invokable>>;
 }
 
 /// The [`TwoInputFactory`] of operators made by a closure.
@@ -332,18 +367,11 @@ where
     Op: TwoInputOperator,
     F: Fn(&OperatorContext) -> Result<Op> + Send + Sync,
 {
-    fn create_task(
-        &self,
-        ctx: &OperatorContext,
-        main: AnyBox,
-        sides: Vec<(String, SideSlot)>,
-        inputs1: Vec<AnyBox>,
-        inputs2: Vec<AnyBox>,
-        metrics: Arc<TaskMetrics>,
-    ) -> Result<Box<dyn Invokable>> {
+    fn create_task(&self, ctx: &OperatorContext, parts: TwoInputParts) -> Result<Box<dyn Invokable>> {
+        let TwoInputParts { main, sides, inputs1, inputs2, metrics, init } = parts;
         let emitter = make_emitter::<Op::Out>(main, sides, ctx)?;
         let op = ctx.guard(|| (self.make)(ctx))?;
-        let head = TwoInputHead::open(op, emitter, ctx.clone())?;
+        let head = TwoInputHead::open_with_state(op, emitter, ctx.clone(), init)?;
         let g1 = InputGate::with_metrics(downcast_receivers::<Op::In1>(inputs1)?, metrics.clone());
         let g2 = InputGate::with_metrics(downcast_receivers::<Op::In2>(inputs2)?, metrics);
         Ok(Box::new(TwoInputTask::new(g1, g2, head)))

@@ -65,11 +65,14 @@ pub struct GraphSettings {
     pub runtime_mode: RuntimeMode,
 }
 
-fn vertex_id(graph: &StreamGraph, head: NodeId) -> String {
-    let node = &graph.nodes[head];
-    let basis = match &node.uid {
+/// The stable id of an operator: 32 hex digits hashed from its uid, or, without one, from its
+/// position and name in the graph. Checkpointed state is addressed by it, so an operator finds
+/// its state again in a restarted job (and, with a uid, in a changed program).
+pub fn operator_id(graph: &StreamGraph, node: NodeId) -> String {
+    let n = &graph.nodes[node];
+    let basis = match &n.uid {
         Some(uid) => format!("uid:{uid}"),
-        None => format!("node:{head}:{}", node.name),
+        None => format!("node:{node}:{}", n.name),
     };
     let mut a = StableHasher::new();
     a.write(basis.as_bytes());
@@ -176,7 +179,8 @@ impl JobGraph {
                     node_vertex[id] = vertices.len();
                     vertices.push(JobVertex {
                         index: vertices.len(),
-                        id: vertex_id(graph, id),
+                        // A vertex is known by its head operator's id.
+                        id: operator_id(graph, id),
                         name: String::new(),
                         nodes: vec![id],
                         parallelism: par[id],
@@ -295,7 +299,13 @@ mod tests {
         fn input_type(&self) -> Arc<dyn StreamType> {
             TypeOf::<u8>::arc()
         }
-        fn create(&self, _: &OperatorContext, _: AnyBox, _: Vec<(String, SideSlot)>) -> Result<AnyBox> {
+        fn create_with_state(
+            &self,
+            _: &OperatorContext,
+            _: AnyBox,
+            _: Vec<(String, SideSlot)>,
+            _: crate::checkpoint::OperatorInit,
+        ) -> Result<AnyBox> {
             unreachable!("not built in chaining tests")
         }
     }
@@ -307,14 +317,16 @@ mod tests {
             &self,
             _: usize,
             _: &crate::source::SplitDistribution,
-        ) -> Result<Arc<dyn std::any::Any + Send + Sync>> {
+            _: Option<&[u8]>,
+        ) -> Result<Arc<dyn crate::source::SourceCoordinatorHandle>> {
             unreachable!("not built in chaining tests")
         }
         fn create_task(
             &self,
             _: OperatorContext,
-            _: &Arc<dyn std::any::Any + Send + Sync>,
+            _: &Arc<dyn crate::source::SourceCoordinatorHandle>,
             _: AnyBox,
+            _: &crate::checkpoint::OperatorInit,
         ) -> Result<Box<dyn Invokable>> {
             unreachable!("not built in chaining tests")
         }

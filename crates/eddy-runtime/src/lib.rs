@@ -18,6 +18,7 @@
 //! workers over the data plane ([`net`]).
 
 pub mod channel;
+pub mod checkpoint;
 pub mod distributed;
 pub mod executor;
 pub mod graph;

@@ -8,12 +8,30 @@
 //!
 //! Errors and panics raised inside an operator are turned into [`EddyError::Task`] naming the
 //! operator and the subtask, which fails the job.
+//!
+//! # State and checkpoints
+//!
+//! An operator that keeps state takes part in checkpoints through three hooks, all called on
+//! its task's thread, between batches (see [`crate::checkpoint`]):
+//!
+//! 1. `initialize_state(restored)` once, before `open`: `restored` holds the bytes the
+//!    operator's `snapshot_state` returned for the checkpoint the job restarts from, or is
+//!    `None` on a fresh start;
+//! 2. `snapshot_state(checkpoint_id)` when the checkpoint's barrier passes the operator: the
+//!    synchronous part of a snapshot, so it should only copy or serialize what it must;
+//! 3. `notify_checkpoint_complete(checkpoint_id)` once the whole checkpoint is stored (where a
+//!    sink would commit).
+//!
+//! The bytes are the operator's own business (the [`eddy_core::codec`] is there for them);
+//! they are stored per operator (by its stable id) and per subtask.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use eddy_core::config::RuntimeMode;
-use eddy_core::{Batch, Data, EddyError, Result};
+use eddy_core::{Batch, CheckpointBarrier, Data, EddyError, Result};
 
+use crate::checkpoint::{OperatorInit, TaskSnapshot};
 use crate::output::{Emitter, Output};
 
 /// What an operator knows about where it runs.
@@ -113,6 +131,23 @@ pub trait OneInputOperator: Send + 'static {
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// Restores the state `snapshot_state` wrote for the checkpoint the job restarts from
+    /// (`None`: a fresh start, or no state was written). Called once, before `open`.
+    fn initialize_state(&mut self, _restored: Option<&[u8]>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The operator's state for checkpoint `checkpoint_id`, as bytes (`None`: no state).
+    /// Called when the checkpoint's barrier reaches the operator, after every record before it.
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Checkpoint `checkpoint_id` is complete and stored.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An operator with two inputs of different types (`connect`, joins).
@@ -147,6 +182,23 @@ pub trait TwoInputOperator: Send + 'static {
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// Restores the state `snapshot_state` wrote for the checkpoint the job restarts from
+    /// (`None`: a fresh start, or no state was written). Called once, before `open`.
+    fn initialize_state(&mut self, _restored: Option<&[u8]>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The operator's state for checkpoint `checkpoint_id`, as bytes (`None`: no state).
+    /// Called when the checkpoint's barrier reaches the operator, after every record before it.
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Checkpoint `checkpoint_id` is complete and stored.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A one-input operator placed in a chain: the `Output` of whatever precedes it.
@@ -155,13 +207,33 @@ pub struct ChainedOperator<Op: OneInputOperator> {
     out: Emitter<Op::Out>,
     ctx: OperatorContext,
     ended: bool,
+    /// The operator's stable id, under which its state is checkpointed.
+    id: Arc<str>,
+    /// Restored from a checkpoint taken after this subtask had finished: its end-of-input
+    /// work is done and must not be repeated.
+    finished_on_restore: bool,
 }
 
 impl<Op: OneInputOperator> ChainedOperator<Op> {
     /// Opens the operator and returns it ready to receive elements.
-    pub fn open(mut op: Op, out: Emitter<Op::Out>, ctx: OperatorContext) -> Result<Self> {
-        ctx.guard(|| op.open(&ctx))?;
-        Ok(ChainedOperator { op, out, ctx, ended: false })
+    pub fn open(op: Op, out: Emitter<Op::Out>, ctx: OperatorContext) -> Result<Self> {
+        let id = ctx.operator_name.clone();
+        Self::open_with_state(op, out, ctx, OperatorInit::fresh(id))
+    }
+
+    /// Restores the operator's state from `init`, then opens it.
+    pub fn open_with_state(
+        mut op: Op,
+        out: Emitter<Op::Out>,
+        ctx: OperatorContext,
+        init: OperatorInit,
+    ) -> Result<Self> {
+        ctx.guard(|| {
+            op.initialize_state(init.restored.as_deref())?;
+            op.open(&ctx)
+        })?;
+        let (id, finished_on_restore) = (init.operator_id, init.finished);
+        Ok(ChainedOperator { op, out, ctx, ended: false, id, finished_on_restore })
     }
 }
 
@@ -189,9 +261,11 @@ impl<Op: OneInputOperator> Output<Op::In> for ChainedOperator<Op> {
             return Ok(());
         }
         self.ended = true;
-        let (op, out) = (&mut self.op, &mut self.out);
+        let (op, out, finished) = (&mut self.op, &mut self.out, self.finished_on_restore);
         self.ctx.guard(|| {
-            op.end_input(out)?;
+            if !finished {
+                op.end_input(out)?;
+            }
             op.close()?;
             out.end_input()
         })
@@ -199,6 +273,24 @@ impl<Op: OneInputOperator> Output<Op::In> for ChainedOperator<Op> {
 
     fn flush(&mut self) -> Result<()> {
         self.out.flush()
+    }
+
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()> {
+        let (op, out, id) = (&mut self.op, &mut self.out, &self.id);
+        self.ctx.guard(|| {
+            out.flush_buffer()?;
+            let state = op.snapshot_state(barrier.id)?;
+            snapshot.push(id, state);
+            out.emit_barrier(barrier, snapshot)
+        })
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        let (op, out) = (&mut self.op, &mut self.out);
+        self.ctx.guard(|| {
+            op.notify_checkpoint_complete(checkpoint_id)?;
+            out.notify_checkpoint_complete(checkpoint_id)
+        })
     }
 
     fn on_processing_time(&mut self, now: i64) -> Result<()> {
@@ -221,12 +313,51 @@ pub struct TwoInputHead<Op: TwoInputOperator> {
     op: Op,
     out: Emitter<Op::Out>,
     pub(crate) ctx: OperatorContext,
+    id: Arc<str>,
+    finished_on_restore: bool,
 }
 
 impl<Op: TwoInputOperator> TwoInputHead<Op> {
-    pub fn open(mut op: Op, out: Emitter<Op::Out>, ctx: OperatorContext) -> Result<Self> {
-        ctx.guard(|| op.open(&ctx))?;
-        Ok(TwoInputHead { op, out, ctx })
+    pub fn open(op: Op, out: Emitter<Op::Out>, ctx: OperatorContext) -> Result<Self> {
+        let id = ctx.operator_name.clone();
+        Self::open_with_state(op, out, ctx, OperatorInit::fresh(id))
+    }
+
+    /// Restores the operator's state from `init`, then opens it.
+    pub fn open_with_state(
+        mut op: Op,
+        out: Emitter<Op::Out>,
+        ctx: OperatorContext,
+        init: OperatorInit,
+    ) -> Result<Self> {
+        ctx.guard(|| {
+            op.initialize_state(init.restored.as_deref())?;
+            op.open(&ctx)
+        })?;
+        let (id, finished_on_restore) = (init.operator_id, init.finished);
+        Ok(TwoInputHead { op, out, ctx, id, finished_on_restore })
+    }
+
+    pub(crate) fn emit_barrier(
+        &mut self,
+        barrier: &CheckpointBarrier,
+        snapshot: &mut TaskSnapshot,
+    ) -> Result<()> {
+        let (op, out, id) = (&mut self.op, &mut self.out, &self.id);
+        self.ctx.guard(|| {
+            out.flush_buffer()?;
+            let state = op.snapshot_state(barrier.id)?;
+            snapshot.push(id, state);
+            out.emit_barrier(barrier, snapshot)
+        })
+    }
+
+    pub(crate) fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        let (op, out) = (&mut self.op, &mut self.out);
+        self.ctx.guard(|| {
+            op.notify_checkpoint_complete(checkpoint_id)?;
+            out.notify_checkpoint_complete(checkpoint_id)
+        })
     }
 
     pub(crate) fn batch1(&mut self, b: Batch<Op::In1>) -> Result<()> {
@@ -255,9 +386,11 @@ impl<Op: TwoInputOperator> TwoInputHead<Op> {
     }
 
     pub(crate) fn end_input(&mut self) -> Result<()> {
-        let (op, out) = (&mut self.op, &mut self.out);
+        let (op, out, finished) = (&mut self.op, &mut self.out, self.finished_on_restore);
         self.ctx.guard(|| {
-            op.end_input(out)?;
+            if !finished {
+                op.end_input(out)?;
+            }
             op.close()?;
             out.end_input()
         })

@@ -7,7 +7,9 @@
 
 use std::any::Any;
 
-use eddy_core::{Batch, Data, Result};
+use eddy_core::{Batch, CheckpointBarrier, Data, Result};
+
+use crate::checkpoint::TaskSnapshot;
 
 /// A consumer of stream elements, called once per batch.
 pub trait Output<T>: Send {
@@ -19,6 +21,18 @@ pub trait Output<T>: Send {
     fn end_input(&mut self) -> Result<()>;
     /// Pushes buffered records on towards the network (the buffer timeout expired).
     fn flush(&mut self) -> Result<()>;
+
+    /// A checkpoint barrier: the operators from here on snapshot their state into
+    /// `snapshot`, in chain order, and the barrier goes on to every output channel after the
+    /// records before it. Outputs without operators or channels (collectors) do nothing.
+    fn emit_barrier(&mut self, _barrier: &CheckpointBarrier, _snapshot: &mut TaskSnapshot) -> Result<()> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint_id` is complete: tells the operators from here on.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
+        Ok(())
+    }
 
     /// Processing time reached `now` (ms since the epoch): operators fire due timers.
     fn on_processing_time(&mut self, _now: i64) -> Result<()> {
@@ -88,6 +102,12 @@ impl<T: Data> Output<T> for FanOut<T> {
     fn flush(&mut self) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.flush())
     }
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.emit_barrier(barrier, snapshot))
+    }
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.notify_checkpoint_complete(checkpoint_id))
+    }
     fn on_processing_time(&mut self, now: i64) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.on_processing_time(now))
     }
@@ -142,6 +162,14 @@ impl SideOutputs {
 
     fn next_processing_time(&self) -> Option<i64> {
         self.slots.iter().map(|(_, s)| s.next_processing_time()).fold(None, crate::time::earliest)
+    }
+
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()> {
+        self.slots.iter_mut().try_for_each(|(_, s)| s.emit_barrier(barrier, snapshot))
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.slots.iter_mut().try_for_each(|(_, s)| s.notify_checkpoint_complete(checkpoint_id))
     }
 }
 
@@ -301,6 +329,19 @@ impl<T: Data> Emitter<T> {
     pub fn next_processing_time(&self) -> Option<i64> {
         crate::time::earliest(self.main.out.next_processing_time(), self.side.next_processing_time())
     }
+
+    /// Passes a checkpoint barrier on, after the records collected before it.
+    pub fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()> {
+        self.main.flush_main()?;
+        self.side.emit_barrier(barrier, snapshot)?;
+        self.main.out.emit_barrier(barrier, snapshot)
+    }
+
+    /// Tells the operators after this one that checkpoint `checkpoint_id` is complete.
+    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.side.notify_checkpoint_complete(checkpoint_id)?;
+        self.main.out.notify_checkpoint_complete(checkpoint_id)
+    }
 }
 
 pub(crate) enum Control {
@@ -318,6 +359,8 @@ pub(crate) trait ErasedSide: Send {
     fn flush_buffer(&mut self) -> Result<()>;
     fn control(&mut self, c: Control) -> Result<()>;
     fn next_processing_time(&self) -> Option<i64>;
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()>;
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()>;
 }
 
 impl<X: Data> ErasedSide for SideOutput<X> {
@@ -343,5 +386,12 @@ impl<X: Data> ErasedSide for SideOutput<X> {
     }
     fn next_processing_time(&self) -> Option<i64> {
         self.out.next_processing_time()
+    }
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()> {
+        self.flush_buffer()?;
+        self.out.emit_barrier(barrier, snapshot)
+    }
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.out.notify_checkpoint_complete(checkpoint_id)
     }
 }

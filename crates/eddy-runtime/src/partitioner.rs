@@ -3,7 +3,8 @@
 //! A [`PartitionWriter`] sits at the end of a chain. It keeps one batch per outgoing channel,
 //! picks a channel per record with a [`ChannelSelector`] (monomorphized: no virtual call per
 //! record), and sends a channel's batch when it is full or when the buffer timeout flushes it.
-//! Watermarks, idleness and end of input go to every channel.
+//! Watermarks, idleness, checkpoint barriers and end of input go to every channel, after the
+//! records buffered before them.
 
 use std::any::Any;
 use std::marker::PhantomData;
@@ -12,10 +13,11 @@ use std::sync::Arc;
 #[cfg(test)]
 use eddy_core::keygroup::assign_to_key_group;
 use eddy_core::keygroup::{flink_murmur_hash, hash_code, operator_index_for_key_group};
-use eddy_core::{Batch, Data, EddyError, Key, Result, StreamElement};
+use eddy_core::{Batch, CheckpointBarrier, Data, EddyError, Key, Result, StreamElement};
 use serde::Serialize;
 
 use crate::channel::{ChannelSender, OutputChannel};
+use crate::checkpoint::TaskSnapshot;
 use crate::net::RemoteSender;
 use crate::output::Output;
 use crate::task::TaskMetrics;
@@ -271,6 +273,10 @@ impl<T: Data, S: ChannelSelector<T>> Output<T> for PartitionWriter<T, S> {
 
     fn end_input(&mut self) -> Result<()> {
         self.send_all(StreamElement::EndOfInput)
+    }
+
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, _: &mut TaskSnapshot) -> Result<()> {
+        self.send_all(StreamElement::CheckpointBarrier(*barrier))
     }
 
     fn flush(&mut self) -> Result<()> {

@@ -8,9 +8,10 @@
 //! 2. [`can_restart`](RestartBackoffTimeStrategy::can_restart): may the job run again?
 //! 3. [`backoff`](RestartBackoffTimeStrategy::backoff): how long to wait before it does.
 //!
-//! A restart on the local mini-cluster restarts the whole job from scratch: there are no
-//! checkpoints yet, so bounded sources are read again from their beginning, and a sink with
-//! side effects sees the output of the failed attempt again (exactly-once needs checkpoints).
+//! A restart on the local mini-cluster restarts the whole job: from the latest completed
+//! checkpoint when the job checkpoints (see [`crate::checkpoint`]), otherwise from scratch, so
+//! bounded sources are read again from their beginning and a sink with side effects sees the
+//! output of the failed attempt again.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -68,15 +69,18 @@ pub enum RestartStrategy {
 impl RestartStrategy {
     /// The strategy `config` asks for.
     ///
-    /// Without `restart-strategy.type` this is [`RestartStrategy::None`], which is what Flink
-    /// picks while checkpointing is off. Eddy has no checkpointing yet; once it does, an unset
-    /// type with checkpointing enabled must mean `exponential-delay`, as in current Flink.
+    /// Without `restart-strategy.type` this is what current Flink picks: [`RestartStrategy::None`]
+    /// while checkpointing is off, `exponential-delay` with its default options once
+    /// `execution.checkpointing.interval` is set.
     ///
     /// An unknown type or a bad option value is an [`EddyError::Config`] naming the key and
     /// the value.
     pub fn from_configuration(config: &Configuration) -> Result<Self> {
         let Some(raw) = config.get_optional(&options::RESTART_STRATEGY_TYPE)? else {
-            return Ok(RestartStrategy::None);
+            return match config.get_optional(&options::CHECKPOINTING_INTERVAL)? {
+                Some(_) => Self::exponential_delay(config),
+                None => Ok(RestartStrategy::None),
+            };
         };
         let name = raw.trim().to_ascii_lowercase();
         match name.as_str() {
@@ -375,6 +379,14 @@ mod tests {
         let mut b = RestartStrategy::None.backoff_time_strategy();
         b.notify_failure(Instant::now());
         assert!(!b.can_restart());
+    }
+
+    #[test]
+    fn with_checkpointing_an_unset_type_means_exponential_delay() {
+        let s = strategy(&[("execution.checkpointing.interval", "1 s")]);
+        assert_eq!(s.name(), "exponential-delay");
+        let s = strategy(&[("execution.checkpointing.interval", "1 s"), ("restart-strategy.type", "none")]);
+        assert_eq!(s, RestartStrategy::None);
     }
 
     #[test]

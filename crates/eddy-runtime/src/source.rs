@@ -4,18 +4,35 @@
 //! hands out [`SourceSplit`]s (a file range, a number range, a socket, later a Kafka partition)
 //! to the parallel [`SourceReader`]s that ask for work. A reader turns its splits into records,
 //! a batch at a time. Files, sequences, generators and sockets all fit this one shape.
+//!
+//! # Checkpoints
+//!
+//! A split doubles as its own checkpoint state: a reader's
+//! [`snapshot_state`](SourceReader::snapshot_state) returns its splits with their progress
+//! (the part of a range not read yet, a file range starting at the next unread line), and a
+//! restored reader is simply given those splits back with
+//! [`add_split`](SourceReader::add_split). The enumerator's state is the splits it has not
+//! handed out ([`SplitEnumerator::snapshot_state`]); [`Source::restore_enumerator`] hands them
+//! out again. Splits are therefore serializable.
+//!
+//! The [`SourceCoordinator`] keeps the two consistent: after it snapshotted the enumerator for
+//! checkpoint `n`, it hands no split to a reader that has not yet passed barrier `n`. A split
+//! is then either in the enumerator's state or in one reader's, never in both or neither.
 
+use std::any::Any;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use eddy_core::{Batch, Data, Result};
+use eddy_core::{codec, Batch, CheckpointBarrier, Data, EddyError, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use crate::channel::{check_cancelled, JobSignals};
+use crate::channel::{check_cancelled, CANCEL_CHECK};
+use crate::checkpoint::{OperatorInit, TaskCheckpointing, TaskControl, TaskSnapshot};
 use crate::operator::OperatorContext;
 use crate::output::Output;
 use crate::task::{fire_due_timers, Flusher, Invokable, TaskRuntime};
-use crate::time::ClockRef;
 
 /// Whether a source ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +41,8 @@ pub enum Boundedness {
     ContinuousUnbounded,
 }
 
-/// One unit of work of a source.
-pub trait SourceSplit: Clone + Send + Debug + 'static {
+/// One unit of work of a source, and (with its progress) a reader's checkpoint state.
+pub trait SourceSplit: Clone + Send + Debug + Serialize + DeserializeOwned + 'static {
     fn split_id(&self) -> String;
 }
 
@@ -42,6 +59,39 @@ pub enum SplitAssignment<S> {
 /// Hands out splits to readers; one per source per job.
 pub trait SplitEnumerator<S>: Send {
     fn request_split(&mut self, subtask: usize) -> Result<SplitAssignment<S>>;
+
+    /// The splits not handed out yet, for checkpoint `checkpoint_id`. The default says the
+    /// enumerator cannot be checkpointed, which declines every checkpoint of the job.
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Vec<S>> {
+        let _ = checkpoint_id;
+        Err(EddyError::user("this split enumerator does not support checkpoints (no snapshot_state)"))
+    }
+}
+
+/// Hands out a fixed list of splits, in order, to whichever reader asks first: the enumerator
+/// of most bounded sources, and the default restored enumerator.
+#[derive(Debug, Clone)]
+pub struct SplitQueue<S> {
+    splits: std::collections::VecDeque<S>,
+}
+
+impl<S> SplitQueue<S> {
+    pub fn new(splits: impl IntoIterator<Item = S>) -> Self {
+        SplitQueue { splits: splits.into_iter().collect() }
+    }
+}
+
+impl<S: SourceSplit> SplitEnumerator<S> for SplitQueue<S> {
+    fn request_split(&mut self, _subtask: usize) -> Result<SplitAssignment<S>> {
+        Ok(match self.splits.pop_front() {
+            Some(split) => SplitAssignment::Split(split),
+            None => SplitAssignment::NoMoreSplits,
+        })
+    }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<S>> {
+        Ok(self.splits.iter().cloned().collect())
+    }
 }
 
 /// What `poll_next` reports.
@@ -112,10 +162,27 @@ pub trait SourceReader: Send + 'static {
     type Output: Data;
     type Split: SourceSplit;
 
+    /// Adds a split to read: one the enumerator handed out, or one restored from a
+    /// checkpoint (with its progress, as [`snapshot_state`](Self::snapshot_state) returned it).
     fn add_split(&mut self, split: Self::Split) -> Result<()>;
 
     /// Emits up to a batch of records into `out`.
     fn poll_next(&mut self, out: &mut SourceOutput<Self::Output>) -> Result<ReaderStatus>;
+
+    /// The splits this reader holds, each with its progress, such that a new reader given
+    /// them with `add_split` emits exactly the records this one has not emitted yet. Called
+    /// between two `poll_next`s. The default says the reader cannot be checkpointed, which
+    /// declines every checkpoint of the job.
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Vec<Self::Split>> {
+        let _ = checkpoint_id;
+        Err(EddyError::user("this source reader does not support checkpoints (no snapshot_state)"))
+    }
+
+    /// Checkpoint `checkpoint_id` is complete (where a reader would commit offsets).
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        let _ = checkpoint_id;
+        Ok(())
+    }
 
     fn close(&mut self) -> Result<()> {
         Ok(())
@@ -134,10 +201,102 @@ pub trait Source: Send + Sync + 'static {
     fn create_enumerator(&self, parallelism: usize) -> Result<Box<dyn SplitEnumerator<Self::Split>>>;
 
     fn create_reader(&self, ctx: &ReaderContext) -> Result<Self::Reader>;
+
+    /// The enumerator of a restored job, from the splits the checkpointed enumerator had not
+    /// handed out. The default hands them out in order to whichever reader asks first.
+    fn restore_enumerator(
+        &self,
+        parallelism: usize,
+        splits: Vec<Self::Split>,
+    ) -> Result<Box<dyn SplitEnumerator<Self::Split>>> {
+        let _ = parallelism;
+        Ok(Box::new(SplitQueue::new(splits)))
+    }
 }
 
-/// The enumerator shared by the readers of one source in one process.
-pub type SharedEnumerator<S> = Arc<Mutex<Box<dyn SplitEnumerator<S>>>>;
+/// The split enumerator of one source, shared by its readers in one process, and kept
+/// consistent with their checkpoints (see the module docs).
+pub struct SourceCoordinator<S> {
+    state: Mutex<CoordinatorState<S>>,
+}
+
+struct CoordinatorState<S> {
+    enumerator: Box<dyn SplitEnumerator<S>>,
+    /// The checkpoint the enumerator was last snapshotted for.
+    snapshot_id: u64,
+    /// Per subtask: the newest checkpoint whose barrier it has passed.
+    passed: Vec<u64>,
+}
+
+impl<S: SourceSplit> SourceCoordinator<S> {
+    pub fn new(enumerator: Box<dyn SplitEnumerator<S>>, parallelism: usize) -> Self {
+        let state = CoordinatorState { enumerator, snapshot_id: 0, passed: vec![0; parallelism.max(1)] };
+        SourceCoordinator { state: Mutex::new(state) }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, CoordinatorState<S>>> {
+        self.state.lock().map_err(|_| EddyError::user("split enumerator poisoned by a panic"))
+    }
+
+    /// A split for reader `subtask`, or `NotYet` while a checkpoint's enumerator snapshot is
+    /// newer than the barrier the reader has passed.
+    pub fn request_split(&self, subtask: usize) -> Result<SplitAssignment<S>> {
+        let mut state = self.lock()?;
+        if state.passed.get(subtask).is_some_and(|&p| p < state.snapshot_id) {
+            return Ok(SplitAssignment::NotYet);
+        }
+        state.enumerator.request_split(subtask)
+    }
+
+    /// Reader `subtask` has injected the barrier of checkpoint `checkpoint_id`.
+    pub fn barrier_passed(&self, subtask: usize, checkpoint_id: u64) -> Result<()> {
+        let mut state = self.lock()?;
+        if let Some(p) = state.passed.get_mut(subtask) {
+            *p = (*p).max(checkpoint_id);
+        }
+        Ok(())
+    }
+}
+
+/// What the checkpoint coordinator does with a source's [`SourceCoordinator`], whatever its
+/// split type.
+pub trait SourceCoordinatorHandle: Send + Sync {
+    /// For the source task of the same type to take it back.
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    /// The enumerator's encoded state for checkpoint `checkpoint_id`; from now on, splits go
+    /// only to readers past its barrier.
+    fn snapshot(&self, checkpoint_id: u64) -> Result<Vec<u8>>;
+    /// Checkpoint `checkpoint_id` was given up: no reader waits for its barrier any longer.
+    fn abort(&self, checkpoint_id: u64);
+}
+
+impl<S: SourceSplit> SourceCoordinatorHandle for SourceCoordinator<S> {
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+
+    fn snapshot(&self, checkpoint_id: u64) -> Result<Vec<u8>> {
+        let mut state = self.lock()?;
+        let splits = state.enumerator.snapshot_state(checkpoint_id)?;
+        let mut bytes = Vec::new();
+        codec::encode_value(&splits, &mut bytes)?;
+        state.snapshot_id = state.snapshot_id.max(checkpoint_id);
+        Ok(bytes)
+    }
+
+    fn abort(&self, checkpoint_id: u64) {
+        if let Ok(mut state) = self.lock() {
+            for p in &mut state.passed {
+                *p = (*p).max(checkpoint_id);
+            }
+        }
+    }
+}
+
+/// Decodes the splits a reader or an enumerator wrote for a checkpoint.
+pub fn decode_splits<S: SourceSplit>(bytes: &[u8]) -> Result<Vec<S>> {
+    codec::decode_value(bytes)
+}
 
 /// How the readers of a source get their splits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,9 +378,13 @@ impl<S> StaticSplitAssigner<S> {
 }
 
 impl<S: Send> SplitEnumerator<S> for StaticSplitAssigner<S> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<S>> {
+        Err(EddyError::user("checkpoints of sources on a cluster are not supported yet"))
+    }
+
     fn request_split(&mut self, subtask: usize) -> Result<SplitAssignment<S>> {
         if subtask >= self.queues.len() || !self.local[subtask] {
-            return Err(eddy_core::EddyError::user(format!(
+            return Err(EddyError::user(format!(
                 "split request from subtask {subtask}, which does not run in this process"
             )));
         }
@@ -242,25 +405,53 @@ impl<S: Send> SplitEnumerator<S> for StaticSplitAssigner<S> {
 /// Runs one source reader and pushes its records into the chain.
 pub struct SourceTask<R: SourceReader> {
     pub(crate) reader: R,
-    pub(crate) enumerator: SharedEnumerator<R::Split>,
+    pub(crate) coordinator: Arc<SourceCoordinator<R::Split>>,
     pub(crate) out: Box<dyn Output<R::Output>>,
     pub(crate) ctx: OperatorContext,
+    /// The source operator's id, under which its reader state is checkpointed.
+    pub(crate) operator_id: Arc<str>,
+    /// Restored from a checkpoint taken after this subtask had finished: it reads nothing.
+    pub(crate) finished_on_restore: bool,
 }
 
 impl<R: SourceReader> SourceTask<R> {
-    fn request_split(&mut self) -> Result<SplitAssignment<R::Split>> {
-        let mut e = self
-            .enumerator
-            .lock()
-            .map_err(|_| eddy_core::EddyError::user("split enumerator poisoned by a panic"))?;
-        self.ctx.guard(|| e.request_split(self.ctx.subtask_index))
+    /// A task for `reader`, given back the splits it had in the checkpoint `init` restores.
+    pub(crate) fn new(
+        mut reader: R,
+        coordinator: Arc<SourceCoordinator<R::Split>>,
+        out: Box<dyn Output<R::Output>>,
+        ctx: OperatorContext,
+        init: &OperatorInit,
+    ) -> Result<Self> {
+        if let Some(bytes) = &init.restored {
+            let splits: Vec<R::Split> = decode_splits(bytes).map_err(|e| ctx.task_error(e))?;
+            for split in splits {
+                ctx.guard(|| reader.add_split(split))?;
+            }
+        }
+        Ok(SourceTask {
+            reader,
+            coordinator,
+            out,
+            ctx,
+            operator_id: init.operator_id.clone(),
+            finished_on_restore: init.finished,
+        })
     }
 
-    fn run(&mut self, signals: &JobSignals, flusher: &mut Flusher, clock: &ClockRef) -> Result<()> {
+    fn request_split(&mut self) -> Result<SplitAssignment<R::Split>> {
+        self.ctx.guard(|| self.coordinator.request_split(self.ctx.subtask_index))
+    }
+
+    fn run(&mut self, rt: &TaskRuntime, flusher: &mut Flusher) -> Result<()> {
+        let (signals, clock, checkpoints) = (&rt.signals, &rt.clock, &rt.checkpoints);
         let mut output = SourceOutput::new(self.ctx.batch_size);
         let mut no_more_splits = false;
-        loop {
+        while !self.finished_on_restore {
             check_cancelled(signals)?;
+            while let Some(control) = checkpoints.poll() {
+                self.on_control(control, checkpoints)?;
+            }
             let out = &mut self.out;
             fire_due_timers(out.next_processing_time(), clock, |now| {
                 out.on_processing_time(now)?;
@@ -282,8 +473,12 @@ impl<R: SourceReader> SourceTask<R> {
                         self.ctx.guard(|| reader.add_split(s))?
                     }
                     SplitAssignment::NoMoreSplits => no_more_splits = true,
+                    // Waits on the control inbox: a checkpoint trigger (which may be what holds
+                    // the split back) is handled at once.
                     SplitAssignment::NotYet => {
-                        std::thread::sleep(crate::channel::CANCEL_CHECK);
+                        if let Some(control) = checkpoints.wait(CANCEL_CHECK) {
+                            self.on_control(control, checkpoints)?;
+                        }
                     }
                 },
             }
@@ -295,12 +490,46 @@ impl<R: SourceReader> SourceTask<R> {
         self.out.emit_watermark(i64::MAX)?;
         self.out.end_input()
     }
+
+    fn on_control(&mut self, control: TaskControl, checkpoints: &TaskCheckpointing) -> Result<()> {
+        match control {
+            TaskControl::TriggerCheckpoint(barrier) => self.checkpoint(barrier, checkpoints),
+            TaskControl::CheckpointComplete(id) => {
+                let reader = &mut self.reader;
+                self.ctx.guard(|| reader.notify_checkpoint_complete(id))?;
+                self.out.notify_checkpoint_complete(id)
+            }
+            TaskControl::CheckpointAborted(_) => Ok(()),
+        }
+    }
+
+    /// Records the reader's splits, sends the barrier through the chain and acknowledges.
+    fn checkpoint(&mut self, barrier: CheckpointBarrier, checkpoints: &TaskCheckpointing) -> Result<()> {
+        self.coordinator.barrier_passed(self.ctx.subtask_index, barrier.id)?;
+        let splits = match self.reader.snapshot_state(barrier.id) {
+            Ok(splits) => splits,
+            Err(e) => {
+                let reason = format!("{} cannot record its position: {e}", self.ctx.task_name());
+                tracing::warn!(checkpoint_id = barrier.id, task = %self.ctx.task_name(), error = %e,
+                    "declining checkpoint");
+                checkpoints.decline(barrier.id, reason);
+                return Ok(());
+            }
+        };
+        let mut bytes = Vec::new();
+        codec::encode_value(&splits, &mut bytes).map_err(|e| self.ctx.task_error(e))?;
+        let mut snapshot = TaskSnapshot::new(barrier.id);
+        snapshot.push(&self.operator_id, Some(bytes));
+        self.out.emit_barrier(&barrier, &mut snapshot)?;
+        checkpoints.acknowledge(snapshot);
+        Ok(())
+    }
 }
 
 impl<R: SourceReader> Invokable for SourceTask<R> {
     fn invoke(mut self: Box<Self>, rt: &TaskRuntime) -> Result<()> {
         let mut flusher = Flusher::new(rt.buffer_timeout);
-        self.run(&rt.signals, &mut flusher, &rt.clock)
+        self.run(rt, &mut flusher)
     }
 
     fn name(&self) -> String {

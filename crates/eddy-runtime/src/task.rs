@@ -1,8 +1,10 @@
 //! Tasks: one subtask of one chain, run as one loop on its own thread.
 //!
-//! A task reads its input gate(s), passes watermarks through the valve, hands batches to the
-//! head of its chain, and flushes partially filled output batches when the buffer timeout
-//! passes. It checks the job's cancellation flag between batches and whenever it waits.
+//! A task reads its input gate(s), passes watermarks through the valve and checkpoint barriers
+//! through the aligner ([`crate::checkpoint::barrier`]), hands batches to the head of its
+//! chain, and flushes partially filled output batches when the buffer timeout passes. It
+//! checks the job's cancellation flag and its checkpoint control inbox between batches and
+//! whenever it waits.
 //!
 //! Every subtask counts what passes through it in its [`TaskMetrics`], and a worker reports
 //! each task's [`TaskState`] as it runs and ends.
@@ -11,9 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eddy_core::{Data, Result, StreamElement};
+use eddy_core::config::CheckpointingMode;
+use eddy_core::{CheckpointBarrier, Data, Result, StreamElement};
 
 use crate::channel::{check_cancelled, GateEvent, InputGate, JobSignals, CANCEL_CHECK};
+use crate::checkpoint::barrier::{Alignment, BarrierAligner};
+use crate::checkpoint::{TaskCheckpointing, TaskControl, TaskSnapshot};
 use crate::operator::{TwoInputHead, TwoInputOperator};
 use crate::output::Output;
 use crate::time::ClockRef;
@@ -25,6 +30,8 @@ pub struct TaskRuntime {
     /// `None`: flush only full batches and at the end (BATCH mode).
     pub buffer_timeout: Option<Duration>,
     pub clock: ClockRef,
+    /// The task's end of the checkpoint protocol (disabled without checkpoints).
+    pub checkpoints: TaskCheckpointing,
 }
 
 /// The I/O counters of one subtask, Flink's `numRecordsIn/Out` and `numBytesIn/Out`.
@@ -123,12 +130,13 @@ impl TaskState {
 }
 
 /// One subtask built and ready to run on its own thread: subtask `subtask` of job vertex
-/// `vertex`, with the counters it fills.
+/// `vertex`, with the counters it fills and its end of the checkpoint protocol.
 pub struct WorkerTask {
     pub vertex: usize,
     pub subtask: usize,
     pub task: Box<dyn Invokable>,
     pub metrics: Arc<TaskMetrics>,
+    pub checkpoints: TaskCheckpointing,
 }
 
 /// Fires the chain's due processing-time timers; returns the next one still pending.
@@ -220,28 +228,157 @@ fn forward_valve<T>(out: &mut dyn Output<T>, v: Option<ValveOutput>) -> Result<(
     }
 }
 
+/// A task's barrier alignment over its input channels (both gates of a two-input task,
+/// numbered one after the other), or nothing when the job does not checkpoint.
+struct Checkpointing<'a> {
+    rt: &'a TaskCheckpointing,
+    aligner: Option<BarrierAligner>,
+}
+
+/// What a task does after an alignment step, on gates it owns.
+trait Gates {
+    fn block(&mut self, channel: usize);
+    fn unblock_all(&mut self);
+}
+
+impl<T> Gates for InputGate<T> {
+    fn block(&mut self, channel: usize) {
+        InputGate::block(self, channel)
+    }
+    fn unblock_all(&mut self) {
+        InputGate::unblock_all(self)
+    }
+}
+
+impl<A, B> Gates for (&mut InputGate<A>, &mut InputGate<B>) {
+    fn block(&mut self, channel: usize) {
+        let n1 = self.0.num_channels();
+        if channel < n1 {
+            self.0.block(channel)
+        } else {
+            self.1.block(channel - n1)
+        }
+    }
+    fn unblock_all(&mut self) {
+        self.0.unblock_all();
+        self.1.unblock_all();
+    }
+}
+
+impl<'a> Checkpointing<'a> {
+    fn new(rt: &'a TaskCheckpointing, channels: usize) -> Self {
+        Checkpointing { rt, aligner: rt.mode().map(|m: CheckpointingMode| BarrierAligner::new(channels, m)) }
+    }
+
+    /// Applies an alignment step to the gates; returns the barrier to snapshot at, if any.
+    fn apply(gates: &mut impl Gates, step: Alignment) -> Option<CheckpointBarrier> {
+        match step {
+            Alignment::Continue => None,
+            Alignment::Block(ch) => {
+                gates.block(ch);
+                None
+            }
+            Alignment::Complete(barrier) => {
+                gates.unblock_all();
+                Some(barrier)
+            }
+            Alignment::Aborted { block, .. } => {
+                gates.unblock_all();
+                if let Some(ch) = block {
+                    gates.block(ch);
+                }
+                None
+            }
+        }
+    }
+
+    fn on_barrier(
+        &mut self,
+        gates: &mut impl Gates,
+        ch: usize,
+        b: CheckpointBarrier,
+    ) -> Option<CheckpointBarrier> {
+        let step = self.aligner.as_mut()?.on_barrier(ch, b);
+        Self::apply(gates, step)
+    }
+
+    fn on_end_of_input(&mut self, gates: &mut impl Gates, ch: usize) -> Option<CheckpointBarrier> {
+        let step = self.aligner.as_mut()?.on_end_of_input(ch);
+        Self::apply(gates, step)
+    }
+
+    /// Takes the task's snapshot: `emit` sends the barrier through the chain, collecting each
+    /// operator's state; then the snapshot is acknowledged.
+    fn snapshot(
+        &self,
+        barrier: CheckpointBarrier,
+        emit: impl FnOnce(&CheckpointBarrier, &mut TaskSnapshot) -> Result<()>,
+    ) -> Result<()> {
+        let mut snapshot = TaskSnapshot::new(barrier.id);
+        emit(&barrier, &mut snapshot)?;
+        self.rt.acknowledge(snapshot);
+        Ok(())
+    }
+
+    /// Handles the control messages waiting in the inbox: `notify` hears of completed
+    /// checkpoints.
+    fn poll_control(
+        &mut self,
+        gates: &mut impl Gates,
+        mut notify: impl FnMut(u64) -> Result<()>,
+    ) -> Result<()> {
+        while let Some(control) = self.rt.poll() {
+            match control {
+                TaskControl::CheckpointComplete(id) => notify(id)?,
+                TaskControl::CheckpointAborted(id) => {
+                    if let Some(step) = self.aligner.as_mut().map(|a| a.on_abort(id)) {
+                        Self::apply(gates, step);
+                    }
+                }
+                TaskControl::TriggerCheckpoint(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<T: Data> Invokable for OneInputTask<T> {
     fn invoke(mut self: Box<Self>, rt: &TaskRuntime) -> Result<()> {
         let mut valve = WatermarkValve::new(self.gate.num_channels());
+        let mut checkpointing = Checkpointing::new(&rt.checkpoints, self.gate.num_channels());
         let mut flusher = Flusher::new(rt.buffer_timeout);
         let head = &mut *self.head;
+        let gate = &mut self.gate;
         let mut next_timer = head.next_processing_time();
         loop {
             check_cancelled(&rt.signals)?;
-            match self.gate.next(wait_deadline(&flusher, next_timer, &rt.clock))? {
-                GateEvent::Element(_, StreamElement::Records(b)) => head.emit_batch(b)?,
+            let snapshot_at = match gate.next(wait_deadline(&flusher, next_timer, &rt.clock))? {
+                GateEvent::Element(_, StreamElement::Records(b)) => {
+                    head.emit_batch(b)?;
+                    None
+                }
                 GateEvent::Element(ch, StreamElement::Watermark(w)) => {
-                    forward_valve(head, valve.input_watermark(ch, w))?
+                    forward_valve(head, valve.input_watermark(ch, w))?;
+                    None
                 }
                 GateEvent::Element(ch, StreamElement::Idle(i)) => {
-                    forward_valve(head, valve.input_idle(ch, i))?
+                    forward_valve(head, valve.input_idle(ch, i))?;
+                    None
+                }
+                GateEvent::Element(ch, StreamElement::CheckpointBarrier(b)) => {
+                    checkpointing.on_barrier(gate, ch, b)
                 }
                 GateEvent::Element(ch, StreamElement::EndOfInput) => {
-                    forward_valve(head, valve.channel_finished(ch))?
+                    forward_valve(head, valve.channel_finished(ch))?;
+                    checkpointing.on_end_of_input(gate, ch)
                 }
-                GateEvent::Timeout => {}
+                GateEvent::Timeout => None,
                 GateEvent::Finished => break,
+            };
+            if let Some(barrier) = snapshot_at {
+                checkpointing.snapshot(barrier, |b, s| head.emit_barrier(b, s))?;
             }
+            checkpointing.poll_control(gate, |id| head.notify_checkpoint_complete(id))?;
             next_timer = fire_due_timers(head.next_processing_time(), &rt.clock, |now| {
                 head.on_processing_time(now)?;
                 Ok(head.next_processing_time())
@@ -273,6 +410,8 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
     fn invoke(mut self: Box<Self>, rt: &TaskRuntime) -> Result<()> {
         let mut valve1 = WatermarkValve::new(self.gate1.num_channels());
         let mut valve2 = WatermarkValve::new(self.gate2.num_channels());
+        let n1 = self.gate1.num_channels();
+        let mut checkpointing = Checkpointing::new(&rt.checkpoints, n1 + self.gate2.num_channels());
         let mut combined = i64::MIN;
         let mut idle = [false, false];
         let mut task_idle = false;
@@ -293,6 +432,8 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
                 ev1 = None;
                 ev2 = self.gate2.take_ready();
             }
+            let mut gates = (&mut self.gate1, &mut self.gate2);
+            let mut snapshot_at = None;
             let changed = match (ev1, ev2) {
                 (Some((_, StreamElement::Records(b))), _) => {
                     self.head.batch1(b)?;
@@ -302,8 +443,26 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
                     self.head.batch2(b)?;
                     None
                 }
-                (Some((ch, e)), _) => control(&mut valve1, ch, e).map(|v| (0, v)),
-                (_, Some((ch, e))) => control(&mut valve2, ch, e).map(|v| (1, v)),
+                (Some((ch, StreamElement::CheckpointBarrier(b))), _) => {
+                    snapshot_at = checkpointing.on_barrier(&mut gates, ch, b);
+                    None
+                }
+                (_, Some((ch, StreamElement::CheckpointBarrier(b)))) => {
+                    snapshot_at = checkpointing.on_barrier(&mut gates, n1 + ch, b);
+                    None
+                }
+                (Some((ch, e)), _) => {
+                    if matches!(e, StreamElement::EndOfInput) {
+                        snapshot_at = checkpointing.on_end_of_input(&mut gates, ch);
+                    }
+                    control(&mut valve1, ch, e).map(|v| (0, v))
+                }
+                (_, Some((ch, e))) => {
+                    if matches!(e, StreamElement::EndOfInput) {
+                        snapshot_at = checkpointing.on_end_of_input(&mut gates, n1 + ch);
+                    }
+                    control(&mut valve2, ch, e).map(|v| (1, v))
+                }
                 (None, None) => None,
             };
             if let Some((input, out)) = changed {
@@ -334,6 +493,11 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
                 }
             }
             let head = &mut self.head;
+            if let Some(barrier) = snapshot_at {
+                checkpointing.snapshot(barrier, |b, s| head.emit_barrier(b, s))?;
+            }
+            let mut gates = (&mut self.gate1, &mut self.gate2);
+            checkpointing.poll_control(&mut gates, |id| head.notify_checkpoint_complete(id))?;
             next_timer = fire_due_timers(head.next_processing_time(), &rt.clock, |now| {
                 head.on_processing_time(now)?;
                 Ok(head.next_processing_time())
@@ -353,6 +517,6 @@ fn control<T>(valve: &mut WatermarkValve, ch: usize, e: StreamElement<T>) -> Opt
         StreamElement::Watermark(w) => valve.input_watermark(ch, w),
         StreamElement::Idle(i) => valve.input_idle(ch, i),
         StreamElement::EndOfInput => valve.channel_finished(ch),
-        StreamElement::Records(_) => None,
+        StreamElement::Records(_) | StreamElement::CheckpointBarrier(_) => None,
     }
 }

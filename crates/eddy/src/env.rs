@@ -11,8 +11,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eddy_core::config::{options, ConfigValue, RuntimeMode};
+use eddy_core::config::{options, CheckpointingMode, ConfigValue, RuntimeMode};
 use eddy_core::{Configuration, Data, EddyError, Result};
+use eddy_runtime::checkpoint::CheckpointConfig;
 use eddy_runtime::executor::ExecutionSettings;
 use eddy_runtime::graph::{NodeId, NodeKind, SourceNode, StreamGraph, StreamNode, StreamType, TypeOf};
 use eddy_runtime::partitioner::{BasicPartitioner, PartitionKind};
@@ -147,6 +148,36 @@ impl StreamExecutionEnvironment {
         self.set_option(&options::BUFFER_TIMEOUT, timeout)
     }
 
+    /// Takes a checkpoint every `interval` (`execution.checkpointing.interval`), in
+    /// EXACTLY_ONCE mode unless `execution.checkpointing.mode` says otherwise. A failed job
+    /// then restarts from its latest completed checkpoint, and an unset restart strategy
+    /// becomes `exponential-delay`, as in Flink. Completed checkpoints are kept in memory, or
+    /// under `state.checkpoints.dir` when it is set. Ignored in BATCH mode.
+    ///
+    /// ```
+    /// use eddy::prelude::*;
+    ///
+    /// let env = StreamExecutionEnvironment::local();
+    /// env.enable_checkpointing(Duration::from_secs(10));
+    /// ```
+    pub fn enable_checkpointing(&self, interval: Duration) -> &Self {
+        self.set_option(&options::CHECKPOINTING_INTERVAL, interval)
+    }
+
+    /// [`enable_checkpointing`](Self::enable_checkpointing) with a mode: `ExactlyOnce` aligns
+    /// barriers, `AtLeastOnce` does not.
+    pub fn enable_checkpointing_with_mode(&self, interval: Duration, mode: CheckpointingMode) -> &Self {
+        self.enable_checkpointing(interval);
+        self.set_option(&options::CHECKPOINTING_MODE, mode)
+    }
+
+    /// Writes completed checkpoints under `dir` (`state.checkpoints.dir`) instead of keeping
+    /// them in memory.
+    pub fn set_checkpoint_storage(&self, dir: impl Into<PathBuf>) -> &Self {
+        let dir = dir.into().to_string_lossy().into_owned();
+        self.set_option(&options::CHECKPOINTS_DIRECTORY, dir)
+    }
+
     pub(crate) fn add_node(
         &self,
         name: impl Into<String>,
@@ -262,6 +293,7 @@ impl StreamExecutionEnvironment {
             auto_watermark_interval: c.get(&options::AUTO_WATERMARK_INTERVAL)?,
             clock: self.clock.clone(),
             restart_strategy: RestartStrategy::from_configuration(c)?,
+            checkpointing: CheckpointConfig::from_configuration(c)?,
         })
     }
 

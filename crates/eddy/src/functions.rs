@@ -11,7 +11,11 @@ use eddy_core::{Data, EddyError, Key, Result, NO_TIMESTAMP};
 use eddy_runtime::time::ClockRef;
 use eddy_runtime::{MainOutput, OperatorContext, SideOutputs};
 
-use crate::state::{KeyedState, ValueState, ValueStateDescriptor};
+use crate::state::{
+    AggregatingState, AggregatingStateDescriptor, KeyedState, ListState, ListStateDescriptor, MapState,
+    MapStateDescriptor, ReducingState, ReducingStateDescriptor, StateTtlConfig, ValueState,
+    ValueStateDescriptor,
+};
 use crate::timers::InternalTimers;
 pub use crate::timers::TimeDomain;
 
@@ -179,9 +183,62 @@ impl<K: Key> KeyedContext<'_, K> {
         TimerService { timers: self.timers, key: self.key, watermark: self.watermark, clock: self.clock }
     }
     /// The current key's value of a value state.
+    ///
+    /// This and the other state accessors never fail here: if the state cannot be reached (its
+    /// name is used by another kind of state, or its restored bytes are corrupt) they return a
+    /// detached handle, which reads as empty and ignores writes, and the function call fails
+    /// with the error when it returns.
     pub fn state<V: Data>(&mut self, desc: &ValueStateDescriptor<V>) -> ValueState<'_, K, V> {
-        self.state.value(desc, self.key)
+        let (key, now) = (self.key, self.ttl_now(desc.ttl_config()));
+        let r = self.state.value_state(desc, key, now);
+        detach_on_error(&mut self.inner.error, r, || ValueState::detached(key))
     }
+    /// The current key's list of a list state.
+    pub fn list_state<V: Data>(&mut self, desc: &ListStateDescriptor<V>) -> ListState<'_, K, V> {
+        let (key, now) = (self.key, self.ttl_now(desc.ttl_config()));
+        let r = self.state.list_state(desc, key, now);
+        detach_on_error(&mut self.inner.error, r, || ListState::detached(key))
+    }
+    /// The current key's map of a map state.
+    pub fn map_state<UK: Key, UV: Data>(
+        &mut self,
+        desc: &MapStateDescriptor<UK, UV>,
+    ) -> MapState<'_, K, UK, UV> {
+        let (key, now) = (self.key, self.ttl_now(desc.ttl_config()));
+        let r = self.state.map_state(desc, key, now);
+        detach_on_error(&mut self.inner.error, r, || MapState::detached(key))
+    }
+    /// The current key's value of a reducing state.
+    pub fn reducing_state<'s, V: Data>(
+        &'s mut self,
+        desc: &'s ReducingStateDescriptor<V>,
+    ) -> ReducingState<'s, K, V> {
+        let (key, now) = (self.key, self.ttl_now(desc.ttl_config()));
+        let r = self.state.reducing_state(desc, key, now);
+        detach_on_error(&mut self.inner.error, r, || ReducingState::detached(key, desc))
+    }
+    /// The current key's accumulator of an aggregating state.
+    pub fn aggregating_state<'s, IN: 'static, ACC: Data, OUT: 'static>(
+        &'s mut self,
+        desc: &'s AggregatingStateDescriptor<IN, ACC, OUT>,
+    ) -> AggregatingState<'s, K, IN, ACC, OUT> {
+        let (key, now) = (self.key, self.ttl_now(desc.ttl_config()));
+        let r = self.state.aggregating_state(desc, key, now);
+        detach_on_error(&mut self.inner.error, r, || AggregatingState::detached(key, desc))
+    }
+    /// Processing time for TTL; the clock is read only for state with TTL.
+    fn ttl_now(&self, ttl: Option<&StateTtlConfig>) -> i64 {
+        ttl.map_or(0, |_| self.clock.now_ms())
+    }
+}
+
+/// The handle of a state access that succeeded, or else a detached one, keeping the first error
+/// for the end of the function call.
+fn detach_on_error<S>(error: &mut Option<EddyError>, r: Result<S>, detached: impl FnOnce() -> S) -> S {
+    r.unwrap_or_else(|e| {
+        error.get_or_insert(e);
+        detached()
+    })
 }
 
 /// Registers and deletes the current key's timers and tells the time (Flink's `TimerService`).

@@ -59,7 +59,11 @@ pub mod prelude {
         OutputTag, ProcessFunction, RuntimeContext, TimeDomain, TimerService,
     };
     pub use crate::joins::prelude::*;
-    pub use crate::state::{ValueState, ValueStateDescriptor};
+    pub use crate::state::{
+        AggregatingState, AggregatingStateDescriptor, ListState, ListStateDescriptor, MapState,
+        MapStateDescriptor, ReducingState, ReducingStateDescriptor, StateTtlConfig, StateVisibility,
+        UpdateType, ValueState, ValueStateDescriptor,
+    };
     pub use crate::watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
     pub use crate::windowing::prelude::*;
     pub use eddy_core::config::RuntimeMode;

@@ -115,6 +115,21 @@ impl<K: Key> TimerQueue<K> {
         self.live.len()
     }
 
+    /// The live timers in firing order (timestamp, then registration), for a checkpoint.
+    pub fn snapshot(&self) -> Vec<(i64, K)> {
+        let mut live: Vec<&Entry<K>> =
+            self.heap.iter().filter(|e| self.live.contains(&(e.timestamp, e.key.clone()))).collect();
+        live.sort_by_key(|e| (e.timestamp, e.seq));
+        live.into_iter().map(|e| (e.timestamp, e.key.clone())).collect()
+    }
+
+    /// Registers the timers of a snapshot, in its order.
+    pub fn restore(&mut self, timers: Vec<(i64, K)>) {
+        for (timestamp, key) in timers {
+            self.register(&key, timestamp);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.live.is_empty()
     }

@@ -148,7 +148,7 @@ fn scripted<T>() -> (Feed<T>, Scripted<T>) {
     (Feed { tx, polls: polls.clone() }, Scripted { rx: Mutex::new(Some(rx)), polls })
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct WholeScript;
 
 impl SourceSplit for WholeScript {

@@ -19,9 +19,11 @@ impl<T> CollectionSource<T> {
     }
 }
 
-/// The whole collection is one split.
-#[derive(Debug, Clone)]
-pub struct CollectionSplit;
+/// The whole collection is one split; `position` is the index of the next record to emit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CollectionSplit {
+    pub position: usize,
+}
 
 impl SourceSplit for CollectionSplit {
     fn split_id(&self) -> String {
@@ -36,8 +38,12 @@ impl SplitEnumerator<CollectionSplit> for OneSplit {
         if std::mem::replace(&mut self.0, true) {
             Ok(SplitAssignment::NoMoreSplits)
         } else {
-            Ok(SplitAssignment::Split(CollectionSplit))
+            Ok(SplitAssignment::Split(CollectionSplit { position: 0 }))
         }
+    }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<CollectionSplit>> {
+        Ok(if self.0 { Vec::new() } else { vec![CollectionSplit { position: 0 }] })
     }
 }
 
@@ -51,9 +57,15 @@ impl<T: Data + Sync> SourceReader for CollectionReader<T> {
     type Output = T;
     type Split = CollectionSplit;
 
-    fn add_split(&mut self, _: CollectionSplit) -> Result<()> {
+    fn add_split(&mut self, split: CollectionSplit) -> Result<()> {
         self.assigned = true;
+        self.position = split.position.min(self.data.len());
         Ok(())
+    }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<CollectionSplit>> {
+        let unread = self.assigned && self.position < self.data.len();
+        Ok(if unread { vec![CollectionSplit { position: self.position }] } else { Vec::new() })
     }
 
     fn poll_next(&mut self, out: &mut SourceOutput<T>) -> Result<ReaderStatus> {
@@ -84,5 +96,20 @@ impl<T: Data + Sync> Source for CollectionSource<T> {
 
     fn create_reader(&self, _: &ReaderContext) -> Result<CollectionReader<T>> {
         Ok(CollectionReader { data: self.data.clone(), position: 0, assigned: false })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restored_reader_goes_on_from_its_position() {
+        crate::connectors::conformance::assert_restores_change_nothing(&CollectionSource::new(
+            (0..23).collect::<Vec<u32>>(),
+        ));
+        crate::connectors::conformance::assert_restores_change_nothing(&CollectionSource::new(
+            Vec::<u32>::new(),
+        ));
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use eddy_core::{Data, EddyError, Result};
 use eddy_runtime::source::{
     Boundedness, ReaderContext, ReaderStatus, Source, SourceOutput, SourceReader, SourceSplit,
-    SplitAssignment, SplitEnumerator,
+    SplitAssignment, SplitEnumerator, SplitQueue,
 };
 
 /// The longest a rate-limited reader sleeps in one poll, so its task still sees cancellation.
@@ -141,9 +141,8 @@ where
                         end: cut(count, k + 1, parallelism),
                         stride: 1,
                     })
-                    .filter(|s| s.len() > 0)
-                    .collect();
-                Box::new(SplitQueue { splits })
+                    .filter(|s| s.len() > 0);
+                Box::new(SplitQueue::new(splits))
             }
             None => Box::new(StridedEnumerator { parallelism, assigned: vec![false; parallelism as usize] }),
         })
@@ -154,6 +153,7 @@ where
             generator: self.generator.clone(),
             splits: VecDeque::new(),
             next: 0,
+            end: 0,
             left: 0,
             stride: 1,
             limiter: self.reader_rate(ctx.parallelism)?.map(RateLimiter::new),
@@ -165,20 +165,6 @@ where
 /// The `k`-th of `parts` cut points of `0..count`: `count * k / parts`, without overflow.
 fn cut(count: u64, k: u64, parts: u64) -> u64 {
     (count as u128 * k as u128 / parts as u128) as u64
-}
-
-/// Hands out splits, in order, to whichever reader asks first.
-struct SplitQueue<S> {
-    splits: VecDeque<S>,
-}
-
-impl<S: SourceSplit> SplitEnumerator<S> for SplitQueue<S> {
-    fn request_split(&mut self, _subtask: usize) -> Result<SplitAssignment<S>> {
-        Ok(match self.splits.pop_front() {
-            Some(split) => SplitAssignment::Split(split),
-            None => SplitAssignment::NoMoreSplits,
-        })
-    }
 }
 
 /// Gives subtask `i` the endless split `i, i + p, i + 2p, …`, once.
@@ -201,14 +187,24 @@ impl SplitEnumerator<GeneratorSplit> for StridedEnumerator {
             _ => SplitAssignment::NoMoreSplits,
         })
     }
+
+    /// The splits of the subtasks that have not asked yet. A restored job hands them out in
+    /// order to whichever reader asks (each index is still generated once).
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<GeneratorSplit>> {
+        let p = self.parallelism;
+        let unassigned = self.assigned.iter().enumerate().filter(|(_, a)| !**a);
+        Ok(unassigned.map(|(s, _)| GeneratorSplit { start: s as u64, end: u64::MAX, stride: p }).collect())
+    }
 }
 
 /// Generates the records of its [`GeneratorSplit`]s.
 pub struct DataGeneratorReader<T, F> {
     generator: F,
     splits: VecDeque<GeneratorSplit>,
-    /// The current split: the next index, how many are left and the step between them.
+    /// The current split: the next index, where it ends, how many are left and the step
+    /// between them.
     next: u64,
+    end: u64,
     left: u64,
     stride: u64,
     limiter: Option<RateLimiter>,
@@ -234,6 +230,7 @@ where
                 return Ok(ReaderStatus::NeedsSplit);
             };
             self.next = split.start;
+            self.end = split.end;
             self.left = split.len();
             self.stride = split.stride.max(1);
         }
@@ -253,6 +250,16 @@ where
         self.next = index;
         self.left -= n;
         Ok(ReaderStatus::MoreAvailable)
+    }
+
+    /// The rest of the current split (from the next index on) and the splits not started.
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<GeneratorSplit>> {
+        let current = (self.left > 0).then_some(GeneratorSplit {
+            start: self.next,
+            end: self.end,
+            stride: self.stride,
+        });
+        Ok(current.into_iter().chain(self.splits.iter().cloned()).collect())
     }
 }
 
@@ -366,12 +373,12 @@ impl Source for NumberSequenceSource {
                 from: self.nth(count * k / parts),
                 to: self.nth(count * (k + 1) / parts - 1),
             })
-            .collect();
-        Ok(Box::new(SplitQueue { splits }))
+            .collect::<Vec<_>>();
+        Ok(Box::new(SplitQueue::new(splits)))
     }
 
     fn create_reader(&self, _ctx: &ReaderContext) -> Result<NumberSequenceReader> {
-        Ok(NumberSequenceReader { splits: VecDeque::new(), next: 0, left: 0 })
+        Ok(NumberSequenceReader { splits: VecDeque::new(), next: 0, to: 0, left: 0 })
     }
 }
 
@@ -386,6 +393,8 @@ impl NumberSequenceSource {
 pub struct NumberSequenceReader {
     splits: VecDeque<NumberSequenceSplit>,
     next: i64,
+    /// The last number of the current split.
+    to: i64,
     /// Numbers left in the current split; one split may hold all 2^64 `i64`s.
     left: u128,
 }
@@ -405,6 +414,7 @@ impl SourceReader for NumberSequenceReader {
                 return Ok(ReaderStatus::NeedsSplit);
             };
             self.next = split.from;
+            self.to = split.to;
             self.left = NumberSequenceSource::new(split.from, split.to).count();
         }
         let n = (out.remaining() as u128).min(self.left);
@@ -416,6 +426,12 @@ impl SourceReader for NumberSequenceReader {
         self.next = value;
         self.left -= n;
         Ok(ReaderStatus::MoreAvailable)
+    }
+
+    /// The rest of the current split (from the next number on) and the splits not started.
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<NumberSequenceSplit>> {
+        let current = (self.left > 0).then_some(NumberSequenceSplit { from: self.next, to: self.to });
+        Ok(current.into_iter().chain(self.splits.iter().cloned()).collect())
     }
 }
 
@@ -470,6 +486,37 @@ mod tests {
                 assert_eq!(all, want, "parallelism {parallelism}, count {count}");
             }
         }
+    }
+
+    #[test]
+    fn restored_readers_and_enumerators_go_on_where_they_were() {
+        use crate::connectors::conformance::assert_restores_change_nothing;
+        assert_restores_change_nothing(&DataGeneratorSource::new(|i| i * 2, 61));
+        assert_restores_change_nothing(&DataGeneratorSource::new(|i| i, 0));
+        assert_restores_change_nothing(&NumberSequenceSource::new(-20, 40));
+        assert_restores_change_nothing(&NumberSequenceSource::new(i64::MAX - 30, i64::MAX));
+        assert_restores_change_nothing(&NumberSequenceSource::new(5, 4));
+    }
+
+    #[test]
+    fn an_unbounded_generator_resumes_each_reader_from_its_next_index() {
+        let source = DataGeneratorSource::unbounded(|i| i);
+        let mut enumerator = source.create_enumerator(2).unwrap();
+        let mut reader = source.create_reader(&ctx(0, 2)).unwrap();
+        let SplitAssignment::Split(split) = enumerator.request_split(0).unwrap() else { panic!() };
+        reader.add_split(split).unwrap();
+        let mut out = SourceOutput::new(7);
+        reader.poll_next(&mut out).unwrap();
+        assert_eq!(out.take().values, (0..7).map(|k| 2 * k).collect::<Vec<u64>>());
+        // Subtask 1 has not asked yet: its split is the enumerator's state.
+        let left = enumerator.snapshot_state(1).unwrap();
+        assert_eq!(left, vec![GeneratorSplit { start: 1, end: u64::MAX, stride: 2 }]);
+        let mut restored = source.create_reader(&ctx(0, 2)).unwrap();
+        for split in reader.snapshot_state(1).unwrap() {
+            restored.add_split(split).unwrap();
+        }
+        restored.poll_next(&mut out).unwrap();
+        assert_eq!(out.take().values, (7..14).map(|k| 2 * k).collect::<Vec<u64>>());
     }
 
     #[test]

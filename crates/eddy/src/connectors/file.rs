@@ -155,6 +155,10 @@ impl SplitEnumerator<FileSplit> for FileSplitEnumerator {
             None => SplitAssignment::NoMoreSplits,
         })
     }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<FileSplit>> {
+        Ok(self.splits.iter().cloned().collect())
+    }
 }
 
 /// Reads the lines of its [`FileSplit`]s, a batch per poll.
@@ -197,6 +201,19 @@ impl SourceReader for TextFileReader {
                 return Ok(ReaderStatus::MoreAvailable);
             }
         }
+    }
+
+    /// The split being read, from the byte offset of its next unread line, and the splits not
+    /// opened yet. A split restored at an offset inside the file skips to the next line start
+    /// like any split does, and the byte before that offset is the previous line's `\n`, so
+    /// the restored reader goes on with exactly the next line.
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<FileSplit>> {
+        let current = self.current.as_ref().filter(|c| c.pos < c.split.end).map(|c| FileSplit {
+            path: c.split.path.clone(),
+            start: c.pos,
+            end: c.split.end,
+        });
+        Ok(current.into_iter().chain(self.pending.iter().cloned()).collect())
     }
 
     fn close(&mut self) -> Result<()> {
@@ -412,6 +429,42 @@ mod tests {
         check_file("ünïcödé → lines\nwith multibyte 字符 split anywhere\n日本語");
         let long: String = (0..200).map(|i| format!("line {i} {}\n", "x".repeat(i % 13))).collect();
         check_file(&long);
+    }
+
+    #[test]
+    fn a_restored_reader_goes_on_with_the_next_line() {
+        use crate::connectors::conformance::assert_restores_change_nothing;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        let content: String = (0..40).map(|i| format!("line {i}{}\n", "x".repeat(i % 7))).collect();
+        std::fs::write(&path, format!("{content}no newline at the end")).unwrap();
+        for split_size in [1, 16, 100, 10_000] {
+            assert_restores_change_nothing(&TextFileSource::new(&path).with_split_size(split_size));
+        }
+        std::fs::write(&path, "a\r\nb\r\n\r\nc\r\n").unwrap();
+        assert_restores_change_nothing(&TextFileSource::new(&path).with_split_size(3));
+    }
+
+    #[test]
+    fn a_reader_snapshot_is_the_byte_offset_of_its_next_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        std::fs::write(&path, "aa\nbbb\nc\nd\ne\nf\n").unwrap();
+        let mut reader = TextFileReader::new();
+        reader.add_split(FileSplit { path: path.clone(), start: 0, end: 13 }).unwrap();
+        let mut out = SourceOutput::new(BATCH);
+        reader.poll_next(&mut out).unwrap();
+        assert_eq!(out.take().values, vec!["aa", "bbb", "c", "d"]);
+        assert_eq!(
+            reader.snapshot_state(1).unwrap(),
+            vec![FileSplit { path: path.clone(), start: 11, end: 13 }]
+        );
+        let mut restored = TextFileReader::new();
+        for split in reader.snapshot_state(1).unwrap() {
+            restored.add_split(split).unwrap();
+        }
+        restored.poll_next(&mut out).unwrap();
+        assert_eq!(out.take().values, vec!["e"], "the split owns the lines starting before byte 13");
     }
 
     #[test]

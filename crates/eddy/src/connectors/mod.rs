@@ -5,6 +5,8 @@
 //! these are the ones Flink ships with its core API.
 
 mod collection;
+#[cfg(test)]
+mod conformance;
 pub mod datagen;
 pub mod file;
 mod print;

@@ -151,6 +151,10 @@ impl SplitEnumerator<SocketSplit> for SocketSplitEnumerator {
             None => SplitAssignment::NoMoreSplits,
         })
     }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<SocketSplit>> {
+        Ok(self.split.iter().cloned().collect())
+    }
 }
 
 enum State {
@@ -199,6 +203,16 @@ impl SourceReader for SocketTextReader {
             State::Reconnecting(at) => self.reconnect(*at),
             State::Connected(_) => self.read(out),
         }
+    }
+
+    /// A socket cannot be rewound: the state is only which server to read from, so a
+    /// restored reader connects again and what the server sent while the job was down, or
+    /// had not been emitted yet, is lost (as with Flink's socket source).
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<SocketSplit>> {
+        Ok(match self.state {
+            State::Ended => Vec::new(),
+            _ => self.split.iter().cloned().collect(),
+        })
     }
 
     fn close(&mut self) -> Result<()> {

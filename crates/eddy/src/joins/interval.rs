@@ -11,6 +11,7 @@
 //! dropped (or sent to a side output), and each buffered element is removed by an event-time
 //! cleanup timer once no element that is not late could still join it.
 
+use crate::operators::NOT_CHECKPOINTED;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -467,6 +468,12 @@ where
     KR: Fn(&R) -> K + Send + 'static,
     P: ProcessJoinFunction<L, R, O>,
 {
+    /// Window and join state is not in checkpoints yet: a checkpoint fails loudly instead of
+    /// restoring this operator empty while its sources resume mid-stream.
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        Err(eddy_core::EddyError::InvalidJob(NOT_CHECKPOINTED.into()))
+    }
+
     type In1 = L;
     type In2 = R;
     type Out = O;

@@ -15,6 +15,7 @@
 //! timer, then every processing-time timer, and the timer service is quiesced, as in Flink's
 //! batch timer service: timers registered while these fire are ignored.
 
+use crate::operators::NOT_CHECKPOINTED;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::marker::PhantomData;
@@ -543,6 +544,12 @@ where
     Tr: Trigger<T, A::Window>,
     C: WindowContents<T, K, A::Window>,
 {
+    /// Window and join state is not in checkpoints yet: a checkpoint fails loudly instead of
+    /// restoring this operator empty while its sources resume mid-stream.
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        Err(eddy_core::EddyError::InvalidJob(NOT_CHECKPOINTED.into()))
+    }
+
     type In = T;
     type Out = C::Out;
 

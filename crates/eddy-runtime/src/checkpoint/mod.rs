@@ -1,0 +1,352 @@
+//! Checkpoints: asynchronous barrier snapshots (Chandy–Lamport, as in Flink).
+//!
+//! A checkpoint is a consistent cut through a running job: the state of every operator as it
+//! was after exactly the records before the cut, and the position of every source at the cut.
+//! It is taken without stopping the job:
+//!
+//! 1. The [`CheckpointCoordinator`] (in the job master) snapshots the sources' split
+//!    enumerators and asks every source task to start checkpoint `n`.
+//! 2. A source task records its readers' positions and sends a
+//!    [`CheckpointBarrier`](eddy_core::CheckpointBarrier) `n` down every output channel, between
+//!    two batches.
+//! 3. A task with several input channels *aligns* the barriers ([`barrier`]): in
+//!    EXACTLY_ONCE mode it stops reading a channel once its barrier `n` arrived, until barrier
+//!    `n` has arrived on every channel (end of input counts as a barrier); in AT_LEAST_ONCE mode
+//!    it keeps reading. Then it snapshots its chained operators in chain order
+//!    (`OneInputOperator::snapshot_state`), sends the barrier on, and acknowledges checkpoint
+//!    `n` to the coordinator with the state bytes of each operator.
+//! 4. When every task has acknowledged (a finished task counts as acknowledged), the
+//!    coordinator writes the checkpoint to its [`storage`] and notifies every task, which calls
+//!    `notify_checkpoint_complete` on its operators.
+//!
+//! When an attempt fails and the restart strategy restarts the job, the next attempt is built
+//! from the latest completed checkpoint: every operator gets its bytes back through
+//! `initialize_state` before it opens, sources resume from their recorded split positions and
+//! the enumerators from their remaining splits. State is addressed by the operator's stable id
+//! ([`operator_id`]: its uid, else its position in the graph) and the subtask index, so it can
+//! later be redistributed when the parallelism changes.
+//!
+//! The pieces are shaped for the cluster too: barriers are stream elements and cross remote
+//! channels like records; a task talks to its coordinator only through a
+//! [`TaskCheckpointing`] (control messages in, acknowledgements out).
+
+pub mod barrier;
+pub mod coordinator;
+pub mod storage;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use eddy_core::config::{options, CheckpointingMode};
+use eddy_core::{CheckpointType, Configuration, EddyError, Result};
+
+pub use coordinator::{CheckpointCoordinator, CheckpointStats};
+pub use storage::{CheckpointStorage, CompletedCheckpointStore};
+
+pub use crate::jobgraph::operator_id;
+
+/// How a job is checkpointed: Flink's `execution.checkpointing.*` and `state.checkpoints.*`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointConfig {
+    /// `execution.checkpointing.interval`; `None`: checkpointing is off.
+    pub interval: Option<Duration>,
+    pub mode: CheckpointingMode,
+    /// A checkpoint not complete after this long is aborted.
+    pub timeout: Duration,
+    /// The least time between the end of one checkpoint and the start of the next.
+    pub min_pause: Duration,
+    pub max_concurrent: usize,
+    /// Consecutive failed checkpoints the job tolerates.
+    pub tolerable_failures: usize,
+    /// `state.checkpoints.dir`; `None`: completed checkpoints are kept in memory.
+    pub directory: Option<PathBuf>,
+    pub num_retained: usize,
+}
+
+impl Default for CheckpointConfig {
+    /// Checkpointing off, every other setting at Flink's default.
+    fn default() -> Self {
+        CheckpointConfig {
+            interval: None,
+            mode: CheckpointingMode::ExactlyOnce,
+            timeout: Duration::from_secs(600),
+            min_pause: Duration::ZERO,
+            max_concurrent: 1,
+            tolerable_failures: 0,
+            directory: None,
+            num_retained: 1,
+        }
+    }
+}
+
+impl CheckpointConfig {
+    /// The settings `config` asks for; a bad value is an [`EddyError::Config`] naming its key.
+    pub fn from_configuration(config: &Configuration) -> Result<Self> {
+        Ok(CheckpointConfig {
+            interval: config.get_optional(&options::CHECKPOINTING_INTERVAL)?,
+            mode: config.get(&options::CHECKPOINTING_MODE)?,
+            timeout: config.get(&options::CHECKPOINTING_TIMEOUT)?,
+            min_pause: config.get(&options::CHECKPOINTING_MIN_PAUSE)?,
+            max_concurrent: config.get(&options::CHECKPOINTING_MAX_CONCURRENT)?,
+            tolerable_failures: config.get(&options::CHECKPOINTING_TOLERABLE_FAILURES)?,
+            directory: config.get_optional(&options::CHECKPOINTS_DIRECTORY)?.map(PathBuf::from),
+            num_retained: config.get(&options::CHECKPOINTS_NUM_RETAINED)?,
+        })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.interval.is_some()
+    }
+}
+
+/// The state one operator of a task wrote for one checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorSnapshot {
+    /// The operator's stable id ([`operator_id`]).
+    pub operator_id: Arc<str>,
+    /// `None`: the operator keeps no state.
+    pub state: Option<Vec<u8>>,
+}
+
+/// What a task collects while a barrier passes through its chain: one entry per operator, in
+/// chain order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSnapshot {
+    pub checkpoint_id: u64,
+    pub operators: Vec<OperatorSnapshot>,
+}
+
+impl TaskSnapshot {
+    pub fn new(checkpoint_id: u64) -> Self {
+        TaskSnapshot { checkpoint_id, operators: Vec::new() }
+    }
+
+    pub fn push(&mut self, operator_id: &Arc<str>, state: Option<Vec<u8>>) {
+        self.operators.push(OperatorSnapshot { operator_id: operator_id.clone(), state });
+    }
+}
+
+/// What the coordinator tells a running task, between two of its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskControl {
+    /// Sent to source tasks: start checkpoint `barrier.id` by injecting the barrier.
+    TriggerCheckpoint(eddy_core::CheckpointBarrier),
+    /// Every task acknowledged the checkpoint and it is stored.
+    CheckpointComplete(u64),
+    /// The checkpoint was given up (timeout, decline, failure): stop aligning for it.
+    CheckpointAborted(u64),
+}
+
+/// A task's answer to a checkpoint, as the coordinator receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskResponse {
+    Acknowledge {
+        vertex: usize,
+        subtask: usize,
+        snapshot: TaskSnapshot,
+    },
+    /// The task cannot take part in the checkpoint (a source that cannot record its position).
+    Decline {
+        vertex: usize,
+        subtask: usize,
+        checkpoint_id: u64,
+        reason: String,
+    },
+}
+
+/// Where a task sends its acknowledgements: the local coordinator's event queue, or (on a
+/// cluster, later) an RPC to the job master.
+pub trait CheckpointResponder: Send + Sync {
+    fn respond(&self, response: TaskResponse);
+}
+
+/// A task's end of the checkpoint protocol: its control inbox and its responder. Disabled
+/// when the job does not checkpoint; then every method is a no-op.
+pub struct TaskCheckpointing {
+    mode: Option<CheckpointingMode>,
+    vertex: usize,
+    subtask: usize,
+    inbox: Option<Receiver<TaskControl>>,
+    responder: Option<Arc<dyn CheckpointResponder>>,
+}
+
+impl fmt::Debug for TaskCheckpointing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskCheckpointing")
+            .field("mode", &self.mode)
+            .field("vertex", &self.vertex)
+            .field("subtask", &self.subtask)
+            .finish()
+    }
+}
+
+impl Default for TaskCheckpointing {
+    fn default() -> Self {
+        Self::disabled()
+    }
+}
+
+impl TaskCheckpointing {
+    /// For jobs without checkpoints: barriers are dropped, nothing is acknowledged.
+    pub fn disabled() -> Self {
+        TaskCheckpointing { mode: None, vertex: 0, subtask: 0, inbox: None, responder: None }
+    }
+
+    /// Subtask `subtask` of vertex `vertex`, reading `inbox` and answering to `responder`.
+    pub fn new(
+        mode: CheckpointingMode,
+        vertex: usize,
+        subtask: usize,
+        inbox: Receiver<TaskControl>,
+        responder: Arc<dyn CheckpointResponder>,
+    ) -> Self {
+        TaskCheckpointing {
+            mode: Some(mode),
+            vertex,
+            subtask,
+            inbox: Some(inbox),
+            responder: Some(responder),
+        }
+    }
+
+    /// `None` when the job does not checkpoint.
+    pub fn mode(&self) -> Option<CheckpointingMode> {
+        self.mode
+    }
+
+    /// The next control message, if one is waiting.
+    #[inline]
+    pub fn poll(&self) -> Option<TaskControl> {
+        self.inbox.as_ref()?.try_recv().ok()
+    }
+
+    /// Waits up to `timeout` for a control message; without checkpoints, just waits.
+    pub fn wait(&self, timeout: Duration) -> Option<TaskControl> {
+        match &self.inbox {
+            Some(inbox) => match inbox.recv_timeout(timeout) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => None,
+                // The coordinator is gone (the attempt is ending): wait as without checkpoints.
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(timeout);
+                    None
+                }
+            },
+            None => {
+                std::thread::sleep(timeout);
+                None
+            }
+        }
+    }
+
+    pub fn acknowledge(&self, snapshot: TaskSnapshot) {
+        if let Some(r) = &self.responder {
+            r.respond(TaskResponse::Acknowledge { vertex: self.vertex, subtask: self.subtask, snapshot });
+        }
+    }
+
+    pub fn decline(&self, checkpoint_id: u64, reason: String) {
+        if let Some(r) = &self.responder {
+            let (vertex, subtask) = (self.vertex, self.subtask);
+            r.respond(TaskResponse::Decline { vertex, subtask, checkpoint_id, reason });
+        }
+    }
+}
+
+/// What an operator starts from when a task is built: its id and, after a restore, its state.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorInit {
+    /// The operator's stable id ([`operator_id`]).
+    pub operator_id: Arc<str>,
+    /// The bytes the operator wrote for the checkpoint the job restores from.
+    pub restored: Option<Vec<u8>>,
+    /// The subtask had finished before the checkpoint: it must not emit its end-of-input
+    /// results again.
+    pub finished: bool,
+}
+
+impl OperatorInit {
+    /// A fresh operator (no restore).
+    pub fn fresh(operator_id: impl Into<Arc<str>>) -> Self {
+        OperatorInit { operator_id: operator_id.into(), restored: None, finished: false }
+    }
+}
+
+/// The state of one subtask of one operator in a completed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubtaskState {
+    /// The subtask had finished before the checkpoint was taken.
+    pub finished: bool,
+    /// The bytes its `snapshot_state` returned; `None`: no state.
+    pub state: Option<Vec<u8>>,
+}
+
+/// The state of one operator in a completed checkpoint, for all its subtasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorState {
+    /// The operator's stable id ([`operator_id`]).
+    pub id: String,
+    pub uid: Option<String>,
+    pub name: String,
+    pub parallelism: usize,
+    pub max_parallelism: usize,
+    /// State kept outside the subtasks: a source's split enumerator.
+    pub coordinator: Option<Vec<u8>>,
+    /// One entry per subtask, by index.
+    pub subtasks: Vec<SubtaskState>,
+}
+
+/// A checkpoint every task acknowledged: what a restore starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedCheckpoint {
+    pub job_id: String,
+    pub id: u64,
+    /// When it was triggered, in ms since the epoch.
+    pub timestamp: i64,
+    pub kind: CheckpointType,
+    /// In graph order.
+    pub operators: Vec<OperatorState>,
+}
+
+impl CompletedCheckpoint {
+    pub fn operator(&self, id: &str) -> Option<&OperatorState> {
+        self.operators.iter().find(|o| o.id == id)
+    }
+
+    /// The total size of the state bytes.
+    pub fn state_size(&self) -> usize {
+        let subtasks = |o: &OperatorState| -> usize {
+            o.subtasks.iter().map(|s| s.state.as_ref().map_or(0, Vec::len)).sum()
+        };
+        self.operators.iter().map(|o| subtasks(o) + o.coordinator.as_ref().map_or(0, Vec::len)).sum()
+    }
+
+    /// What operator `id`'s subtask `subtask` starts from; an operator the checkpoint does not
+    /// know starts empty (it was added since). The parallelism must be the one checkpointed
+    /// (rescaling is not supported yet).
+    pub fn operator_init(&self, id: &str, subtask: usize, parallelism: usize) -> Result<OperatorInit> {
+        let Some(op) = self.operator(id) else {
+            return Ok(OperatorInit::fresh(id));
+        };
+        if op.parallelism != parallelism {
+            return Err(EddyError::InvalidJob(format!(
+                "cannot restore '{}' (operator {id}) from checkpoint {}: it ran with parallelism {} there \
+                 and has {parallelism} now; changing the parallelism of a restored job is not supported yet",
+                op.name, self.id, op.parallelism
+            )));
+        }
+        let s = op.subtasks.get(subtask).cloned().unwrap_or_default();
+        Ok(OperatorInit { operator_id: id.into(), restored: s.state, finished: s.finished })
+    }
+}
+
+/// The channel a task's control messages travel on.
+pub fn control_channel() -> (Sender<TaskControl>, Receiver<TaskControl>) {
+    crossbeam_channel::unbounded()
+}
+
+#[cfg(test)]
+mod tests;

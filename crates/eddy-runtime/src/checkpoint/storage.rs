@@ -1,0 +1,581 @@
+//! Where completed checkpoints are kept, and how many.
+//!
+//! - [`JobManagerCheckpointStorage`] (the default, Flink's JobManager-heap storage): completed
+//!   checkpoints stay in the job master's memory. They serve restarts within the process and
+//!   are gone with it.
+//! - [`FileSystemCheckpointStorage`] (`state.checkpoints.dir`): every completed checkpoint is a
+//!   directory `<dir>/<job-id>/chk-<n>/` holding one file per operator subtask that has state
+//!   (`<operator-id>-<subtask>`), one per source enumerator (`<operator-id>-coordinator`) and
+//!   a `_metadata` file: JSON with a format version, the checkpoint's id, timestamp and kind,
+//!   and for every operator its id, uid, name, parallelism and max parallelism and, per
+//!   subtask, whether it had finished and its state file's name, size and CRC-32.
+//!
+//! A checkpoint is written into `chk-<n>.inprogress`, every file synced, and only then renamed
+//! to `chk-<n>`: a crash leaves at worst an `.inprogress` directory, never a `chk-<n>` that
+//! looks complete and is not. Reading one back checks every size and checksum; a missing,
+//! short or corrupt file is an error naming the file.
+//!
+//! [`CompletedCheckpointStore`] keeps the newest `state.checkpoints.num-retained` checkpoints
+//! and discards older ones. A restore takes the newest that reads back intact and falls back
+//! to older ones (with a warning) when it does not; when none does, the restore fails with
+//! every reason rather than silently starting from wrong state.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use eddy_core::{CheckpointType, EddyError, Result};
+use serde::{Deserialize, Serialize};
+
+use super::{CompletedCheckpoint, OperatorState, SubtaskState};
+
+/// The name of the metadata file inside a checkpoint directory.
+pub const METADATA_FILE: &str = "_metadata";
+/// The version of the `_metadata` format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_NAME: &str = "eddy-checkpoint";
+
+/// A completed checkpoint as kept by a [`CheckpointStorage`].
+#[derive(Debug, Clone)]
+pub struct StoredCheckpoint {
+    pub id: u64,
+    pub location: CheckpointLocation,
+}
+
+#[derive(Debug, Clone)]
+pub enum CheckpointLocation {
+    Memory(Arc<CompletedCheckpoint>),
+    /// A `chk-<n>` directory.
+    Directory(PathBuf),
+}
+
+/// Where completed checkpoints are written and read back (Flink's `CheckpointStorage`).
+pub trait CheckpointStorage: Send {
+    /// `jobmanager` or the job's checkpoint directory, for logs.
+    fn describe(&self) -> String;
+    /// Persists a completed checkpoint; returns where it is.
+    fn store(&mut self, checkpoint: &Arc<CompletedCheckpoint>) -> Result<StoredCheckpoint>;
+    /// Reads a stored checkpoint back, checking it is intact.
+    fn load(&self, stored: &StoredCheckpoint) -> Result<Arc<CompletedCheckpoint>>;
+    /// Deletes a checkpoint that is no longer retained.
+    fn discard(&mut self, stored: &StoredCheckpoint) -> Result<()>;
+}
+
+/// Keeps completed checkpoints in memory (Flink's JobManager-heap storage).
+#[derive(Debug, Default)]
+pub struct JobManagerCheckpointStorage;
+
+impl CheckpointStorage for JobManagerCheckpointStorage {
+    fn describe(&self) -> String {
+        "jobmanager (in memory)".to_string()
+    }
+
+    fn store(&mut self, checkpoint: &Arc<CompletedCheckpoint>) -> Result<StoredCheckpoint> {
+        Ok(StoredCheckpoint { id: checkpoint.id, location: CheckpointLocation::Memory(checkpoint.clone()) })
+    }
+
+    fn load(&self, stored: &StoredCheckpoint) -> Result<Arc<CompletedCheckpoint>> {
+        match &stored.location {
+            CheckpointLocation::Memory(c) => Ok(c.clone()),
+            CheckpointLocation::Directory(dir) => read_checkpoint(dir).map(Arc::new),
+        }
+    }
+
+    fn discard(&mut self, _: &StoredCheckpoint) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes completed checkpoints under `<dir>/<job-id>/chk-<n>/`.
+#[derive(Debug, Clone)]
+pub struct FileSystemCheckpointStorage {
+    job_dir: PathBuf,
+}
+
+impl FileSystemCheckpointStorage {
+    /// Checkpoints of job `job_id` under `dir` (`state.checkpoints.dir`).
+    pub fn new(dir: &Path, job_id: &str) -> Self {
+        FileSystemCheckpointStorage { job_dir: dir.join(job_id) }
+    }
+
+    /// `<dir>/<job-id>`.
+    pub fn job_dir(&self) -> &Path {
+        &self.job_dir
+    }
+
+    /// The directory of checkpoint `id`.
+    pub fn checkpoint_dir(&self, id: u64) -> PathBuf {
+        self.job_dir.join(format!("chk-{id}"))
+    }
+}
+
+impl CheckpointStorage for FileSystemCheckpointStorage {
+    fn describe(&self) -> String {
+        self.job_dir.display().to_string()
+    }
+
+    fn store(&mut self, checkpoint: &Arc<CompletedCheckpoint>) -> Result<StoredCheckpoint> {
+        let target = self.checkpoint_dir(checkpoint.id);
+        let temp = self.job_dir.join(format!("chk-{}.inprogress", checkpoint.id));
+        fs::create_dir_all(&self.job_dir)
+            .map_err(|e| EddyError::io("cannot create checkpoint directory", &self.job_dir, e))?;
+        if temp.exists() {
+            fs::remove_dir_all(&temp)
+                .map_err(|e| EddyError::io("cannot remove the unfinished checkpoint", &temp, e))?;
+        }
+        fs::create_dir(&temp).map_err(|e| EddyError::io("cannot create checkpoint directory", &temp, e))?;
+        let written = write_checkpoint(&temp, checkpoint).and_then(|()| {
+            if target.exists() {
+                fs::remove_dir_all(&target)
+                    .map_err(|e| EddyError::io("cannot replace checkpoint directory", &target, e))?;
+            }
+            fs::rename(&temp, &target)
+                .map_err(|e| EddyError::io("cannot move the written checkpoint to", &target, e))?;
+            sync_dir(&self.job_dir)
+        });
+        if let Err(e) = written {
+            let _ = fs::remove_dir_all(&temp);
+            return Err(e);
+        }
+        Ok(StoredCheckpoint { id: checkpoint.id, location: CheckpointLocation::Directory(target) })
+    }
+
+    fn load(&self, stored: &StoredCheckpoint) -> Result<Arc<CompletedCheckpoint>> {
+        match &stored.location {
+            CheckpointLocation::Memory(c) => Ok(c.clone()),
+            CheckpointLocation::Directory(dir) => read_checkpoint(dir).map(Arc::new),
+        }
+    }
+
+    fn discard(&mut self, stored: &StoredCheckpoint) -> Result<()> {
+        match &stored.location {
+            CheckpointLocation::Directory(dir) => {
+                fs::remove_dir_all(dir).map_err(|e| EddyError::io("cannot delete old checkpoint", dir, e))
+            }
+            CheckpointLocation::Memory(_) => Ok(()),
+        }
+    }
+}
+
+/// The completed checkpoints a job keeps: the newest `num_retained`, oldest first.
+pub struct CompletedCheckpointStore {
+    storage: Box<dyn CheckpointStorage>,
+    retained: VecDeque<StoredCheckpoint>,
+    num_retained: usize,
+}
+
+impl CompletedCheckpointStore {
+    pub fn new(storage: Box<dyn CheckpointStorage>, num_retained: usize) -> Self {
+        CompletedCheckpointStore { storage, retained: VecDeque::new(), num_retained: num_retained.max(1) }
+    }
+
+    pub fn describe(&self) -> String {
+        self.storage.describe()
+    }
+
+    /// Stores `checkpoint` and discards what is no longer retained.
+    pub fn add(&mut self, checkpoint: CompletedCheckpoint) -> Result<StoredCheckpoint> {
+        let stored = self.storage.store(&Arc::new(checkpoint))?;
+        self.retained.push_back(stored.clone());
+        while self.retained.len() > self.num_retained {
+            if let Some(old) = self.retained.pop_front() {
+                if let Err(e) = self.storage.discard(&old) {
+                    tracing::warn!(checkpoint_id = old.id, error = %e, "cannot discard an old checkpoint");
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    /// The ids of the retained checkpoints, oldest first.
+    pub fn retained_ids(&self) -> Vec<u64> {
+        self.retained.iter().map(|c| c.id).collect()
+    }
+
+    pub fn retained(&self) -> impl Iterator<Item = &StoredCheckpoint> {
+        self.retained.iter()
+    }
+
+    /// The newest retained checkpoint that reads back intact, falling back to older ones;
+    /// `None` when there is none. When checkpoints are retained but none reads back, the error
+    /// names every one and why.
+    pub fn latest_restorable(&self) -> Result<Option<Arc<CompletedCheckpoint>>> {
+        let mut failures = Vec::new();
+        for stored in self.retained.iter().rev() {
+            match self.storage.load(stored) {
+                Ok(c) => {
+                    if !failures.is_empty() {
+                        tracing::warn!(checkpoint_id = c.id, skipped = %failures.join("; "),
+                            "restoring from an older checkpoint: the newer ones cannot be read");
+                    }
+                    return Ok(Some(c));
+                }
+                Err(e) => failures.push(format!("checkpoint {}: {e}", stored.id)),
+            }
+        }
+        if failures.is_empty() {
+            Ok(None)
+        } else {
+            Err(EddyError::user(format!(
+                "cannot restore the job: no retained checkpoint can be read ({})",
+                failures.join("; ")
+            )))
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Metadata {
+    format: String,
+    version: u32,
+    job_id: String,
+    checkpoint_id: u64,
+    timestamp: i64,
+    kind: CheckpointType,
+    operators: Vec<OperatorMetadata>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OperatorMetadata {
+    id: String,
+    uid: Option<String>,
+    name: String,
+    parallelism: usize,
+    max_parallelism: usize,
+    coordinator: Option<FileMetadata>,
+    subtasks: Vec<SubtaskMetadata>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SubtaskMetadata {
+    subtask: usize,
+    finished: bool,
+    state: Option<FileMetadata>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FileMetadata {
+    file: String,
+    size: u64,
+    /// CRC-32 (IEEE) of the file's bytes, 8 hex digits.
+    crc32: String,
+}
+
+fn write_checkpoint(dir: &Path, c: &CompletedCheckpoint) -> Result<()> {
+    let mut operators = Vec::with_capacity(c.operators.len());
+    for op in &c.operators {
+        let coordinator = match &op.coordinator {
+            Some(bytes) => Some(write_state_file(dir, &format!("{}-coordinator", op.id), bytes)?),
+            None => None,
+        };
+        let mut subtasks = Vec::with_capacity(op.subtasks.len());
+        for (i, s) in op.subtasks.iter().enumerate() {
+            let state = match &s.state {
+                Some(bytes) => Some(write_state_file(dir, &format!("{}-{i}", op.id), bytes)?),
+                None => None,
+            };
+            subtasks.push(SubtaskMetadata { subtask: i, finished: s.finished, state });
+        }
+        operators.push(OperatorMetadata {
+            id: op.id.clone(),
+            uid: op.uid.clone(),
+            name: op.name.clone(),
+            parallelism: op.parallelism,
+            max_parallelism: op.max_parallelism,
+            coordinator,
+            subtasks,
+        });
+    }
+    let metadata = Metadata {
+        format: FORMAT_NAME.to_string(),
+        version: FORMAT_VERSION,
+        job_id: c.job_id.clone(),
+        checkpoint_id: c.id,
+        timestamp: c.timestamp,
+        kind: c.kind,
+        operators,
+    };
+    let json = serde_json::to_vec_pretty(&metadata).map_err(EddyError::user)?;
+    write_synced(&dir.join(METADATA_FILE), &json)?;
+    sync_dir(dir)
+}
+
+fn write_state_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileMetadata> {
+    write_synced(&dir.join(name), bytes)?;
+    Ok(FileMetadata {
+        file: name.to_string(),
+        size: bytes.len() as u64,
+        crc32: format!("{:08x}", crc32(bytes)),
+    })
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| EddyError::io("cannot create checkpoint file", path, e))?;
+    f.write_all(bytes).map_err(|e| EddyError::io("cannot write checkpoint file", path, e))?;
+    f.sync_all().map_err(|e| EddyError::io("cannot sync checkpoint file", path, e))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    // Makes the directory entries (new files, a rename) durable; not possible on every
+    // platform, where the data files' own sync has to do.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads the checkpoint in directory `dir` (a `chk-<n>`), checking every file.
+pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint> {
+    let metadata_path = dir.join(METADATA_FILE);
+    let text = fs::read(&metadata_path)
+        .map_err(|e| EddyError::io("cannot read checkpoint metadata", &metadata_path, e))?;
+    let bad = |reason: String| EddyError::BadInput { location: metadata_path.display().to_string(), reason };
+    let m: Metadata =
+        serde_json::from_slice(&text).map_err(|e| bad(format!("not a checkpoint metadata file: {e}")))?;
+    if m.format != FORMAT_NAME || m.version != FORMAT_VERSION {
+        return Err(bad(format!(
+            "format {} version {}, this build reads {FORMAT_NAME} version {FORMAT_VERSION}",
+            m.format, m.version
+        )));
+    }
+    let mut operators = Vec::with_capacity(m.operators.len());
+    for op in m.operators {
+        if op.subtasks.len() != op.parallelism || op.subtasks.iter().enumerate().any(|(i, s)| s.subtask != i)
+        {
+            return Err(bad(format!(
+                "operator {} lists {} subtasks for parallelism {}",
+                op.id,
+                op.subtasks.len(),
+                op.parallelism
+            )));
+        }
+        let coordinator = match &op.coordinator {
+            Some(f) => Some(read_state_file(dir, f, &metadata_path)?),
+            None => None,
+        };
+        let mut subtasks = Vec::with_capacity(op.subtasks.len());
+        for s in &op.subtasks {
+            let state = match &s.state {
+                Some(f) => Some(read_state_file(dir, f, &metadata_path)?),
+                None => None,
+            };
+            subtasks.push(SubtaskState { finished: s.finished, state });
+        }
+        operators.push(OperatorState {
+            id: op.id,
+            uid: op.uid,
+            name: op.name,
+            parallelism: op.parallelism,
+            max_parallelism: op.max_parallelism,
+            coordinator,
+            subtasks,
+        });
+    }
+    Ok(CompletedCheckpoint {
+        job_id: m.job_id,
+        id: m.checkpoint_id,
+        timestamp: m.timestamp,
+        kind: m.kind,
+        operators,
+    })
+}
+
+fn read_state_file(dir: &Path, f: &FileMetadata, metadata_path: &Path) -> Result<Vec<u8>> {
+    let plain = !f.file.is_empty()
+        && !f.file.starts_with('.')
+        && !f.file.contains(['/', '\\'])
+        && f.file != METADATA_FILE;
+    if !plain {
+        return Err(EddyError::BadInput {
+            location: metadata_path.display().to_string(),
+            reason: format!("{:?} is not the name of a state file", f.file),
+        });
+    }
+    let path = dir.join(&f.file);
+    let bytes = fs::read(&path).map_err(|e| EddyError::io("cannot read checkpoint state file", &path, e))?;
+    let bad = |reason: String| EddyError::BadInput { location: path.display().to_string(), reason };
+    if bytes.len() as u64 != f.size {
+        return Err(bad(format!("{} bytes, the metadata says {}", bytes.len(), f.size)));
+    }
+    let actual = format!("{:08x}", crc32(&bytes));
+    if !actual.eq_ignore_ascii_case(&f.crc32) {
+        return Err(bad(format!("checksum {actual}, the metadata says {}: the file is corrupt", f.crc32)));
+    }
+    Ok(bytes)
+}
+
+/// CRC-32 (IEEE 802.3, as zlib and gzip compute it).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                k += 1;
+            }
+            table[i] = c;
+            i += 1;
+        }
+        table
+    };
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc = TABLE[((crc ^ b as u32) & 0xFF) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(id: u64) -> CompletedCheckpoint {
+        CompletedCheckpoint {
+            job_id: "job".into(),
+            id,
+            timestamp: 1_700_000_000_000 + id as i64,
+            kind: CheckpointType::Checkpoint,
+            operators: vec![
+                OperatorState {
+                    id: "aaaa".into(),
+                    uid: Some("source".into()),
+                    name: "Source: numbers".into(),
+                    parallelism: 2,
+                    max_parallelism: 128,
+                    coordinator: Some(vec![9, 9, id as u8]),
+                    subtasks: vec![
+                        SubtaskState { finished: false, state: Some(vec![1, 2, 3, id as u8]) },
+                        SubtaskState { finished: true, state: None },
+                    ],
+                },
+                OperatorState {
+                    id: "bbbb".into(),
+                    uid: None,
+                    name: "Map".into(),
+                    parallelism: 1,
+                    max_parallelism: 128,
+                    coordinator: None,
+                    subtasks: vec![SubtaskState { finished: false, state: Some(Vec::new()) }],
+                },
+            ],
+        }
+    }
+
+    fn file_store(dir: &Path, retained: usize) -> CompletedCheckpointStore {
+        CompletedCheckpointStore::new(Box::new(FileSystemCheckpointStorage::new(dir, "job")), retained)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn a_checkpoint_is_a_directory_of_state_files_and_metadata_that_reads_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = file_store(tmp.path(), 1);
+        store.add(checkpoint(3)).unwrap();
+        let chk = tmp.path().join("job").join("chk-3");
+        assert_eq!(names(&tmp.path().join("job")), vec!["chk-3"]);
+        assert_eq!(names(&chk), vec!["_metadata", "aaaa-0", "aaaa-coordinator", "bbbb-0"]);
+        let meta: serde_json::Value =
+            serde_json::from_slice(&fs::read(chk.join("_metadata")).unwrap()).unwrap();
+        assert_eq!(meta["version"], 1);
+        assert_eq!(meta["checkpoint_id"], 3);
+        assert_eq!(meta["operators"][0]["uid"], "source");
+        assert_eq!(meta["operators"][0]["max_parallelism"], 128);
+        assert_eq!(meta["operators"][0]["subtasks"][0]["state"]["size"], 4);
+        assert_eq!(meta["operators"][0]["subtasks"][1]["finished"], true);
+        let back = store.latest_restorable().unwrap().unwrap();
+        assert_eq!(*back, checkpoint(3));
+    }
+
+    #[test]
+    fn only_the_newest_checkpoints_are_retained() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = file_store(tmp.path(), 2);
+        for id in 1..=4 {
+            store.add(checkpoint(id)).unwrap();
+        }
+        assert_eq!(store.retained_ids(), vec![3, 4]);
+        assert_eq!(names(&tmp.path().join("job")), vec!["chk-3", "chk-4"]);
+        let mut memory = CompletedCheckpointStore::new(Box::new(JobManagerCheckpointStorage), 1);
+        memory.add(checkpoint(1)).unwrap();
+        memory.add(checkpoint(2)).unwrap();
+        assert_eq!(memory.latest_restorable().unwrap().unwrap().id, 2);
+        assert_eq!(memory.retained_ids(), vec![2]);
+    }
+
+    #[test]
+    fn a_corrupt_newest_checkpoint_falls_back_to_an_older_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = file_store(tmp.path(), 2);
+        store.add(checkpoint(1)).unwrap();
+        store.add(checkpoint(2)).unwrap();
+        let state = tmp.path().join("job/chk-2/aaaa-0");
+        fs::write(&state, [1, 2, 3, 7]).unwrap();
+        let err = read_checkpoint(&tmp.path().join("job/chk-2")).unwrap_err().to_string();
+        assert!(err.contains("aaaa-0") && err.contains("corrupt"), "{err}");
+        assert_eq!(store.latest_restorable().unwrap().unwrap().id, 1);
+    }
+
+    #[test]
+    fn a_missing_state_file_or_bad_metadata_is_an_error_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = file_store(tmp.path(), 1);
+        store.add(checkpoint(5)).unwrap();
+        let chk = tmp.path().join("job/chk-5");
+        fs::remove_file(chk.join("aaaa-coordinator")).unwrap();
+        let err = store.latest_restorable().unwrap_err().to_string();
+        assert!(err.contains("aaaa-coordinator") && err.contains("checkpoint 5"), "{err}");
+
+        let mut store = file_store(tmp.path(), 1);
+        store.add(checkpoint(6)).unwrap();
+        let meta = tmp.path().join("job/chk-6/_metadata");
+        let text = fs::read_to_string(&meta).unwrap();
+        fs::write(&meta, &text[..text.len() / 2]).unwrap();
+        let err = store.latest_restorable().unwrap_err().to_string();
+        assert!(err.contains("_metadata") && err.contains("not a checkpoint metadata file"), "{err}");
+
+        fs::write(&meta, text.replace("\"aaaa-0\"", "\"../../escape\"")).unwrap();
+        let err = read_checkpoint(&tmp.path().join("job/chk-6")).unwrap_err().to_string();
+        assert!(err.contains("not the name of a state file"), "{err}");
+
+        fs::write(&meta, text.replace("\"size\": 4", "\"size\": 5")).unwrap();
+        let err = read_checkpoint(&tmp.path().join("job/chk-6")).unwrap_err().to_string();
+        assert!(err.contains("aaaa-0") && err.contains("4 bytes, the metadata says 5"), "{err}");
+
+        fs::remove_file(&meta).unwrap();
+        let err = read_checkpoint(&tmp.path().join("job/chk-6")).unwrap_err().to_string();
+        assert!(err.contains("_metadata"), "{err}");
+    }
+
+    #[test]
+    fn an_unfinished_write_never_looks_like_a_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let job = tmp.path().join("job");
+        // What a crash half-way through writing checkpoint 8 leaves.
+        fs::create_dir_all(job.join("chk-8.inprogress")).unwrap();
+        fs::write(job.join("chk-8.inprogress/aaaa-0"), [1]).unwrap();
+        let mut store = file_store(tmp.path(), 1);
+        assert!(store.latest_restorable().unwrap().is_none());
+        store.add(checkpoint(8)).unwrap();
+        assert_eq!(names(&job), vec!["chk-8"]);
+        assert_eq!(store.latest_restorable().unwrap().unwrap().id, 8);
+    }
+}

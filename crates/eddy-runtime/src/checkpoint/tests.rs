@@ -1,0 +1,292 @@
+//! Barrier alignment in real tasks: pre-filled channels, a task run to its end on the test
+//! thread, and a recording chain. Every element is in its channel before the task starts, so
+//! the order the task sees them in is fixed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use eddy_core::config::{CheckpointingMode, RuntimeMode};
+use eddy_core::{codec, Batch, CheckpointBarrier, CheckpointType, Result, StreamElement};
+
+use super::*;
+use crate::channel::{channel, InputGate, JobSignals};
+use crate::operator::{OperatorContext, TwoInputHead, TwoInputOperator};
+use crate::output::{Emitter, Output};
+use crate::task::{Invokable, OneInputTask, TaskRuntime, TwoInputTask};
+use crate::time::ClockRef;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Records(Vec<u32>),
+    Snapshot(u64),
+    Complete(u64),
+    End,
+}
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<Seen>>>);
+
+impl Recorder {
+    fn take(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Output<u32> for Recorder {
+    fn emit_batch(&mut self, batch: Batch<u32>) -> Result<()> {
+        self.0.lock().unwrap().push(Seen::Records(batch.values));
+        Ok(())
+    }
+    fn emit_watermark(&mut self, _: i64) -> Result<()> {
+        Ok(())
+    }
+    fn emit_idle(&mut self, _: bool) -> Result<()> {
+        Ok(())
+    }
+    fn end_input(&mut self) -> Result<()> {
+        self.0.lock().unwrap().push(Seen::End);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()> {
+        self.0.lock().unwrap().push(Seen::Snapshot(barrier.id));
+        snapshot.push(&Arc::from("recorder"), None);
+        Ok(())
+    }
+    fn notify_checkpoint_complete(&mut self, id: u64) -> Result<()> {
+        self.0.lock().unwrap().push(Seen::Complete(id));
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Responses(Mutex<Vec<TaskResponse>>);
+
+impl CheckpointResponder for Responses {
+    fn respond(&self, response: TaskResponse) {
+        self.0.lock().unwrap().push(response);
+    }
+}
+
+impl Responses {
+    fn acknowledged(&self) -> Vec<TaskSnapshot> {
+        let responses = self.0.lock().unwrap();
+        responses
+            .iter()
+            .filter_map(|r| match r {
+                TaskResponse::Acknowledge { snapshot, .. } => Some(snapshot.clone()),
+                TaskResponse::Decline { .. } => None,
+            })
+            .collect()
+    }
+}
+
+fn barrier(id: u64) -> StreamElement<u32> {
+    StreamElement::CheckpointBarrier(CheckpointBarrier { id, timestamp: 0, kind: CheckpointType::Checkpoint })
+}
+
+fn rec(v: u32) -> StreamElement<u32> {
+    StreamElement::Records(Batch::from_values(vec![v]))
+}
+
+/// A gate over channels already holding `elements` (each list should end with EndOfInput).
+fn filled_gate(elements: Vec<Vec<StreamElement<u32>>>, signals: &Arc<JobSignals>) -> InputGate<u32> {
+    let mut receivers = Vec::new();
+    for list in elements {
+        let (tx, rx) = channel(list.len().max(1), signals.clone());
+        for e in list {
+            tx.send(e).unwrap();
+        }
+        receivers.push(rx);
+    }
+    InputGate::new(receivers)
+}
+
+/// Runs the task to its end; control messages in `before` are waiting in its inbox from the
+/// start.
+fn run(task: Box<dyn Invokable>, mode: CheckpointingMode, before: &[TaskControl]) -> Arc<Responses> {
+    let responses = Arc::new(Responses::default());
+    let (tx, rx) = control_channel();
+    for c in before {
+        tx.send(*c).unwrap();
+    }
+    let rt = TaskRuntime {
+        signals: Arc::new(JobSignals::default()),
+        buffer_timeout: None,
+        clock: ClockRef::system(),
+        checkpoints: TaskCheckpointing::new(mode, 0, 0, rx, responses.clone()),
+    };
+    task.invoke(&rt).unwrap();
+    responses
+}
+
+fn one_input(
+    mode: CheckpointingMode,
+    elements: Vec<Vec<StreamElement<u32>>>,
+    before: &[TaskControl],
+) -> (Vec<Seen>, Arc<Responses>) {
+    let signals = Arc::new(JobSignals::default());
+    let recorder = Recorder::default();
+    let task = OneInputTask::new("test".into(), filled_gate(elements, &signals), Box::new(recorder.clone()));
+    let responses = run(Box::new(task), mode, before);
+    (recorder.take(), responses)
+}
+
+fn position(seen: &[Seen], x: &Seen) -> usize {
+    seen.iter().position(|s| s == x).unwrap_or_else(|| panic!("{x:?} not in {seen:?}"))
+}
+
+#[test]
+fn exactly_once_holds_back_records_after_a_barrier_until_all_channels_delivered_it() {
+    let end = StreamElement::EndOfInput;
+    let channels =
+        vec![vec![rec(1), barrier(1), rec(2), end.clone()], vec![rec(10), rec(11), barrier(1), end]];
+    let (seen, responses) = one_input(CheckpointingMode::ExactlyOnce, channels, &[]);
+    let snapshot = position(&seen, &Seen::Snapshot(1));
+    for before in [1, 10, 11] {
+        assert!(position(&seen, &Seen::Records(vec![before])) < snapshot, "{seen:?}");
+    }
+    // Record 2 followed the barrier on its channel: it is not in checkpoint 1.
+    assert!(position(&seen, &Seen::Records(vec![2])) > snapshot, "{seen:?}");
+    assert_eq!(seen.last(), Some(&Seen::End));
+    let acks = responses.acknowledged();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].checkpoint_id, 1);
+    assert_eq!(&*acks[0].operators[0].operator_id, "recorder");
+}
+
+#[test]
+fn at_least_once_reads_on_and_snapshots_when_the_last_barrier_arrives() {
+    let end = StreamElement::EndOfInput;
+    let channels =
+        vec![vec![rec(1), barrier(1), rec(2), end.clone()], vec![rec(10), rec(11), barrier(1), end]];
+    let (seen, responses) = one_input(CheckpointingMode::AtLeastOnce, channels, &[]);
+    let snapshot = position(&seen, &Seen::Snapshot(1));
+    // Channel 0 was read on after its barrier, so record 2 is in the snapshot (and would be
+    // processed again after a restore).
+    assert!(position(&seen, &Seen::Records(vec![2])) < snapshot, "{seen:?}");
+    assert!(position(&seen, &Seen::Records(vec![11])) < snapshot, "{seen:?}");
+    assert_eq!(responses.acknowledged().len(), 1);
+}
+
+#[test]
+fn a_channel_that_ended_counts_as_its_barrier() {
+    let end = StreamElement::EndOfInput;
+    for mode in [CheckpointingMode::ExactlyOnce, CheckpointingMode::AtLeastOnce] {
+        // Channel 1 ends after the barrier arrived on channel 0: its end completes checkpoint 1.
+        let channels = vec![vec![barrier(1), rec(2), end.clone()], vec![rec(10), end.clone()]];
+        let (seen, responses) = one_input(mode, channels, &[]);
+        let snapshot = position(&seen, &Seen::Snapshot(1));
+        assert!(position(&seen, &Seen::Records(vec![10])) < snapshot, "{mode}: {seen:?}");
+        assert_eq!(responses.acknowledged().len(), 1, "{mode}");
+        // Channel 1 ended before checkpoint 2: only channel 0's barrier is needed.
+        let channels = vec![vec![rec(1), rec(2), barrier(2), rec(3), end.clone()], vec![end.clone()]];
+        let (seen, responses) = one_input(mode, channels, &[]);
+        assert_eq!(
+            seen,
+            vec![
+                Seen::Records(vec![1]),
+                Seen::Records(vec![2]),
+                Seen::Snapshot(2),
+                Seen::Records(vec![3]),
+                Seen::End
+            ]
+        );
+        assert_eq!(responses.acknowledged()[0].checkpoint_id, 2);
+    }
+}
+
+#[test]
+fn an_aborted_checkpoint_unblocks_the_channels_and_is_not_acknowledged() {
+    let end = StreamElement::EndOfInput;
+    let channels = vec![vec![barrier(1), rec(2), end.clone()], vec![end.clone()]];
+    let before = [TaskControl::CheckpointAborted(1), TaskControl::CheckpointComplete(7)];
+    let (seen, responses) = one_input(CheckpointingMode::ExactlyOnce, channels, &before);
+    assert_eq!(seen, vec![Seen::Complete(7), Seen::Records(vec![2]), Seen::End]);
+    assert!(responses.acknowledged().is_empty());
+}
+
+#[test]
+fn a_blocked_channel_is_not_read_until_unblocked() {
+    let signals = Arc::new(JobSignals::default());
+    let (tx0, rx0) = channel(4, signals.clone());
+    let (tx1, rx1) = channel(4, signals.clone());
+    for e in [rec(1), rec(2)] {
+        tx0.send(e).unwrap();
+    }
+    tx1.send(rec(10)).unwrap();
+    let mut gate = InputGate::new(vec![rx0, rx1]);
+    gate.block(0);
+    assert!(gate.is_blocked(0));
+    let deadline = Instant::now();
+    let next = |g: &mut InputGate<u32>| match g.next(deadline).unwrap() {
+        crate::channel::GateEvent::Element(ch, StreamElement::Records(b)) => Some((ch, b.values[0])),
+        _ => None,
+    };
+    assert_eq!(next(&mut gate), Some((1, 10)));
+    assert_eq!(next(&mut gate), None, "channel 0 is blocked, channel 1 is empty");
+    gate.unblock_all();
+    assert_eq!(next(&mut gate), Some((0, 1)));
+    assert_eq!(next(&mut gate), Some((0, 2)));
+}
+
+/// Records the values of both inputs; its state is what it has seen.
+struct Seen2 {
+    seen: Vec<u32>,
+}
+
+impl TwoInputOperator for Seen2 {
+    type In1 = u32;
+    type In2 = u32;
+    type Out = u32;
+
+    fn process_batch1(&mut self, batch: Batch<u32>, _: &mut Emitter<u32>) -> Result<()> {
+        self.seen.extend(batch.values);
+        Ok(())
+    }
+    fn process_batch2(&mut self, batch: Batch<u32>, _: &mut Emitter<u32>) -> Result<()> {
+        self.seen.extend(batch.values);
+        Ok(())
+    }
+    fn snapshot_state(&mut self, _: u64) -> Result<Option<Vec<u8>>> {
+        let mut bytes = Vec::new();
+        codec::encode_value(&self.seen, &mut bytes)?;
+        Ok(Some(bytes))
+    }
+}
+
+fn ctx() -> OperatorContext {
+    OperatorContext {
+        job_name: "test".into(),
+        operator_name: "two".into(),
+        subtask_index: 0,
+        parallelism: 1,
+        max_parallelism: 128,
+        attempt: 0,
+        runtime_mode: RuntimeMode::Streaming,
+        batch_size: 16,
+        clock: ClockRef::system(),
+        auto_watermark_interval: 0,
+    }
+}
+
+#[test]
+fn two_input_tasks_align_across_both_inputs() {
+    let end = StreamElement::EndOfInput;
+    let signals = Arc::new(JobSignals::default());
+    let in1 = filled_gate(vec![vec![rec(1), barrier(1), rec(2), end.clone()]], &signals);
+    let in2 = filled_gate(vec![vec![rec(10), rec(11), rec(12), barrier(1), rec(13), end.clone()]], &signals);
+    let emitter = Emitter::new(Box::new(Recorder::default()), 16);
+    let head =
+        TwoInputHead::open_with_state(Seen2 { seen: Vec::new() }, emitter, ctx(), OperatorInit::fresh("two"))
+            .unwrap();
+    let responses = run(Box::new(TwoInputTask::new(in1, in2, head)), CheckpointingMode::ExactlyOnce, &[]);
+    let acks = responses.acknowledged();
+    assert_eq!(acks.len(), 1);
+    let two = acks[0].operators.iter().find(|o| &*o.operator_id == "two").unwrap();
+    let mut state: Vec<u32> = codec::decode_value(two.state.as_deref().unwrap()).unwrap();
+    state.sort_unstable();
+    assert_eq!(state, vec![1, 10, 11, 12], "exactly the records before both barriers");
+}

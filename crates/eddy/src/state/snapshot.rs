@@ -1,0 +1,249 @@
+//! Snapshots of keyed state, cut by key group, and the typed tables they are taken from.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+
+use eddy_core::codec::{decode_value, encode_value};
+use eddy_core::keygroup::assign_to_key_group;
+use eddy_core::{EddyError, Key, Result};
+use serde::{Deserialize, Serialize};
+
+use super::entry::{Entry, RETURNED};
+use super::ttl::StateTtlConfig;
+use super::{check_max_parallelism, Map, StateKind};
+
+/// The version of the snapshot layout written by this build; restore refuses any other.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+/// All keyed state of one operator instance, as bytes per state and key group.
+///
+/// Serializable with serde (and `eddy_core::codec`): this is what a checkpoint stores for the
+/// keyed state of a subtask. Restoring picks whole key groups out of one or more snapshots, which
+/// is how keyed state is split and merged when the parallelism changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyedStateSnapshot {
+    pub format_version: u32,
+    /// The max parallelism keys were grouped by: restore needs the same.
+    pub max_parallelism: usize,
+    pub states: Vec<StateSnapshot>,
+}
+
+impl KeyedStateSnapshot {
+    pub fn state(&self, name: &str) -> Option<&StateSnapshot> {
+        self.states.iter().find(|s| s.name == name)
+    }
+}
+
+/// One named state of a [`KeyedStateSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateSnapshot {
+    pub name: String,
+    pub kind: StateKind,
+    /// The Rust types of the state's values, which a descriptor must name again to read it.
+    pub value_types: String,
+    /// Whether entries carry TTL timestamps; state restores only into a descriptor that agrees.
+    pub ttl: bool,
+    /// The key groups holding entries, in increasing order.
+    pub key_groups: Vec<KeyGroupState>,
+}
+
+/// The entries of one state whose keys fall in one key group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGroupState {
+    pub key_group: usize,
+    /// `Vec<(key, entry)>` encoded with `eddy_core::codec::encode_value`.
+    pub bytes: Vec<u8>,
+}
+
+/// The states of `snapshots` (of all subtasks before a rescale, or of just one), each holding
+/// the key groups in `range`, and the snapshots' max parallelism.
+///
+/// Checks the layout: one format version and max parallelism, key groups in range and not
+/// twice, one kind and TTL flag per name. The entries are checked when they are decoded.
+pub(crate) fn select_key_groups(
+    snapshots: &[KeyedStateSnapshot],
+    range: RangeInclusive<usize>,
+) -> Result<(usize, Vec<StateSnapshot>)> {
+    let bad = |reason: String| EddyError::BadInput { location: "keyed state snapshot".into(), reason };
+    let Some(max_parallelism) = snapshots.first().map(|s| s.max_parallelism) else {
+        return Ok((0, Vec::new()));
+    };
+    check_max_parallelism(max_parallelism).map_err(|e| bad(e.to_string()))?;
+    if *range.end() >= max_parallelism {
+        return Err(EddyError::InvalidJob(format!(
+            "key groups {range:?} do not exist with max parallelism {max_parallelism}"
+        )));
+    }
+    let mut selected: Vec<StateSnapshot> = Vec::new();
+    for s in snapshots {
+        if s.format_version != SNAPSHOT_FORMAT_VERSION {
+            let v = s.format_version;
+            return Err(bad(format!("format version {v} (this build reads {SNAPSHOT_FORMAT_VERSION})")));
+        }
+        if s.max_parallelism != max_parallelism {
+            let m = s.max_parallelism;
+            return Err(bad(format!(
+                "snapshots of max parallelism {max_parallelism} and {m} cannot be merged"
+            )));
+        }
+        for state in &s.states {
+            let into = match selected.iter().position(|r| r.name == state.name) {
+                Some(i) if !selected[i].same_state_as(state) => {
+                    let name = &state.name;
+                    return Err(bad(format!(
+                        "state '{name}' differs in kind, types or TTL between snapshots"
+                    )));
+                }
+                Some(i) => i,
+                None => {
+                    selected.push(state.header());
+                    selected.len() - 1
+                }
+            };
+            for kg in &state.key_groups {
+                if kg.key_group >= max_parallelism {
+                    let (name, g) = (&state.name, kg.key_group);
+                    return Err(bad(format!(
+                        "state '{name}' has key group {g} of max parallelism {max_parallelism}"
+                    )));
+                }
+                if range.contains(&kg.key_group) {
+                    selected[into].key_groups.push(kg.clone());
+                }
+            }
+        }
+    }
+    for state in &mut selected {
+        state.key_groups.sort_by_key(|kg| kg.key_group);
+        if let Some(w) = state.key_groups.windows(2).find(|w| w[0].key_group == w[1].key_group) {
+            return Err(bad(format!("state '{}' has key group {} twice", state.name, w[0].key_group)));
+        }
+    }
+    Ok((max_parallelism, selected))
+}
+
+impl StateSnapshot {
+    /// Whether `other` is a snapshot of the same kind, types and TTL flag.
+    fn same_state_as(&self, other: &StateSnapshot) -> bool {
+        (self.kind, &self.value_types, self.ttl) == (other.kind, &other.value_types, other.ttl)
+    }
+
+    /// The name, kind, types and TTL flag, without the entries.
+    fn header(&self) -> Self {
+        StateSnapshot {
+            name: self.name.clone(),
+            kind: self.kind,
+            value_types: self.value_types.clone(),
+            ttl: self.ttl,
+            key_groups: Vec::new(),
+        }
+    }
+}
+
+/// A state table of any entry type: what a snapshot and the type checks need.
+pub(crate) trait StateTable<K>: Send {
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn value_types(&self) -> String;
+    fn ttl(&self) -> Option<StateTtlConfig>;
+    fn set_ttl(&mut self, ttl: Option<StateTtlConfig>);
+    fn is_empty(&self) -> bool;
+    fn snapshot(&self, max_parallelism: usize, now: i64) -> Result<Vec<KeyGroupState>>;
+}
+
+/// The entries of one state, by key.
+pub(crate) struct Table<K, E> {
+    pub entries: Map<K, E>,
+    ttl: Option<StateTtlConfig>,
+}
+
+impl<K: Key, E: Entry> Table<K, E> {
+    pub fn new(ttl: Option<StateTtlConfig>) -> Self {
+        Table { entries: Map::default(), ttl }
+    }
+
+    /// Decodes the entries of one key group of state `name` and adds them.
+    pub fn restore_key_group(
+        &mut self,
+        name: &str,
+        max_parallelism: usize,
+        kg: &KeyGroupState,
+    ) -> Result<()> {
+        let bad = |reason: String| EddyError::BadInput {
+            location: format!("keyed state '{name}', key group {}", kg.key_group),
+            reason,
+        };
+        let entries: Vec<(K, E)> = decode_value(&kg.bytes).map_err(|e| match e {
+            EddyError::BadInput { location, reason } => bad(format!("{location}: {reason}")),
+            other => bad(other.to_string()),
+        })?;
+        for (key, entry) in entries {
+            let actual = assign_to_key_group(&key, max_parallelism);
+            if actual != kg.key_group {
+                return Err(bad(format!(
+                    "holds a key of key group {actual} (max parallelism {max_parallelism})"
+                )));
+            }
+            entry.check(self.ttl.is_some()).map_err(bad)?;
+            if entry.is_empty() {
+                continue;
+            }
+            if self.entries.insert(key, entry).is_some() {
+                return Err(bad("holds the same key twice".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<K: Key, E: Entry> StateTable<K> for Table<K, E> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn value_types(&self) -> String {
+        E::value_types()
+    }
+
+    fn ttl(&self) -> Option<StateTtlConfig> {
+        self.ttl
+    }
+
+    fn set_ttl(&mut self, ttl: Option<StateTtlConfig>) {
+        self.ttl = ttl;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn snapshot(&self, max_parallelism: usize, now: i64) -> Result<Vec<KeyGroupState>> {
+        // Values a read returned expired are cleaned up already; with `cleanup_full_snapshot`
+        // so is everything expired.
+        let cleanup = self.ttl.map(|c| (c.cleanup_full_snapshot, c.at(now)));
+        let mut groups: BTreeMap<usize, Vec<(&K, Cow<'_, E>)>> = BTreeMap::new();
+        for (key, entry) in &self.entries {
+            let entry = match cleanup {
+                Some((true, t)) => entry.filtered(|s| !t.expired(s)),
+                Some((false, _)) => entry.filtered(|s| s != RETURNED),
+                None => Some(Cow::Borrowed(entry)),
+            };
+            let Some(entry) = entry else { continue };
+            groups.entry(assign_to_key_group(key, max_parallelism)).or_default().push((key, entry));
+        }
+        groups
+            .into_iter()
+            .map(|(key_group, entries)| {
+                let mut bytes = Vec::new();
+                encode_value(&entries, &mut bytes)?;
+                Ok(KeyGroupState { key_group, bytes })
+            })
+            .collect()
+    }
+}
