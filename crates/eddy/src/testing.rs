@@ -96,6 +96,23 @@ impl<I: Data + Sync, O: Data> OneInputHarness<I, O> {
         mode: RuntimeMode,
         pipeline: impl FnOnce(DataStream<I>) -> DataStream<O>,
     ) -> Result<Self> {
+        Self::build_inner(mode, pipeline, None)
+    }
+
+    /// Like [`build`](Self::build), with the operator restored from `state`, what
+    /// [`snapshot`](Self::snapshot) returned (as after a restart from a checkpoint).
+    pub fn build_restored(
+        pipeline: impl FnOnce(DataStream<I>) -> DataStream<O>,
+        state: Option<Vec<u8>>,
+    ) -> Result<Self> {
+        Self::build_inner(RuntimeMode::Streaming, pipeline, Some(state))
+    }
+
+    fn build_inner(
+        mode: RuntimeMode,
+        pipeline: impl FnOnce(DataStream<I>) -> DataStream<O>,
+        restored: Option<Option<Vec<u8>>>,
+    ) -> Result<Self> {
         let env = StreamExecutionEnvironment::local().with_parallelism(1);
         let result = pipeline(env.from_collection(Vec::<I>::new()));
         let inner = env.inner.borrow();
@@ -127,8 +144,26 @@ impl<I: Data + Sync, O: Data> OneInputHarness<I, O> {
             slots.push((tag.clone(), ty.side_slot(ty.collecting_output(records.clone()))?));
             sides.push((tag.clone(), records));
         }
-        let operator = downcast_output::<I>(factory.create(&ctx, main, slots)?)?;
+        let operator = match restored {
+            None => factory.create(&ctx, main, slots)?,
+            Some(state) => {
+                let mut init = eddy_runtime::checkpoint::OperatorInit::fresh(ctx.operator_name.as_str());
+                init.restored = state;
+                factory.create_with_state(&ctx, main, slots, init)?
+            }
+        };
+        let operator = downcast_output::<I>(operator)?;
         Ok(OneInputHarness { operator, output, sides, clock })
+    }
+
+    /// The operator's state for checkpoint `checkpoint_id`, as its checkpoint barrier would
+    /// take it (`None`: the operator keeps no state).
+    pub fn snapshot(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        use eddy_core::element::{CheckpointBarrier, CheckpointType};
+        let barrier = CheckpointBarrier { id: checkpoint_id, timestamp: 0, kind: CheckpointType::Checkpoint };
+        let mut snapshot = eddy_runtime::checkpoint::TaskSnapshot::new(checkpoint_id);
+        self.operator.emit_barrier(&barrier, &mut snapshot)?;
+        Ok(snapshot.operators.into_iter().next().and_then(|s| s.state))
     }
 
     /// Pushes one record with an event timestamp.

@@ -204,3 +204,76 @@ impl SinkWriter<i64> for MaxPerKeyDiscard {
         Ok(())
     }
 }
+
+/// Keeps a sum per key and reports it 10 ms (event time) after each key's first record.
+#[derive(Clone)]
+struct SumThenReport {
+    sum: ValueStateDescriptor<i64>,
+}
+
+impl KeyedProcessFunction<String, (String, i64), (String, i64)> for SumThenReport {
+    fn process_element(
+        &mut self,
+        v: (String, i64),
+        ctx: &mut KeyedContext<String>,
+        _out: &mut Collector<(String, i64)>,
+    ) -> Result<()> {
+        let first = ctx.state(&self.sum).value().is_none();
+        let mut sum = ctx.state(&self.sum);
+        let s = sum.value().copied().unwrap_or(0) + v.1;
+        sum.update(s);
+        if first {
+            let at = ctx.timestamp().unwrap_or(0) + 10;
+            ctx.timer_service().register_event_time_timer(at);
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        _ts: i64,
+        ctx: &mut KeyedContext<String>,
+        out: &mut Collector<(String, i64)>,
+    ) -> Result<()> {
+        let key = ctx.current_key().clone();
+        let sum = ctx.state(&self.sum).value().copied().unwrap_or(0);
+        out.collect((key, sum));
+        Ok(())
+    }
+}
+
+#[test]
+fn keyed_state_and_timers_survive_a_snapshot_and_restore() {
+    use eddy::testing::OneInputHarness;
+    let pipeline = |s: DataStream<(String, i64)>| {
+        s.key_by(|t: &(String, i64)| t.0.clone())
+            .process(SumThenReport { sum: ValueStateDescriptor::new("sum") })
+    };
+    let first = [("a", 1, 100), ("b", 2, 101), ("a", 3, 102)];
+    let second = [("b", 4, 103), ("c", 5, 104), ("a", 6, 105)];
+    let feed = |h: &mut OneInputHarness<(String, i64), (String, i64)>, records: &[(&str, i64, i64)]| {
+        for &(k, v, ts) in records {
+            h.process_element((k.to_string(), v), ts).unwrap();
+        }
+    };
+    // Uninterrupted.
+    let mut whole = OneInputHarness::build(pipeline).unwrap();
+    feed(&mut whole, &first);
+    feed(&mut whole, &second);
+    whole.process_watermark(200).unwrap();
+    let mut expected = whole.take_records();
+    expected.sort();
+    assert_eq!(expected.len(), 3, "one report per key: {expected:?}");
+
+    // Snapshot after the first part, restore into a new operator, go on.
+    let mut before = OneInputHarness::build(pipeline).unwrap();
+    feed(&mut before, &first);
+    let state = before.snapshot(1).unwrap();
+    assert!(state.is_some(), "a keyed process operator has state to snapshot");
+    let mut after = OneInputHarness::build_restored(pipeline, state).unwrap();
+    feed(&mut after, &second);
+    after.process_watermark(200).unwrap();
+    let mut restored = after.take_records();
+    restored.sort();
+    assert_eq!(restored, expected, "the timers of a and b and their sums came back");
+}
