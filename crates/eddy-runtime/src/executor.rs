@@ -1005,6 +1005,7 @@ impl<'a> Builder<'a> {
             batch_size: self.settings.batch_size,
             clock: self.settings.clock.clone(),
             auto_watermark_interval: self.settings.auto_watermark_interval.as_millis() as i64,
+            checkpointing: self.settings.checkpointing.is_enabled() && self.mode != RuntimeMode::Batch,
         }
     }
 

@@ -51,6 +51,9 @@ pub struct OperatorContext {
     pub clock: crate::time::ClockRef,
     /// `pipeline.auto-watermark-interval` in ms (0 disables periodic watermarks).
     pub auto_watermark_interval: i64,
+    /// The job takes checkpoints: sinks with side effects commit only what a completed
+    /// checkpoint covers.
+    pub checkpointing: bool,
 }
 
 impl OperatorContext {

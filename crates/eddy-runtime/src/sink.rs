@@ -13,6 +13,9 @@ pub struct SinkContext {
     pub subtask_index: usize,
     pub parallelism: usize,
     pub operator_name: String,
+    /// The job takes checkpoints: a sink with side effects should make its output visible
+    /// only for what a completed checkpoint covers (two-phase commit).
+    pub checkpointing: bool,
 }
 
 /// Writes the records of one subtask.
@@ -24,6 +27,20 @@ pub trait SinkWriter<T>: Send {
     }
     /// The input ended: write out everything.
     fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Called once before the first record: the state [`prepare_commit`](Self::prepare_commit)
+    /// returned for the checkpoint the job restarts from (`None`: a fresh start).
+    fn restore(&mut self, _state: Option<&[u8]>) -> Result<()> {
+        Ok(())
+    }
+    /// A checkpoint's barrier arrived: make everything written so far ready to commit, and
+    /// return the writer's state (what to commit, where to go on).
+    fn prepare_commit(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    /// Checkpoint `checkpoint_id` completed: commit what was prepared up to it.
+    fn commit(&mut self, _checkpoint_id: u64) -> Result<()> {
         Ok(())
     }
 }
@@ -44,6 +61,7 @@ impl<T: Data> SinkOperator<T> {
             subtask_index: ctx.subtask_index,
             parallelism: ctx.parallelism,
             operator_name: ctx.operator_name.clone(),
+            checkpointing: ctx.checkpointing,
         };
         Ok(SinkOperator { writer: ctx.guard(|| sink.create_writer(&sctx))? })
     }
@@ -63,5 +81,17 @@ impl<T: Data> OneInputOperator for SinkOperator<T> {
 
     fn end_input(&mut self, _: &mut Emitter<()>) -> Result<()> {
         self.writer.finish()
+    }
+
+    fn initialize_state(&mut self, restored: Option<&[u8]>) -> Result<()> {
+        self.writer.restore(restored)
+    }
+
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        self.writer.prepare_commit(checkpoint_id)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.writer.commit(checkpoint_id)
     }
 }

@@ -134,6 +134,7 @@ impl<I: Data + Sync, O: Data> OneInputHarness<I, O> {
             batch_size: 1024,
             clock: ClockRef(clock.clone()),
             auto_watermark_interval: 200,
+            checkpointing: false,
         };
         let output = Arc::new(Mutex::new(Vec::new()));
         let main = upcast_output::<O>(Box::new(Recorder(output.clone())));

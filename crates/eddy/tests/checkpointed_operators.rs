@@ -277,3 +277,42 @@ fn keyed_state_and_timers_survive_a_snapshot_and_restore() {
     restored.sort();
     assert_eq!(restored, expected, "the timers of a and b and their sums came back");
 }
+
+#[test]
+fn the_text_file_sink_commits_every_update_exactly_once_across_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let env = env();
+    env.from_sequence(0, N - 1)
+        .map(|v: i64| (v % KEYS, 1i64))
+        .key_by(|t: &(i64, i64)| t.0)
+        .sum(|t: &mut (i64, i64)| &mut t.1)
+        .uid("sum")
+        .transform("FailOnce", |_| {
+            Ok(FailOnce {
+                fail_after: (N / 3) as u64,
+                seen: 0,
+                attempt: 0,
+                subtask: 0,
+                checkpoint_completed: false,
+            })
+        })
+        .write_as_text(&out);
+    let client = env.execute_async("exactly-once text files").unwrap();
+    assert!(client.wait_timeout(JOB_LIMIT).is_terminal(), "the job did not end within {JOB_LIMIT:?}");
+    client.wait().unwrap();
+    assert_eq!(client.restarts(), 1);
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(name.starts_with("part-"), "only committed files are left: {name}");
+        lines.extend(std::fs::read_to_string(entry.path()).unwrap().lines().map(str::to_string));
+    }
+    lines.sort();
+    let mut expected: Vec<String> =
+        (0..KEYS).flat_map(|k| (1..=N / KEYS).map(move |c| format!("({k},{c})"))).collect();
+    expected.sort();
+    assert_eq!(lines.len(), expected.len(), "every update once: nothing lost, nothing twice");
+    assert_eq!(lines, expected);
+}

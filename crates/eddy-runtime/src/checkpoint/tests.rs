@@ -269,6 +269,7 @@ fn ctx() -> OperatorContext {
         batch_size: 16,
         clock: ClockRef::system(),
         auto_watermark_interval: 0,
+        checkpointing: false,
     }
 }
 

@@ -292,6 +292,15 @@ fn decode_line(line: &[u8], path: &Path, line_start: u64) -> Result<String> {
 ///
 /// Subtask `i` writes `dir/part-{i}-0`, replacing a file of that name; `dir` is created if
 /// missing. Each record is one line in its [`RecordDisplay`] form, so `("a", 1)` is `(a,1)`.
+///
+/// When the job takes checkpoints the sink is exactly-once, by two-phase commit: subtask `i`
+/// writes `.part-{i}-{n}.inprogress`; when a checkpoint's barrier arrives the file is closed
+/// and renamed `.part-{i}-{n}.pending`, and writing goes on in file `n + 1`; when that
+/// checkpoint completes, its pending files become `part-{i}-{n}`. After a failure the job
+/// restores the latest completed checkpoint: its pending files are committed (never twice:
+/// a committed file is left as it is), and every file of the subtask from after that
+/// checkpoint is deleted, since the restarted job writes those records again. At the end of
+/// the input everything is committed. Readers see only whole `part-*` files, each record once.
 #[derive(Debug, Clone)]
 pub struct TextFileSink {
     dir: PathBuf,
@@ -314,7 +323,147 @@ impl TextFileSink {
 
 impl<T: Data + RecordDisplay> Sink<T> for TextFileSink {
     fn create_writer(&self, ctx: &SinkContext) -> Result<Box<dyn SinkWriter<T>>> {
+        if ctx.checkpointing {
+            // Files are touched only in `restore`, which knows what a restart must keep.
+            return Ok(Box::new(CommittingWriter::new(&self.dir, ctx.subtask_index)));
+        }
         Ok(Box::new(TextFileWriter::create(&self.dir, self.part_file(ctx.subtask_index))?))
+    }
+}
+
+/// The exactly-once writer of one subtask (see [`TextFileSink`]).
+struct CommittingWriter {
+    dir: PathBuf,
+    subtask: usize,
+    /// The index of the file being written (or to be written next).
+    next: u64,
+    current: Option<(PathBuf, BufWriter<File>)>,
+    /// (checkpoint, file index) of files waiting for their checkpoint to complete.
+    pending: Vec<(u64, u64)>,
+}
+
+/// What a checkpoint holds of a [`CommittingWriter`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CommitState {
+    next: u64,
+    pending: Vec<(u64, u64)>,
+}
+
+impl CommittingWriter {
+    fn new(dir: &Path, subtask: usize) -> Self {
+        CommittingWriter { dir: dir.to_path_buf(), subtask, next: 0, current: None, pending: Vec::new() }
+    }
+
+    fn committed(&self, n: u64) -> PathBuf {
+        self.dir.join(format!("part-{}-{n}", self.subtask))
+    }
+    fn pending_file(&self, n: u64) -> PathBuf {
+        self.dir.join(format!(".part-{}-{n}.pending", self.subtask))
+    }
+    fn in_progress(&self, n: u64) -> PathBuf {
+        self.dir.join(format!(".part-{}-{n}.inprogress", self.subtask))
+    }
+
+    /// The index `n` of a file name of this subtask (`part-i-n`, `.part-i-n.pending`, ...).
+    fn index_of(&self, name: &str) -> Option<u64> {
+        let rest = name.strip_prefix('.').unwrap_or(name).strip_prefix("part-")?;
+        let rest = rest.strip_suffix(".pending").or_else(|| rest.strip_suffix(".inprogress")).unwrap_or(rest);
+        let (subtask, n) = rest.split_once('-')?;
+        (subtask.parse::<usize>().ok()? == self.subtask).then(|| n.parse().ok()).flatten()
+    }
+
+    /// Makes pending file `n` visible; a file already committed stays as it is.
+    fn commit_file(&self, n: u64) -> Result<()> {
+        let (pending, committed) = (self.pending_file(n), self.committed(n));
+        match fs::rename(&pending, &committed) {
+            Ok(()) => Ok(()),
+            Err(_) if committed.exists() => Ok(()),
+            Err(e) => Err(EddyError::io("cannot commit output file", &pending, e)),
+        }
+    }
+
+    /// Closes the file being written and renames it to `to`.
+    fn close_current(&mut self, to: &Path) -> Result<bool> {
+        let Some((path, mut out)) = self.current.take() else { return Ok(false) };
+        out.flush().map_err(|e| write_error(&path, e))?;
+        out.get_ref().sync_all().map_err(|e| write_error(&path, e))?;
+        drop(out);
+        fs::rename(&path, to).map_err(|e| EddyError::io("cannot rename output file", &path, e))?;
+        Ok(true)
+    }
+}
+
+impl<T: RecordDisplay> SinkWriter<T> for CommittingWriter {
+    fn restore(&mut self, state: Option<&[u8]>) -> Result<()> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| EddyError::io("cannot create output directory", &self.dir, e))?;
+        let state = match state {
+            Some(bytes) => eddy_core::codec::decode_value::<CommitState>(bytes)?,
+            None => CommitState { next: 0, pending: Vec::new() },
+        };
+        for &(_, n) in &state.pending {
+            self.commit_file(n)?;
+        }
+        // Everything this subtask wrote after the checkpoint is written again by this attempt.
+        let entries = fs::read_dir(&self.dir)
+            .map_err(|e| EddyError::io("cannot list output directory", &self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| EddyError::io("cannot list output directory", &self.dir, e))?;
+            let name = entry.file_name();
+            if self.index_of(&name.to_string_lossy()).is_some_and(|n| n >= state.next) {
+                fs::remove_file(entry.path())
+                    .map_err(|e| EddyError::io("cannot remove output file", entry.path(), e))?;
+            }
+        }
+        self.next = state.next;
+        Ok(())
+    }
+
+    fn write_batch(&mut self, batch: Batch<T>) -> Result<()> {
+        if self.current.is_none() {
+            let path = self.in_progress(self.next);
+            let file =
+                File::create(&path).map_err(|e| EddyError::io("cannot create output file", &path, e))?;
+            self.current = Some((path, BufWriter::with_capacity(WRITE_BUFFER, file)));
+        }
+        if let Some((path, out)) = &mut self.current {
+            for value in &batch.values {
+                writeln!(out, "{}", ShowRecord(value)).map_err(|e| write_error(path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn prepare_commit(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        let pending = self.pending_file(self.next);
+        if self.close_current(&pending)? {
+            self.pending.push((checkpoint_id, self.next));
+            self.next += 1;
+        }
+        let state = CommitState { next: self.next, pending: self.pending.clone() };
+        let mut bytes = Vec::new();
+        eddy_core::codec::encode_value(&state, &mut bytes)?;
+        Ok(Some(bytes))
+    }
+
+    fn commit(&mut self, checkpoint_id: u64) -> Result<()> {
+        let (done, waiting): (Vec<_>, Vec<_>) = self.pending.iter().partition(|(c, _)| *c <= checkpoint_id);
+        for (_, n) in done {
+            self.commit_file(n)?;
+        }
+        self.pending = waiting;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let last = self.committed(self.next);
+        if self.close_current(&last)? {
+            self.next += 1;
+        }
+        for (_, n) in std::mem::take(&mut self.pending) {
+            self.commit_file(n)?;
+        }
+        Ok(())
     }
 }
 
@@ -574,8 +723,12 @@ mod tests {
         let out_dir = dir.path().join("out/nested");
         let sink = TextFileSink::new(&out_dir);
         for subtask in 0..2 {
-            let ctx =
-                SinkContext { subtask_index: subtask, parallelism: 2, operator_name: "Sink: text".into() };
+            let ctx = SinkContext {
+                subtask_index: subtask,
+                parallelism: 2,
+                operator_name: "Sink: text".into(),
+                checkpointing: false,
+            };
             let mut writer: Box<dyn SinkWriter<(String, i64)>> = sink.create_writer(&ctx).unwrap();
             writer.write_batch(Batch::from_values(vec![("a".into(), subtask as i64)])).unwrap();
             writer.flush().unwrap();
@@ -591,7 +744,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("part-0-0"), "old content that is longer\n").unwrap();
         let sink = TextFileSink::new(dir.path());
-        let ctx = SinkContext { subtask_index: 0, parallelism: 1, operator_name: "s".into() };
+        let ctx =
+            SinkContext { subtask_index: 0, parallelism: 1, operator_name: "s".into(), checkpointing: false };
         let mut writer: Box<dyn SinkWriter<i64>> = sink.create_writer(&ctx).unwrap();
         writer.write_batch(Batch::from_values(vec![1, 2])).unwrap();
         writer.finish().unwrap();
@@ -602,7 +756,8 @@ mod tests {
     fn sink_flush_makes_records_visible() {
         let dir = tempfile::tempdir().unwrap();
         let sink = TextFileSink::new(dir.path());
-        let ctx = SinkContext { subtask_index: 3, parallelism: 4, operator_name: "s".into() };
+        let ctx =
+            SinkContext { subtask_index: 3, parallelism: 4, operator_name: "s".into(), checkpointing: false };
         let mut writer: Box<dyn SinkWriter<String>> = sink.create_writer(&ctx).unwrap();
         writer.write_batch(Batch::from_values(vec!["x".into()])).unwrap();
         writer.flush().unwrap();
@@ -616,9 +771,75 @@ mod tests {
         let blocker = dir.path().join("blocker");
         fs::write(&blocker, "").unwrap();
         let sink = TextFileSink::new(blocker.join("out"));
-        let ctx = SinkContext { subtask_index: 0, parallelism: 1, operator_name: "s".into() };
+        let ctx =
+            SinkContext { subtask_index: 0, parallelism: 1, operator_name: "s".into(), checkpointing: false };
         let err = Sink::<String>::create_writer(&sink, &ctx).err().unwrap();
         assert!(matches!(&err, EddyError::Io { .. }), "{err}");
         assert!(err.to_string().contains("blocker"), "{err}");
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn write(w: &mut CommittingWriter, lines: &[&str]) {
+        let batch = Batch::from_values(lines.iter().map(|l| l.to_string()).collect::<Vec<_>>());
+        SinkWriter::<String>::write_batch(w, batch).unwrap();
+    }
+
+    #[test]
+    fn the_committing_writer_shows_only_what_completed_checkpoints_cover() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut w = CommittingWriter::new(&out, 1);
+        SinkWriter::<String>::restore(&mut w, None).unwrap();
+        write(&mut w, &["a", "b"]);
+        assert_eq!(names(&out), [".part-1-0.inprogress"]);
+        let state1 = SinkWriter::<String>::prepare_commit(&mut w, 1).unwrap().unwrap();
+        write(&mut w, &["c"]);
+        let _state2 = SinkWriter::<String>::prepare_commit(&mut w, 2).unwrap().unwrap();
+        write(&mut w, &["d"]);
+        assert_eq!(names(&out), [".part-1-0.pending", ".part-1-1.pending", ".part-1-2.inprogress"]);
+        SinkWriter::<String>::commit(&mut w, 1).unwrap();
+        assert_eq!(names(&out), [".part-1-1.pending", ".part-1-2.inprogress", "part-1-0"]);
+        assert_eq!(fs::read_to_string(out.join("part-1-0")).unwrap(), "a\nb\n");
+        drop(w);
+
+        // A failure; the job restores checkpoint 1 (its file was already committed, which
+        // restoring leaves alone) and writes what came after it again.
+        fs::write(out.join("part-0-5"), "another subtask's file\n").unwrap();
+        let mut w = CommittingWriter::new(&out, 1);
+        SinkWriter::<String>::restore(&mut w, Some(&state1)).unwrap();
+        assert_eq!(names(&out), ["part-0-5", "part-1-0"], "files from after checkpoint 1 are gone");
+        write(&mut w, &["c", "d"]);
+        SinkWriter::<String>::finish(&mut w).unwrap();
+        assert_eq!(names(&out), ["part-0-5", "part-1-0", "part-1-1"]);
+        assert_eq!(fs::read_to_string(out.join("part-1-1")).unwrap(), "c\nd\n");
+    }
+
+    #[test]
+    fn restoring_commits_pending_files_of_the_checkpoint_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut w = CommittingWriter::new(&out, 0);
+        SinkWriter::<String>::restore(&mut w, None).unwrap();
+        write(&mut w, &["x"]);
+        let state = SinkWriter::<String>::prepare_commit(&mut w, 7).unwrap().unwrap();
+        drop(w); // failed before the checkpoint's completion reached the writer
+        for _ in 0..2 {
+            let mut w = CommittingWriter::new(&out, 0);
+            SinkWriter::<String>::restore(&mut w, Some(&state)).unwrap();
+            assert_eq!(names(&out), ["part-0-0"]);
+        }
+        // A pending file that vanished is an error, not silently lost output.
+        fs::remove_file(out.join("part-0-0")).unwrap();
+        let mut w = CommittingWriter::new(&out, 0);
+        let err = SinkWriter::<String>::restore(&mut w, Some(&state)).unwrap_err().to_string();
+        assert!(err.contains(".part-0-0.pending"), "{err}");
     }
 }

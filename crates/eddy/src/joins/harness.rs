@@ -88,6 +88,7 @@ impl<Op: TwoInputOperator> TwoInputHarness<Op> {
             batch_size: 1024,
             clock: ClockRef(Arc::new(ManualClock::new(0))),
             auto_watermark_interval: 200,
+            checkpointing: false,
         };
         op.open(&ctx)?;
         let output: Log<Op::Out> = Arc::default();

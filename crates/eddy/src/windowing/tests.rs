@@ -431,6 +431,7 @@ fn operator_context() -> OperatorContext {
         batch_size: 1024,
         clock: ClockRef(Arc::new(ManualClock::new(0))),
         auto_watermark_interval: 200,
+        checkpointing: false,
     }
 }
 
