@@ -26,6 +26,11 @@ pub struct CommonArgs {
     /// Configuration overrides, Flink style: `-D key=value`.
     #[arg(short = 'D', value_name = "KEY=VALUE")]
     pub define: Vec<String>,
+    /// Take a checkpoint every this many milliseconds (`execution.checkpointing.interval`):
+    /// after a failure the job resumes from the latest one, and the `--output` files are then
+    /// exactly-once.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..))]
+    pub checkpoint_interval: Option<u64>,
     /// Application mode: start a JobManager for this job alone, then run the job on the
     /// TaskManagers that connect to it (`execute` reads the flag).
     #[arg(long)]
@@ -48,6 +53,9 @@ impl CommonArgs {
         }
         if let Some(m) = self.mode {
             env.set_runtime_mode(m);
+        }
+        if let Some(ms) = self.checkpoint_interval {
+            env.enable_checkpointing(std::time::Duration::from_millis(ms));
         }
         Ok(env)
     }

@@ -144,3 +144,39 @@ fn socket_word_count_reports_a_refused_connection() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
+
+#[test]
+fn with_checkpoints_streaming_word_count_commits_every_update_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..20_000).map(|i| format!("w{} w{} shared\n", i % 7, i % 3)).collect();
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, &text).unwrap();
+    let output = dir.path().join("out");
+    let out = word_count(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--mode",
+        "streaming",
+        "-p",
+        "2",
+        "--checkpoint-interval",
+        "10",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Every update (w,1) … (w,n) of every word, once each, in committed part files only.
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(&output).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(name.starts_with("part-"), "nothing uncommitted is left: {name}");
+        lines.extend(std::fs::read_to_string(entry.path()).unwrap().lines().map(parse_line));
+    }
+    let mut got: Vec<(String, i64)> = lines.into_iter().map(|(_, w, c)| (w, c)).collect();
+    got.sort();
+    let mut want: Vec<(String, i64)> =
+        expected_counts(&text).into_iter().flat_map(|(w, n)| (1..=n).map(move |c| (w.clone(), c))).collect();
+    want.sort();
+    assert_eq!(got, want);
+}
