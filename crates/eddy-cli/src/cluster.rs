@@ -50,10 +50,6 @@ pub fn read_workers(conf_dir: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-fn is_local(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "::1") || eddy_cluster::jobmanager::is_loopback(host)
-}
-
 /// Starts `eddy <role>` in the background; returns its pid.
 fn launch(role: &str, index: usize, properties: &[String], conf_dir: &Path, log_dir: &Path) -> Result<u32> {
     let exe = std::env::current_exe()
@@ -108,7 +104,7 @@ pub fn start(properties: &[String]) -> Result<()> {
     let conf_dir = conf_dir();
     let config = super::configuration(properties)?;
     let workers = read_workers(&conf_dir)?;
-    if let Some(remote) = workers.iter().find(|h| !is_local(h)) {
+    if let Some(remote) = workers.iter().find(|h| !eddy_cluster::jobmanager::is_loopback(h)) {
         return Err(EddyError::user(format!(
             "the workers file names {remote:?}: starting TaskManagers on other machines is not supported by \
              `eddy cluster start`; run `eddy taskmanager` there with the same conf directory"
@@ -134,7 +130,8 @@ pub fn start(properties: &[String]) -> Result<()> {
     let pid = launch("jobmanager", 0, properties, &conf_dir, &log_dir)?;
     append_pid(&jm_pid_file, pid)?;
     println!("Starting jobmanager daemon on host {host} (pid {pid}).");
-    let rest = super::rest_client(&super::Target { jobmanager: None, properties: properties.to_vec() })?;
+    let rest =
+        super::rest_client(&super::Target { jobmanager: None, properties: properties.to_vec() }, &config)?;
     wait_until("the JobManager's REST API answering", Duration::from_secs(30), || {
         rest.get("/overview").is_ok()
     })?;

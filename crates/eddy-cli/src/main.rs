@@ -97,17 +97,21 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
+/// The `-D key=value` overrides.
+fn overrides(properties: &[String]) -> Result<Configuration> {
+    let args = properties.iter().flat_map(|p| ["-D".to_string(), p.clone()]);
+    Ok(parse_dynamic_properties(args)?.0)
+}
+
 /// The conf directory's configuration with `-D` overrides on top.
 fn configuration(properties: &[String]) -> Result<Configuration> {
     let mut config = Configuration::load_default()?;
-    let args = properties.iter().flat_map(|p| ["-D".to_string(), p.clone()]);
-    let (overrides, _) = parse_dynamic_properties(args)?;
-    config.merge(&overrides);
+    config.merge(&overrides(properties)?);
     Ok(config)
 }
 
-fn rest_client(target: &Target) -> Result<RestClient> {
-    let config = configuration(&target.properties)?;
+/// A client of the JobManager `target` names, or the one `config` names.
+fn rest_client(target: &Target, config: &Configuration) -> Result<RestClient> {
     let token = config.get_optional(&options::REST_SUBMISSION_TOKEN)?;
     let address = match &target.jobmanager {
         Some(a) => a.clone(),
@@ -120,19 +124,10 @@ fn rest_client(target: &Target) -> Result<RestClient> {
     Ok(RestClient::new(&address, token))
 }
 
-/// YAML `key: "value"` lines (a JSON string is a YAML double-quoted scalar).
-fn yaml_lines(entries: impl IntoIterator<Item = (String, String)>) -> String {
-    entries
-        .into_iter()
-        .map(|(k, v)| format!("{}: {}\n", serde_json::Value::String(k), serde_json::Value::String(v)))
-        .collect()
-}
-
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let client = rest_client(&args.target)?;
     let config = configuration(&args.target.properties)?;
-    let (mut overrides, _) =
-        parse_dynamic_properties(args.target.properties.iter().flat_map(|p| ["-D".to_string(), p.clone()]))?;
+    let client = rest_client(&args.target, &config)?;
+    let mut overrides = overrides(&args.target.properties)?;
     let parallelism = match args.parallelism {
         Some(p) => Some(p),
         None => config.get_optional(&eddy_core::config::options::PARALLELISM_DEFAULT)?,
@@ -144,7 +139,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if !properties.is_empty() && !properties.ends_with('\n') {
         properties.push('\n');
     }
-    properties.push_str(&yaml_lines(overrides.to_map()));
+    properties.push_str(&overrides.to_yaml());
     let binary = if args.binary.components().count() == 1 && !args.binary.exists() {
         return Err(EddyError::user(format!("job binary {} not found", args.binary.display())));
     } else {
@@ -173,7 +168,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 fn list(target: Target, all: bool) -> Result<()> {
-    let client = rest_client(&target)?;
+    let client = rest_client(&target, &configuration(&target.properties)?)?;
     let overview = client.get("/jobs/overview")?;
     let jobs = overview.get("jobs").and_then(|j| j.as_array()).cloned().unwrap_or_default();
     let line = |j: &serde_json::Value| {
@@ -228,7 +223,7 @@ fn format_time(ms: i64) -> String {
 }
 
 fn cancel(target: Target, job_id: String) -> Result<()> {
-    let client = rest_client(&target)?;
+    let client = rest_client(&target, &configuration(&target.properties)?)?;
     println!("Cancelling job {job_id}.");
     client.cancel(&job_id)?;
     let state = client.wait_for_end(&job_id, Some(Duration::from_secs(60)))?;

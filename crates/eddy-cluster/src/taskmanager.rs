@@ -90,14 +90,8 @@ fn write_worker_conf(dir: &Path, properties: &HashMap<String, String>) -> Result
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut keys: Vec<_> = properties.keys().collect();
-    keys.sort();
     let mut text = String::from("# The job's configuration, written by the TaskManager for its worker.\n");
-    for key in keys {
-        // A JSON string is a valid YAML double-quoted scalar.
-        let value = serde_json::to_string(&properties[key]).unwrap_or_default();
-        text.push_str(&format!("{}: {value}\n", serde_json::to_string(key).unwrap_or_default()));
-    }
+    text.push_str(&properties.iter().collect::<Configuration>().to_yaml());
     let file = dir.join(eddy_core::config::CONF_FILE_NAME);
     std::fs::write(&file, text).map_err(|source| EddyError::Io { action: "cannot write", path: file, source })
 }

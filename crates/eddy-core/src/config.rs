@@ -144,6 +144,20 @@ impl Configuration {
         self.entries.clone()
     }
 
+    /// The entries as flat YAML, `"key": "value"` lines in key order, which
+    /// [`from_yaml_str`](Self::from_yaml_str) reads back to the same configuration (for
+    /// handing a configuration to another process as a file or in `$EDDY_PROPERTIES`).
+    pub fn to_yaml(&self) -> String {
+        let mut text = String::new();
+        for (key, value) in &self.entries {
+            text.push_str(&yaml_quoted(key));
+            text.push_str(": ");
+            text.push_str(&yaml_quoted(value));
+            text.push('\n');
+        }
+        text
+    }
+
     /// The number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -291,6 +305,25 @@ impl Configuration {
         }
         Ok(config)
     }
+}
+
+/// `s` as a YAML double-quoted scalar.
+fn yaml_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Configuration {
@@ -1231,6 +1264,24 @@ fn quote_if(text: &str, special: &[char]) -> String {
 mod tests {
     use super::options::*;
     use super::*;
+
+    #[test]
+    fn to_yaml_reads_back_to_the_same_configuration() {
+        let config: Configuration = [
+            ("parallelism.default", "4"),
+            ("a.quote", "say \"hi\": now"),
+            ("a.backslash", "C:\\dir\\x"),
+            ("a.lines", "one\ntwo\tthree\r"),
+            ("a.control", "bell\u{7}"),
+            ("a.unicode", "größe ✓"),
+            ("a.empty", ""),
+            ("a.yaml-ish", "- [x]: {y} # z"),
+        ]
+        .into_iter()
+        .collect();
+        let text = config.to_yaml();
+        assert_eq!(Configuration::from_yaml_str(&text, Path::new("x.yaml")).unwrap(), config, "{text}");
+    }
 
     fn yaml(text: &str) -> Result<Configuration> {
         Configuration::from_yaml_str(text, Path::new("test.yaml"))

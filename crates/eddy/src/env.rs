@@ -325,9 +325,7 @@ impl StreamExecutionEnvironment {
                     .into(),
             ));
         }
-        self.take_errors()?;
-        let settings = self.settings(job_name)?;
-        let graph = std::mem::take(&mut self.inner.borrow_mut().graph);
+        let (graph, settings) = self.take_graph(job_name)?;
         LocalExecutor::submit(graph, settings)
     }
 
@@ -372,7 +370,15 @@ impl StreamExecutionEnvironment {
         self.execute_async(job_name)?.wait()
     }
 
-    /// The job's graph and settings, taken out of the environment, for a cluster.
+    /// The job's graph and settings, taken out of the environment (which starts empty again).
+    fn take_graph(&self, job_name: &str) -> Result<(StreamGraph, ExecutionSettings)> {
+        self.take_errors()?;
+        let settings = self.settings(job_name)?;
+        let graph = std::mem::take(&mut self.inner.borrow_mut().graph);
+        Ok((graph, settings))
+    }
+
+    /// [`take_graph`](Self::take_graph) for a cluster, which cannot hand records back.
     fn take_job(&self, job_name: &str) -> Result<(StreamGraph, ExecutionSettings)> {
         self.take_errors()?;
         if self.inner.borrow().collect_sinks > 0 {
@@ -383,9 +389,7 @@ impl StreamExecutionEnvironment {
                     .into(),
             ));
         }
-        let settings = self.settings(job_name)?;
-        let graph = std::mem::take(&mut self.inner.borrow_mut().graph);
-        Ok((graph, settings))
+        self.take_graph(job_name)
     }
 
     /// Client mode: submits the job and this executable to the JobManager at `rest`.

@@ -326,9 +326,10 @@ impl JobMaster {
             }
         }
         self.update(|job| {
+            let parallelisms: Vec<usize> = job.vertices.iter().map(|v| v.parallelism).collect();
             for (slot, &w) in slot_workers.iter().enumerate() {
-                for (v, vertex) in job.vertices.clone().iter().enumerate() {
-                    if slot < vertex.parallelism {
+                for (v, &parallelism) in parallelisms.iter().enumerate() {
+                    if slot < parallelism {
                         job.tasks.insert(
                             (v as u32, slot as u32),
                             TaskSnapshot {
