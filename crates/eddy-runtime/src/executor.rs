@@ -946,7 +946,9 @@ impl<'a> Builder<'a> {
     fn init(&self, node: NodeId, s: usize) -> Result<OperatorInit> {
         let id = operator_id(self.graph, node);
         match &self.restore {
-            Some(c) => c.operator_init(&id, s, self.jg.node_parallelism[node]),
+            Some(c) => {
+                c.operator_init(&id, s, self.jg.node_parallelism[node], self.jg.node_max_parallelism[node])
+            }
             None => Ok(OperatorInit::fresh(id)),
         }
     }

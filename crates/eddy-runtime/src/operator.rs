@@ -31,7 +31,7 @@ use std::sync::Arc;
 use eddy_core::config::RuntimeMode;
 use eddy_core::{Batch, CheckpointBarrier, Data, EddyError, Result};
 
-use crate::checkpoint::{OperatorInit, TaskSnapshot};
+use crate::checkpoint::{OperatorInit, RestoredState, TaskSnapshot};
 use crate::output::{Emitter, Output};
 
 /// What an operator knows about where it runs.
@@ -137,13 +137,13 @@ pub trait OneInputOperator: Send + 'static {
 
     /// Restores the state `snapshot_state` wrote for the checkpoint the job restarts from
     /// (`None`: a fresh start, or no state was written). Called once, before `open`.
-    fn initialize_state(&mut self, _restored: Option<&[u8]>) -> Result<()> {
+    fn initialize_state(&mut self, _restored: Option<&RestoredState>) -> Result<()> {
         Ok(())
     }
 
     /// The operator's state for checkpoint `checkpoint_id`, as bytes (`None`: no state).
     /// Called when the checkpoint's barrier reaches the operator, after every record before it.
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(&mut self, _barrier: &CheckpointBarrier) -> Result<Option<Vec<u8>>> {
         Ok(None)
     }
 
@@ -188,13 +188,13 @@ pub trait TwoInputOperator: Send + 'static {
 
     /// Restores the state `snapshot_state` wrote for the checkpoint the job restarts from
     /// (`None`: a fresh start, or no state was written). Called once, before `open`.
-    fn initialize_state(&mut self, _restored: Option<&[u8]>) -> Result<()> {
+    fn initialize_state(&mut self, _restored: Option<&RestoredState>) -> Result<()> {
         Ok(())
     }
 
     /// The operator's state for checkpoint `checkpoint_id`, as bytes (`None`: no state).
     /// Called when the checkpoint's barrier reaches the operator, after every record before it.
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(&mut self, _barrier: &CheckpointBarrier) -> Result<Option<Vec<u8>>> {
         Ok(None)
     }
 
@@ -232,7 +232,7 @@ impl<Op: OneInputOperator> ChainedOperator<Op> {
         init: OperatorInit,
     ) -> Result<Self> {
         ctx.guard(|| {
-            op.initialize_state(init.restored.as_deref())?;
+            op.initialize_state(init.restored.as_ref())?;
             op.open(&ctx)
         })?;
         let (id, finished_on_restore) = (init.operator_id, init.finished);
@@ -282,7 +282,7 @@ impl<Op: OneInputOperator> Output<Op::In> for ChainedOperator<Op> {
         let (op, out, id) = (&mut self.op, &mut self.out, &self.id);
         self.ctx.guard(|| {
             out.flush_buffer()?;
-            let state = op.snapshot_state(barrier.id)?;
+            let state = op.snapshot_state(barrier)?;
             snapshot.push(id, state);
             out.emit_barrier(barrier, snapshot)
         })
@@ -334,7 +334,7 @@ impl<Op: TwoInputOperator> TwoInputHead<Op> {
         init: OperatorInit,
     ) -> Result<Self> {
         ctx.guard(|| {
-            op.initialize_state(init.restored.as_deref())?;
+            op.initialize_state(init.restored.as_ref())?;
             op.open(&ctx)
         })?;
         let (id, finished_on_restore) = (init.operator_id, init.finished);
@@ -349,7 +349,7 @@ impl<Op: TwoInputOperator> TwoInputHead<Op> {
         let (op, out, id) = (&mut self.op, &mut self.out, &self.id);
         self.ctx.guard(|| {
             out.flush_buffer()?;
-            let state = op.snapshot_state(barrier.id)?;
+            let state = op.snapshot_state(barrier)?;
             snapshot.push(id, state);
             out.emit_barrier(barrier, snapshot)
         })

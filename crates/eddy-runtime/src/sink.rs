@@ -2,8 +2,9 @@
 //!
 //! A [`Sink`] creates one [`SinkWriter`] per parallel subtask. Writers get whole batches.
 
-use eddy_core::{Batch, Data, Result};
+use eddy_core::{Batch, CheckpointBarrier, Data, Result};
 
+use crate::checkpoint::RestoredState;
 use crate::operator::{OneInputOperator, OperatorContext};
 use crate::output::Emitter;
 
@@ -31,7 +32,7 @@ pub trait SinkWriter<T>: Send {
     }
     /// Called once before the first record: the state [`prepare_commit`](Self::prepare_commit)
     /// returned for the checkpoint the job restarts from (`None`: a fresh start).
-    fn restore(&mut self, _state: Option<&[u8]>) -> Result<()> {
+    fn restore(&mut self, _state: Option<&RestoredState>) -> Result<()> {
         Ok(())
     }
     /// A checkpoint's barrier arrived: make everything written so far ready to commit, and
@@ -83,12 +84,12 @@ impl<T: Data> OneInputOperator for SinkOperator<T> {
         self.writer.finish()
     }
 
-    fn initialize_state(&mut self, restored: Option<&[u8]>) -> Result<()> {
+    fn initialize_state(&mut self, restored: Option<&RestoredState>) -> Result<()> {
         self.writer.restore(restored)
     }
 
-    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
-        self.writer.prepare_commit(checkpoint_id)
+    fn snapshot_state(&mut self, barrier: &CheckpointBarrier) -> Result<Option<Vec<u8>>> {
+        self.writer.prepare_commit(barrier.id)
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {

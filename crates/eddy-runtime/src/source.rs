@@ -423,9 +423,13 @@ impl<R: SourceReader> SourceTask<R> {
         ctx: OperatorContext,
         init: &OperatorInit,
     ) -> Result<Self> {
-        if let Some(bytes) = &init.restored {
-            let splits: Vec<R::Split> = decode_splits(bytes).map_err(|e| ctx.task_error(e))?;
-            for split in splits {
+        if let Some(restored) = &init.restored {
+            // The splits the readers had, dealt out again if the parallelism changed.
+            let mut splits: Vec<R::Split> = Vec::new();
+            for bytes in restored.all() {
+                splits.extend(decode_splits::<R::Split>(bytes).map_err(|e| ctx.task_error(e))?);
+            }
+            for split in restored.even_split(splits) {
                 ctx.guard(|| reader.add_split(split))?;
             }
         }

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use eddy_core::config::RuntimeMode;
+use eddy_core::keygroup::assign_to_key_group;
 use eddy_core::{Batch, Data, Key, Result};
+use eddy_runtime::checkpoint::RestoredState;
 use eddy_runtime::{Emitter, OneInputOperator, OperatorContext, TwoInputOperator};
 
 use crate::functions::{
@@ -186,14 +188,28 @@ impl<K: Key> KeyedCore<K> {
         Ok(bytes)
     }
 
-    /// Restores what `snapshot` wrote (same parallelism: every key group in it is this
-    /// subtask's).
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let snapshot: KeyedCoreSnapshot<K> = eddy_core::codec::decode_value(bytes)?;
-        let groups = 0..=snapshot.state.max_parallelism.saturating_sub(1);
-        self.state.restore(std::slice::from_ref(&snapshot.state), groups)?;
-        self.timers.event.restore(snapshot.event_timers);
-        self.timers.processing.restore(snapshot.processing_timers);
+    /// Restores the keyed state and timers of the key groups this subtask owns, out of the
+    /// snapshots of every old subtask that held some of them (only its own without a rescale).
+    pub fn restore(&mut self, restored: &RestoredState) -> Result<()> {
+        let snapshots: Vec<KeyedCoreSnapshot<K>> =
+            restored.keyed().map(eddy_core::codec::decode_value).collect::<Result<_>>()?;
+        let range = restored.key_groups();
+        let states: Vec<_> = snapshots.iter().map(|s| s.state.clone()).collect();
+        self.state.restore(&states, range.clone())?;
+        let max_parallelism = restored.max_parallelism;
+        let mine = |timers: Vec<(i64, K)>| -> Vec<(i64, K)> {
+            timers
+                .into_iter()
+                .filter(|(_, k)| range.contains(&assign_to_key_group(k, max_parallelism)))
+                .collect()
+        };
+        let (mut event, mut processing) = (Vec::new(), Vec::new());
+        for s in snapshots {
+            event.extend(mine(s.event_timers));
+            processing.extend(mine(s.processing_timers));
+        }
+        self.timers.event.restore(event);
+        self.timers.processing.restore(processing);
         Ok(())
     }
 
@@ -283,11 +299,11 @@ where
         self.f.open(&RuntimeContext { op: ctx.clone() })
     }
 
-    fn initialize_state(&mut self, restored: Option<&[u8]>) -> Result<()> {
-        restored.map_or(Ok(()), |bytes| self.core.restore(bytes))
+    fn initialize_state(&mut self, restored: Option<&RestoredState>) -> Result<()> {
+        restored.map_or(Ok(()), |r| self.core.restore(r))
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
         self.core.snapshot().map(Some)
     }
 
@@ -346,11 +362,11 @@ where
         self.f.open(&RuntimeContext { op: ctx.clone() })
     }
 
-    fn initialize_state(&mut self, restored: Option<&[u8]>) -> Result<()> {
-        restored.map_or(Ok(()), |bytes| self.core.restore(bytes))
+    fn initialize_state(&mut self, restored: Option<&RestoredState>) -> Result<()> {
+        restored.map_or(Ok(()), |r| self.core.restore(r))
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
         self.core.snapshot().map(Some)
     }
 
@@ -506,16 +522,20 @@ where
     type In = T;
     type Out = T;
 
-    /// The accumulators of the keys: restored as they were at the checkpoint.
-    fn initialize_state(&mut self, restored: Option<&[u8]>) -> Result<()> {
-        if let Some(bytes) = restored {
+    /// The accumulators of the keys this subtask owns, as they were at the checkpoint.
+    fn initialize_state(&mut self, restored: Option<&RestoredState>) -> Result<()> {
+        let Some(restored) = restored else { return Ok(()) };
+        let (range, max_parallelism) = (restored.key_groups(), restored.max_parallelism);
+        for bytes in restored.keyed() {
             let entries: Vec<(K, A::Acc)> = eddy_core::codec::decode_value(bytes)?;
-            self.state = entries.into_iter().collect();
+            let mine =
+                entries.into_iter().filter(|(k, _)| range.contains(&assign_to_key_group(k, max_parallelism)));
+            self.state.extend(mine);
         }
         Ok(())
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
         let entries: Vec<(&K, &A::Acc)> = self.state.iter().collect();
         let mut bytes = Vec::new();
         eddy_core::codec::encode_value(&entries, &mut bytes)?;

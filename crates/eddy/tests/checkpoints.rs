@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use eddy::prelude::*;
 use eddy::sink::{Sink, SinkContext, SinkWriter};
 use eddy::{Batch, Configuration};
-use eddy_core::codec;
+use eddy_core::{codec, CheckpointBarrier};
+use eddy_runtime::checkpoint::RestoredState;
 use eddy_runtime::output::Emitter;
 use eddy_runtime::{OneInputOperator, OperatorContext};
 
@@ -62,8 +63,8 @@ impl OneInputOperator for CountPerKey {
         Ok(())
     }
 
-    fn initialize_state(&mut self, restored: Option<&[u8]>) -> Result<()> {
-        if let Some(bytes) = restored {
+    fn initialize_state(&mut self, restored: Option<&RestoredState>) -> Result<()> {
+        if let Some(bytes) = restored.map(RestoredState::unscaled).transpose()?.flatten() {
             let (counts, seen): (Vec<(i64, u64)>, u64) = codec::decode_value(bytes)?;
             self.counts = counts.into_iter().collect();
             self.seen = seen;
@@ -89,7 +90,7 @@ impl OneInputOperator for CountPerKey {
         Ok(())
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(&mut self, _: &CheckpointBarrier) -> Result<Option<Vec<u8>>> {
         let counts: Vec<(i64, u64)> = self.counts.iter().map(|(k, v)| (*k, *v)).collect();
         let mut bytes = Vec::new();
         codec::encode_value(&(counts, self.seen), &mut bytes)?;
@@ -454,8 +455,8 @@ impl eddy_runtime::TwoInputOperator for SumBoth {
         self.attempt = ctx.attempt;
         Ok(())
     }
-    fn initialize_state(&mut self, restored: Option<&[u8]>) -> Result<()> {
-        if let Some(bytes) = restored {
+    fn initialize_state(&mut self, restored: Option<&RestoredState>) -> Result<()> {
+        if let Some(bytes) = restored.map(RestoredState::unscaled).transpose()?.flatten() {
             (self.sums, self.seen) = codec::decode_value(bytes)?;
         }
         Ok(())
@@ -466,7 +467,7 @@ impl eddy_runtime::TwoInputOperator for SumBoth {
     fn process_batch2(&mut self, batch: Batch<i64>, _: &mut Emitter<i64>) -> Result<()> {
         self.add(1, batch)
     }
-    fn snapshot_state(&mut self, _: u64) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(&mut self, _: &CheckpointBarrier) -> Result<Option<Vec<u8>>> {
         let mut bytes = Vec::new();
         codec::encode_value(&(self.sums, self.seen), &mut bytes)?;
         Ok(Some(bytes))

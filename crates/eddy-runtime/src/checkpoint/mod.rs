@@ -35,12 +35,14 @@ pub mod coordinator;
 pub mod storage;
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use eddy_core::config::{options, CheckpointingMode};
+use eddy_core::keygroup::key_group_range_for_operator;
 use eddy_core::{CheckpointType, Configuration, EddyError, Result};
 
 pub use coordinator::{CheckpointCoordinator, CheckpointStats};
@@ -261,8 +263,8 @@ impl TaskCheckpointing {
 pub struct OperatorInit {
     /// The operator's stable id ([`operator_id`]).
     pub operator_id: Arc<str>,
-    /// The bytes the operator wrote for the checkpoint the job restores from.
-    pub restored: Option<Vec<u8>>,
+    /// The state the operator wrote for the checkpoint the job restores from.
+    pub restored: Option<RestoredState>,
     /// The subtask had finished before the checkpoint: it must not emit its end-of-input
     /// results again.
     pub finished: bool,
@@ -272,6 +274,87 @@ impl OperatorInit {
     /// A fresh operator (no restore).
     pub fn fresh(operator_id: impl Into<Arc<str>>) -> Self {
         OperatorInit { operator_id: operator_id.into(), restored: None, finished: false }
+    }
+}
+
+/// The checkpointed state one operator subtask restores from.
+///
+/// With the parallelism unchanged a subtask gets back exactly what it wrote. After a rescale
+/// (a savepoint or checkpoint restored with another parallelism) it is handed the state of
+/// every subtask of the checkpointed run and picks its share:
+///
+/// - keyed state: the key groups of [`key_groups`](Self::key_groups), out of the old
+///   subtasks [`keyed`](Self::keyed) returns (those whose key groups overlap);
+/// - operator list state, even-split: the elements of all old subtasks
+///   ([`all`](Self::all)), dealt out so that each new subtask takes every
+///   `parallelism`-th one;
+/// - union list state: everything, on every subtask.
+///
+/// An operator that cannot redistribute its state calls [`unscaled`](Self::unscaled), which
+/// refuses a rescale with an error naming the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredState {
+    /// `(old subtask index, the bytes it wrote)`: this subtask's own entry when the parallelism
+    /// is unchanged, every old subtask that wrote state after a rescale.
+    pub states: Vec<(usize, Vec<u8>)>,
+    /// The parallelism of the checkpointed run.
+    pub old_parallelism: usize,
+    /// This subtask's index and the parallelism now.
+    pub subtask: usize,
+    pub parallelism: usize,
+    /// The max parallelism (number of key groups), the same before and after.
+    pub max_parallelism: usize,
+    /// The operator's name, for errors.
+    pub operator_name: String,
+}
+
+impl RestoredState {
+    /// Whether the parallelism changed since the checkpoint.
+    pub fn is_rescaled(&self) -> bool {
+        self.old_parallelism != self.parallelism
+    }
+
+    /// The key groups this subtask owns now.
+    pub fn key_groups(&self) -> RangeInclusive<usize> {
+        key_group_range_for_operator(self.max_parallelism, self.parallelism, self.subtask)
+    }
+
+    /// The states of the old subtasks whose key groups overlap [`key_groups`](Self::key_groups):
+    /// all the keyed state this subtask takes over (its own state when not rescaled).
+    pub fn keyed(&self) -> impl Iterator<Item = &[u8]> {
+        let mine = self.key_groups();
+        self.states.iter().filter_map(move |(old, bytes)| {
+            let theirs = key_group_range_for_operator(self.max_parallelism, self.old_parallelism, *old);
+            (theirs.start() <= mine.end() && mine.start() <= theirs.end()).then_some(bytes.as_slice())
+        })
+    }
+
+    /// Every state handed over, in old subtask order (for union and even-split list state).
+    pub fn all(&self) -> impl Iterator<Item = &[u8]> {
+        self.states.iter().map(|(_, b)| b.as_slice())
+    }
+
+    /// This subtask's own state, for operators whose state cannot be redistributed: an
+    /// [`EddyError::InvalidJob`] after a rescale.
+    pub fn unscaled(&self) -> Result<Option<&[u8]>> {
+        if self.is_rescaled() {
+            return Err(EddyError::InvalidJob(format!(
+                "the state of '{}' cannot be redistributed from parallelism {} to {}",
+                self.operator_name, self.old_parallelism, self.parallelism
+            )));
+        }
+        Ok(self.states.first().map(|(_, b)| b.as_slice()))
+    }
+
+    /// Deals `items` (the union of all old subtasks' list elements, in a fixed order) out to the
+    /// subtasks: this one keeps every `parallelism`-th, starting at its index. Without a rescale
+    /// it keeps them all (they are its own).
+    pub fn even_split<T>(&self, items: Vec<T>) -> Vec<T> {
+        if !self.is_rescaled() {
+            return items;
+        }
+        let (p, i) = (self.parallelism, self.subtask);
+        items.into_iter().enumerate().filter(|(n, _)| n % p == i).map(|(_, t)| t).collect()
     }
 }
 
@@ -324,22 +407,45 @@ impl CompletedCheckpoint {
         self.operators.iter().map(|o| subtasks(o) + o.coordinator.as_ref().map_or(0, Vec::len)).sum()
     }
 
-    /// What operator `id`'s subtask `subtask` starts from; an operator the checkpoint does not
-    /// know starts empty (it was added since). The parallelism must be the one checkpointed
-    /// (rescaling is not supported yet).
-    pub fn operator_init(&self, id: &str, subtask: usize, parallelism: usize) -> Result<OperatorInit> {
+    /// What operator `id`'s subtask `subtask` starts from, running at `parallelism` with
+    /// `max_parallelism` key groups; an operator the checkpoint does not know starts empty (it
+    /// was added since). With another parallelism than checkpointed, the subtask is handed every
+    /// old subtask's state to pick its share from ([`RestoredState`]); the max parallelism must
+    /// not change, since it fixes the key groups.
+    pub fn operator_init(
+        &self,
+        id: &str,
+        subtask: usize,
+        parallelism: usize,
+        max_parallelism: usize,
+    ) -> Result<OperatorInit> {
         let Some(op) = self.operator(id) else {
             return Ok(OperatorInit::fresh(id));
         };
-        if op.parallelism != parallelism {
+        if op.max_parallelism != max_parallelism {
             return Err(EddyError::InvalidJob(format!(
-                "cannot restore '{}' (operator {id}) from checkpoint {}: it ran with parallelism {} there \
-                 and has {parallelism} now; changing the parallelism of a restored job is not supported yet",
-                op.name, self.id, op.parallelism
+                "cannot restore '{}' (operator {id}) from checkpoint {}: its max parallelism was {} and is \
+                 {max_parallelism} now; the max parallelism fixes the key groups and must not change",
+                op.name, self.id, op.max_parallelism
             )));
         }
-        let s = op.subtasks.get(subtask).cloned().unwrap_or_default();
-        Ok(OperatorInit { operator_id: id.into(), restored: s.state, finished: s.finished })
+        let (states, finished) = if op.parallelism == parallelism {
+            let s = op.subtasks.get(subtask).cloned().unwrap_or_default();
+            (s.state.map(|b| vec![(subtask, b)]).unwrap_or_default(), s.finished)
+        } else {
+            let states =
+                op.subtasks.iter().enumerate().filter_map(|(i, s)| s.state.clone().map(|b| (i, b))).collect();
+            (states, !op.subtasks.is_empty() && op.subtasks.iter().all(|s| s.finished))
+        };
+        let restored = RestoredState {
+            states,
+            old_parallelism: op.parallelism,
+            subtask,
+            parallelism,
+            max_parallelism,
+            operator_name: op.name.clone(),
+        };
+        Ok(OperatorInit { operator_id: id.into(), restored: Some(restored), finished })
     }
 }
 

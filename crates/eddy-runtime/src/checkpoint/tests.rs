@@ -250,7 +250,7 @@ impl TwoInputOperator for Seen2 {
         self.seen.extend(batch.values);
         Ok(())
     }
-    fn snapshot_state(&mut self, _: u64) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(&mut self, _: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
         let mut bytes = Vec::new();
         codec::encode_value(&self.seen, &mut bytes)?;
         Ok(Some(bytes))

@@ -17,6 +17,7 @@ use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use eddy_core::{Batch, Data, EddyError, RecordDisplay, Result, ShowRecord};
+use eddy_runtime::checkpoint::RestoredState;
 use eddy_runtime::sink::{Sink, SinkContext, SinkWriter};
 use eddy_runtime::source::{
     Boundedness, ReaderContext, ReaderStatus, Source, SourceOutput, SourceReader, SourceSplit,
@@ -342,6 +343,28 @@ struct CommittingWriter {
     pending: Vec<(u64, u64)>,
 }
 
+fn pending_file(dir: &Path, subtask: usize, n: u64) -> PathBuf {
+    dir.join(format!(".part-{subtask}-{n}.pending"))
+}
+
+/// Whether `name` is a file of `subtask` (`part-i-n` committed, `.part-i-n.pending` or
+/// `.part-i-n.inprogress`), and its index `n`.
+fn parse_part_name(name: &str, subtask: usize) -> Option<(bool, u64)> {
+    let (hidden, rest) = match name.strip_prefix('.') {
+        Some(rest) => (true, rest),
+        None => (false, name),
+    };
+    let rest = rest.strip_prefix("part-")?;
+    let rest = if hidden {
+        rest.strip_suffix(".pending").or_else(|| rest.strip_suffix(".inprogress"))?
+    } else {
+        rest
+    };
+    let (i, n) = rest.split_once('-')?;
+    (i.parse::<usize>().ok()? == subtask).then_some(())?;
+    Some((!hidden, n.parse().ok()?))
+}
+
 /// What a checkpoint holds of a [`CommittingWriter`].
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CommitState {
@@ -358,28 +381,42 @@ impl CommittingWriter {
         self.dir.join(format!("part-{}-{n}", self.subtask))
     }
     fn pending_file(&self, n: u64) -> PathBuf {
-        self.dir.join(format!(".part-{}-{n}.pending", self.subtask))
+        pending_file(&self.dir, self.subtask, n)
     }
     fn in_progress(&self, n: u64) -> PathBuf {
         self.dir.join(format!(".part-{}-{n}.inprogress", self.subtask))
     }
 
-    /// The index `n` of a file name of this subtask (`part-i-n`, `.part-i-n.pending`, ...).
-    fn index_of(&self, name: &str) -> Option<u64> {
-        let rest = name.strip_prefix('.').unwrap_or(name).strip_prefix("part-")?;
-        let rest = rest.strip_suffix(".pending").or_else(|| rest.strip_suffix(".inprogress")).unwrap_or(rest);
-        let (subtask, n) = rest.split_once('-')?;
-        (subtask.parse::<usize>().ok()? == self.subtask).then(|| n.parse().ok()).flatten()
-    }
-
-    /// Makes pending file `n` visible; a file already committed stays as it is.
-    fn commit_file(&self, n: u64) -> Result<()> {
-        let (pending, committed) = (self.pending_file(n), self.committed(n));
+    /// Makes pending file `n` of `subtask` visible; a file already committed stays as it is.
+    fn commit_file(&self, subtask: usize, n: u64) -> Result<()> {
+        let pending = pending_file(&self.dir, subtask, n);
+        let committed = self.dir.join(format!("part-{subtask}-{n}"));
         match fs::rename(&pending, &committed) {
             Ok(()) => Ok(()),
             Err(_) if committed.exists() => Ok(()),
             Err(e) => Err(EddyError::io("cannot commit output file", &pending, e)),
         }
+    }
+
+    /// Removes the files of `subtask` from index `from` on (what it wrote after the checkpoint,
+    /// which this attempt writes again) and every file of it still pending or in progress (the
+    /// checkpoint's own pending files are committed before). Returns the highest index of a
+    /// committed file kept.
+    fn remove_after(&self, subtask: usize, from: u64) -> Result<Option<u64>> {
+        let listing = |e| EddyError::io("cannot list output directory", &self.dir, e);
+        let mut last_committed = None;
+        for entry in fs::read_dir(&self.dir).map_err(listing)? {
+            let entry = entry.map_err(listing)?;
+            let name = entry.file_name();
+            let Some((committed, n)) = parse_part_name(&name.to_string_lossy(), subtask) else { continue };
+            if n >= from || !committed {
+                fs::remove_file(entry.path())
+                    .map_err(|e| EddyError::io("cannot remove output file", entry.path(), e))?;
+            } else if committed {
+                last_committed = last_committed.max(Some(n));
+            }
+        }
+        Ok(last_committed)
     }
 
     /// Closes the file being written and renames it to `to`.
@@ -394,28 +431,40 @@ impl CommittingWriter {
 }
 
 impl<T: RecordDisplay> SinkWriter<T> for CommittingWriter {
-    fn restore(&mut self, state: Option<&[u8]>) -> Result<()> {
+    /// Commits the pending files of the restored checkpoint and deletes what was written after
+    /// it. After a rescale, the old subtasks' states are dealt out like even-split list state:
+    /// each new subtask finishes the files of the old subtasks it was given.
+    fn restore(&mut self, restored: Option<&RestoredState>) -> Result<()> {
         fs::create_dir_all(&self.dir)
             .map_err(|e| EddyError::io("cannot create output directory", &self.dir, e))?;
-        let state = match state {
-            Some(bytes) => eddy_core::codec::decode_value::<CommitState>(bytes)?,
-            None => CommitState { next: 0, pending: Vec::new() },
-        };
-        for &(_, n) in &state.pending {
-            self.commit_file(n)?;
-        }
-        // Everything this subtask wrote after the checkpoint is written again by this attempt.
-        let entries = fs::read_dir(&self.dir)
-            .map_err(|e| EddyError::io("cannot list output directory", &self.dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| EddyError::io("cannot list output directory", &self.dir, e))?;
-            let name = entry.file_name();
-            if self.index_of(&name.to_string_lossy()).is_some_and(|n| n >= state.next) {
-                fs::remove_file(entry.path())
-                    .map_err(|e| EddyError::io("cannot remove output file", entry.path(), e))?;
+        let mut own_next = None;
+        if let Some(restored) = restored {
+            let states: Vec<(usize, CommitState)> = restored
+                .states
+                .iter()
+                .map(|(old, bytes)| Ok((*old, eddy_core::codec::decode_value::<CommitState>(bytes)?)))
+                .collect::<Result<_>>()?;
+            for (old, state) in restored.even_split(states) {
+                for &(_, n) in &state.pending {
+                    self.commit_file(old, n)?;
+                }
+                if old == self.subtask {
+                    own_next = Some(state.next);
+                } else {
+                    self.remove_after(old, state.next)?;
+                }
             }
         }
-        self.next = state.next;
+        // A fresh start replaces this subtask's files. A subtask a rescale added keeps what an
+        // earlier, wider run committed under its index and numbers on after it.
+        let keep_committed = restored.is_some() && own_next.is_none();
+        let from = if keep_committed { u64::MAX } else { own_next.unwrap_or(0) };
+        let last_committed = self.remove_after(self.subtask, from)?;
+        self.next = match own_next {
+            Some(next) => next,
+            None if keep_committed => last_committed.map_or(0, |n| n + 1),
+            None => 0,
+        };
         Ok(())
     }
 
@@ -449,7 +498,7 @@ impl<T: RecordDisplay> SinkWriter<T> for CommittingWriter {
     fn commit(&mut self, checkpoint_id: u64) -> Result<()> {
         let (done, waiting): (Vec<_>, Vec<_>) = self.pending.iter().partition(|(c, _)| *c <= checkpoint_id);
         for (_, n) in done {
-            self.commit_file(n)?;
+            self.commit_file(self.subtask, n)?;
         }
         self.pending = waiting;
         Ok(())
@@ -461,7 +510,7 @@ impl<T: RecordDisplay> SinkWriter<T> for CommittingWriter {
             self.next += 1;
         }
         for (_, n) in std::mem::take(&mut self.pending) {
-            self.commit_file(n)?;
+            self.commit_file(self.subtask, n)?;
         }
         Ok(())
     }
@@ -792,6 +841,65 @@ mod tests {
         SinkWriter::<String>::write_batch(w, batch).unwrap();
     }
 
+    /// What subtask `subtask` of `parallelism` gets back without a rescale.
+    fn own(subtask: usize, parallelism: usize, state: Vec<u8>) -> RestoredState {
+        let states = vec![(subtask, state)];
+        rescaled(subtask, parallelism, parallelism, states)
+    }
+
+    fn rescaled(
+        subtask: usize,
+        parallelism: usize,
+        old: usize,
+        states: Vec<(usize, Vec<u8>)>,
+    ) -> RestoredState {
+        let operator_name = "sink".to_string();
+        let max_parallelism = 128;
+        RestoredState { states, old_parallelism: old, subtask, parallelism, max_parallelism, operator_name }
+    }
+
+    #[test]
+    fn a_rescaled_sink_commits_the_pending_files_of_every_old_subtask_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        // Two subtasks, each with a committed file, a file pending for checkpoint 2 and one
+        // written after it.
+        let mut states = Vec::new();
+        for i in 0..2 {
+            let mut w = CommittingWriter::new(&out, i);
+            SinkWriter::<String>::restore(&mut w, None).unwrap();
+            write(&mut w, &["early"]);
+            SinkWriter::<String>::prepare_commit(&mut w, 1).unwrap();
+            SinkWriter::<String>::commit(&mut w, 1).unwrap();
+            write(&mut w, &[&format!("pending {i}")]);
+            states.push((i, SinkWriter::<String>::prepare_commit(&mut w, 2).unwrap().unwrap()));
+            write(&mut w, &["after the checkpoint"]);
+        }
+        // Resumed at parallelism 1: the one subtask finishes both old subtasks' files.
+        let mut w = CommittingWriter::new(&out, 0);
+        SinkWriter::<String>::restore(&mut w, Some(&rescaled(0, 1, 2, states.clone()))).unwrap();
+        assert_eq!(names(&out), ["part-0-0", "part-0-1", "part-1-0", "part-1-1"]);
+        assert_eq!(fs::read_to_string(out.join("part-1-1")).unwrap(), "pending 1\n");
+        write(&mut w, &["new"]);
+        SinkWriter::<String>::finish(&mut w).unwrap();
+        assert_eq!(fs::read_to_string(out.join("part-0-2")).unwrap(), "new\n");
+
+        // Resumed at parallelism 3 from the same checkpoint: subtask 2 is new; its numbering
+        // cannot clash with anything, and it commits nobody's files twice.
+        for i in 0..3 {
+            let mut w = CommittingWriter::new(&out, i);
+            SinkWriter::<String>::restore(&mut w, Some(&rescaled(i, 3, 2, states.clone()))).unwrap();
+            write(&mut w, &[&format!("from {i}")]);
+            SinkWriter::<String>::finish(&mut w).unwrap();
+        }
+        assert_eq!(
+            names(&out),
+            ["part-0-0", "part-0-1", "part-0-2", "part-1-0", "part-1-1", "part-1-2", "part-2-0"]
+        );
+        assert_eq!(fs::read_to_string(out.join("part-0-2")).unwrap(), "from 0\n");
+        assert_eq!(fs::read_to_string(out.join("part-2-0")).unwrap(), "from 2\n");
+    }
+
     #[test]
     fn the_committing_writer_shows_only_what_completed_checkpoints_cover() {
         let dir = tempfile::tempdir().unwrap();
@@ -814,7 +922,7 @@ mod tests {
         // restoring leaves alone) and writes what came after it again.
         fs::write(out.join("part-0-5"), "another subtask's file\n").unwrap();
         let mut w = CommittingWriter::new(&out, 1);
-        SinkWriter::<String>::restore(&mut w, Some(&state1)).unwrap();
+        SinkWriter::<String>::restore(&mut w, Some(&own(1, 2, state1.clone()))).unwrap();
         assert_eq!(names(&out), ["part-0-5", "part-1-0"], "files from after checkpoint 1 are gone");
         write(&mut w, &["c", "d"]);
         SinkWriter::<String>::finish(&mut w).unwrap();
@@ -833,13 +941,14 @@ mod tests {
         drop(w); // failed before the checkpoint's completion reached the writer
         for _ in 0..2 {
             let mut w = CommittingWriter::new(&out, 0);
-            SinkWriter::<String>::restore(&mut w, Some(&state)).unwrap();
+            SinkWriter::<String>::restore(&mut w, Some(&own(0, 1, state.clone()))).unwrap();
             assert_eq!(names(&out), ["part-0-0"]);
         }
         // A pending file that vanished is an error, not silently lost output.
         fs::remove_file(out.join("part-0-0")).unwrap();
         let mut w = CommittingWriter::new(&out, 0);
-        let err = SinkWriter::<String>::restore(&mut w, Some(&state)).unwrap_err().to_string();
+        let err =
+            SinkWriter::<String>::restore(&mut w, Some(&own(0, 1, state.clone()))).unwrap_err().to_string();
         assert!(err.contains(".part-0-0.pending"), "{err}");
     }
 }

@@ -359,7 +359,7 @@ where
 {
     /// Window and join state is not in checkpoints yet: a checkpoint fails loudly instead of
     /// restoring this operator empty while its sources resume mid-stream.
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
         Err(eddy_core::EddyError::InvalidJob(NOT_CHECKPOINTED.into()))
     }
 
