@@ -1039,6 +1039,24 @@ pub mod options {
         "The number of consecutive failed checkpoints tolerated before the job fails.",
     );
 
+    /// `execution.checkpointing.unaligned.enabled`: EXACTLY_ONCE checkpoints do not align
+    /// barriers; a task snapshots at its first barrier and stores the records still in flight
+    /// on its other inputs with the checkpoint. Savepoints stay aligned. Default false.
+    pub const CHECKPOINTING_UNALIGNED: ConfigOption<bool> = ConfigOption::new(
+        "execution.checkpointing.unaligned.enabled",
+        false,
+        "Take unaligned checkpoints: snapshot at the first barrier and store in-flight records.",
+    );
+
+    /// `execution.checkpointing.aligned-checkpoint-timeout`: with unaligned checkpoints on, a
+    /// checkpoint starts aligned and turns unaligned at a task whose alignment takes longer than
+    /// this. Default 0: unaligned from the first barrier.
+    pub const CHECKPOINTING_ALIGNED_TIMEOUT: ConfigOption<Duration> = ConfigOption::new(
+        "execution.checkpointing.aligned-checkpoint-timeout",
+        Duration::ZERO,
+        "How long a task aligns barriers before an unaligned checkpoint turns unaligned.",
+    );
+
     /// `state.checkpoints.dir`: the directory completed checkpoints are written to, under
     /// `<dir>/<job-id>/chk-<n>/`. No default: without it checkpoints are kept in the memory of
     /// the job master (Flink's JobManager-heap storage) and do not survive the process.

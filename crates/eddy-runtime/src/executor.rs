@@ -578,7 +578,7 @@ impl JobMaster {
         sources: Vec<(String, Arc<dyn SourceCoordinatorHandle>)>,
     ) -> Option<RunningCoordinator> {
         let coordinator = self.coordinator.take()?;
-        let mode = coordinator.config().mode;
+        let (mode, unaligned) = (coordinator.config().mode, coordinator.config().unaligned);
         let mut inboxes = Vec::with_capacity(tasks.len());
         let mut receivers = Vec::with_capacity(tasks.len());
         for t in tasks.iter() {
@@ -597,7 +597,8 @@ impl JobMaster {
         };
         let responder = running.responder();
         for (t, rx) in tasks.iter_mut().zip(receivers) {
-            t.checkpoints = TaskCheckpointing::new(mode, t.vertex, t.subtask, rx, responder.clone());
+            t.checkpoints = TaskCheckpointing::new(mode, t.vertex, t.subtask, rx, responder.clone())
+                .with_unaligned(unaligned);
         }
         Some(running)
     }

@@ -212,11 +212,19 @@ pub struct OneInputTask<T: Data> {
     pub(crate) name: String,
     pub(crate) gate: InputGate<T>,
     pub(crate) head: Box<dyn Output<T>>,
+    /// In-flight records of the unaligned checkpoint the task restores from, replayed first.
+    pub(crate) in_flight: Option<Vec<(u8, Vec<u8>)>>,
 }
 
 impl<T: Data> OneInputTask<T> {
     pub fn new(name: String, gate: InputGate<T>, head: Box<dyn Output<T>>) -> Self {
-        OneInputTask { name, gate, head }
+        OneInputTask { name, gate, head, in_flight: None }
+    }
+
+    /// Replays `in_flight` (what [`TaskSnapshot::in_flight`] held) before reading the gate.
+    pub fn with_in_flight(mut self, in_flight: Option<&[u8]>) -> Result<Self> {
+        self.in_flight = in_flight.map(eddy_core::codec::decode_value).transpose()?;
+        Ok(self)
     }
 }
 
@@ -233,6 +241,59 @@ fn forward_valve<T>(out: &mut dyn Output<T>, v: Option<ValveOutput>) -> Result<(
 struct Checkpointing<'a> {
     rt: &'a TaskCheckpointing,
     aligner: Option<BarrierAligner>,
+    /// The unaligned checkpoint whose snapshot is taken and whose in-flight data is recorded.
+    unaligned: Option<UnalignedSnapshot>,
+}
+
+/// An unaligned checkpoint between its snapshot and its last barrier.
+struct UnalignedSnapshot {
+    snapshot: TaskSnapshot,
+    /// The records that arrived on channels whose barrier was missing, as
+    /// `(input, encoded batch)` in arrival order.
+    in_flight: Vec<(u8, Vec<u8>)>,
+}
+
+/// A snapshot to take after an alignment step.
+enum SnapshotStep {
+    /// Snapshot and acknowledge at once (aligned).
+    Aligned(CheckpointBarrier),
+    /// Snapshot now, acknowledge when the in-flight data is complete.
+    Unaligned(CheckpointBarrier),
+    /// The in-flight data of this unaligned checkpoint is complete: acknowledge.
+    AcknowledgeUnaligned(u64),
+}
+
+/// Encodes a batch of in-flight records.
+fn encode_in_flight<T: Data>(batch: &eddy_core::Batch<T>) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    eddy_core::codec::encode_value(&(&batch.values, &batch.timestamps), &mut bytes)?;
+    Ok(bytes)
+}
+
+/// The in-flight records of input `input` that a restored task replays first, in order.
+pub(crate) fn decode_in_flight<T: Data>(
+    in_flight: &[(u8, Vec<u8>)],
+    input: u8,
+) -> impl Iterator<Item = Result<eddy_core::Batch<T>>> + '_ {
+    in_flight.iter().filter(move |(i, _)| *i == input).map(|(_, bytes)| {
+        let (values, timestamps): (Vec<T>, Vec<i64>) = eddy_core::codec::decode_value(bytes)?;
+        Ok(eddy_core::Batch { values, timestamps })
+    })
+}
+
+/// What a gate waits for at most: the flush deadline, the next timer or the moment an
+/// alignment turns unaligned.
+fn task_deadline(
+    flusher: &Flusher,
+    next_timer: Option<i64>,
+    clock: &ClockRef,
+    checkpointing: &Checkpointing,
+) -> Instant {
+    let d = wait_deadline(flusher, next_timer, clock);
+    match checkpointing.aligner.as_ref().and_then(BarrierAligner::alignment_deadline) {
+        Some(a) => d.min(a),
+        None => d,
+    }
 }
 
 /// What a task does after an alignment step, on gates it owns.
@@ -267,11 +328,18 @@ impl<A, B> Gates for (&mut InputGate<A>, &mut InputGate<B>) {
 
 impl<'a> Checkpointing<'a> {
     fn new(rt: &'a TaskCheckpointing, channels: usize) -> Self {
-        Checkpointing { rt, aligner: rt.mode().map(|m: CheckpointingMode| BarrierAligner::new(channels, m)) }
+        let aligner = rt.mode().map(|m: CheckpointingMode| {
+            let aligner = BarrierAligner::new(channels, m);
+            match rt.unaligned() {
+                Some(timeout) => aligner.with_unaligned(timeout),
+                None => aligner,
+            }
+        });
+        Checkpointing { rt, aligner, unaligned: None }
     }
 
-    /// Applies an alignment step to the gates; returns the barrier to snapshot at, if any.
-    fn apply(gates: &mut impl Gates, step: Alignment) -> Option<CheckpointBarrier> {
+    /// Applies an alignment step to the gates; returns the snapshot to take, if any.
+    fn apply(&mut self, gates: &mut impl Gates, step: Alignment) -> Option<SnapshotStep> {
         match step {
             Alignment::Continue => None,
             Alignment::Block(ch) => {
@@ -280,15 +348,23 @@ impl<'a> Checkpointing<'a> {
             }
             Alignment::Complete(barrier) => {
                 gates.unblock_all();
-                Some(barrier)
+                Some(SnapshotStep::Aligned(barrier))
             }
-            Alignment::Aborted { block, .. } => {
+            Alignment::Aborted { checkpoint_id, block } => {
+                if self.unaligned.as_ref().is_some_and(|u| u.snapshot.checkpoint_id <= checkpoint_id) {
+                    self.unaligned = None;
+                }
                 gates.unblock_all();
                 if let Some(ch) = block {
                     gates.block(ch);
                 }
                 None
             }
+            Alignment::SnapshotUnaligned(barrier) => {
+                gates.unblock_all();
+                Some(SnapshotStep::Unaligned(barrier))
+            }
+            Alignment::CompleteUnaligned(id) => Some(SnapshotStep::AcknowledgeUnaligned(id)),
         }
     }
 
@@ -297,26 +373,71 @@ impl<'a> Checkpointing<'a> {
         gates: &mut impl Gates,
         ch: usize,
         b: CheckpointBarrier,
-    ) -> Option<CheckpointBarrier> {
+    ) -> Option<SnapshotStep> {
         let step = self.aligner.as_mut()?.on_barrier(ch, b);
-        Self::apply(gates, step)
+        self.apply(gates, step)
     }
 
-    fn on_end_of_input(&mut self, gates: &mut impl Gates, ch: usize) -> Option<CheckpointBarrier> {
+    fn on_end_of_input(&mut self, gates: &mut impl Gates, ch: usize) -> Option<SnapshotStep> {
         let step = self.aligner.as_mut()?.on_end_of_input(ch);
-        Self::apply(gates, step)
+        self.apply(gates, step)
+    }
+
+    /// An alignment that has taken too long turns unaligned.
+    fn on_time(&mut self, gates: &mut impl Gates) -> Option<SnapshotStep> {
+        let aligner = self.aligner.as_mut()?;
+        aligner.alignment_deadline()?;
+        let step = aligner.on_time(Instant::now());
+        self.apply(gates, step)
+    }
+
+    /// Whether a batch arriving on channel `ch` is in-flight data of an unaligned checkpoint.
+    #[inline]
+    fn records(&self, ch: usize) -> bool {
+        self.aligner.as_ref().is_some_and(|a| a.in_flight(ch))
+    }
+
+    /// Records a batch of input `input` as in-flight data (see [`records`](Self::records)).
+    fn record<T: Data>(&mut self, input: u8, batch: &eddy_core::Batch<T>) -> Result<()> {
+        if let Some(u) = &mut self.unaligned {
+            u.in_flight.push((input, encode_in_flight(batch)?));
+        }
+        Ok(())
     }
 
     /// Takes the task's snapshot: `emit` sends the barrier through the chain, collecting each
-    /// operator's state; then the snapshot is acknowledged.
+    /// operator's state; then the snapshot is acknowledged, at once when aligned, with its
+    /// in-flight data at the last barrier when unaligned.
     fn snapshot(
-        &self,
-        barrier: CheckpointBarrier,
+        &mut self,
+        step: SnapshotStep,
         emit: impl FnOnce(&CheckpointBarrier, &mut TaskSnapshot) -> Result<()>,
     ) -> Result<()> {
-        let mut snapshot = TaskSnapshot::new(barrier.id);
-        emit(&barrier, &mut snapshot)?;
-        self.rt.acknowledge(snapshot);
+        match step {
+            SnapshotStep::Aligned(barrier) => {
+                self.unaligned = None;
+                let mut snapshot = TaskSnapshot::new(barrier.id);
+                emit(&barrier, &mut snapshot)?;
+                self.rt.acknowledge(snapshot);
+            }
+            SnapshotStep::Unaligned(barrier) => {
+                let mut snapshot = TaskSnapshot::new(barrier.id);
+                emit(&barrier, &mut snapshot)?;
+                self.unaligned = Some(UnalignedSnapshot { snapshot, in_flight: Vec::new() });
+            }
+            SnapshotStep::AcknowledgeUnaligned(id) => {
+                if let Some(UnalignedSnapshot { mut snapshot, in_flight }) = self.unaligned.take() {
+                    if snapshot.checkpoint_id == id {
+                        if !in_flight.is_empty() {
+                            let mut bytes = Vec::new();
+                            eddy_core::codec::encode_value(&in_flight, &mut bytes)?;
+                            snapshot.in_flight = Some(bytes);
+                        }
+                        self.rt.acknowledge(snapshot);
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -332,7 +453,7 @@ impl<'a> Checkpointing<'a> {
                 TaskControl::CheckpointComplete(id) => notify(id)?,
                 TaskControl::CheckpointAborted(id) => {
                     if let Some(step) = self.aligner.as_mut().map(|a| a.on_abort(id)) {
-                        Self::apply(gates, step);
+                        self.apply(gates, step);
                     }
                 }
                 TaskControl::TriggerCheckpoint(_) => {}
@@ -349,11 +470,18 @@ impl<T: Data> Invokable for OneInputTask<T> {
         let mut flusher = Flusher::new(rt.buffer_timeout);
         let head = &mut *self.head;
         let gate = &mut self.gate;
+        for batch in self.in_flight.iter().flat_map(|f| decode_in_flight(f, 0)) {
+            head.emit_batch(batch?)?;
+        }
         let mut next_timer = head.next_processing_time();
         loop {
             check_cancelled(&rt.signals)?;
-            let snapshot_at = match gate.next(wait_deadline(&flusher, next_timer, &rt.clock))? {
-                GateEvent::Element(_, StreamElement::Records(b)) => {
+            let deadline = task_deadline(&flusher, next_timer, &rt.clock, &checkpointing);
+            let snapshot_at = match gate.next(deadline)? {
+                GateEvent::Element(ch, StreamElement::Records(b)) => {
+                    if checkpointing.records(ch) {
+                        checkpointing.record(0, &b)?;
+                    }
                     head.emit_batch(b)?;
                     None
                 }
@@ -372,11 +500,11 @@ impl<T: Data> Invokable for OneInputTask<T> {
                     forward_valve(head, valve.channel_finished(ch))?;
                     checkpointing.on_end_of_input(gate, ch)
                 }
-                GateEvent::Timeout => None,
+                GateEvent::Timeout => checkpointing.on_time(gate),
                 GateEvent::Finished => break,
             };
-            if let Some(barrier) = snapshot_at {
-                checkpointing.snapshot(barrier, |b, s| head.emit_barrier(b, s))?;
+            if let Some(step) = snapshot_at {
+                checkpointing.snapshot(step, |b, s| head.emit_barrier(b, s))?;
             }
             checkpointing.poll_control(gate, |id| head.notify_checkpoint_complete(id))?;
             next_timer = fire_due_timers(head.next_processing_time(), &rt.clock, |now| {
@@ -398,11 +526,19 @@ pub struct TwoInputTask<Op: TwoInputOperator> {
     pub(crate) gate1: InputGate<Op::In1>,
     pub(crate) gate2: InputGate<Op::In2>,
     pub(crate) head: TwoInputHead<Op>,
+    /// In-flight records of the unaligned checkpoint the task restores from, replayed first.
+    pub(crate) in_flight: Option<Vec<(u8, Vec<u8>)>>,
 }
 
 impl<Op: TwoInputOperator> TwoInputTask<Op> {
     pub fn new(gate1: InputGate<Op::In1>, gate2: InputGate<Op::In2>, head: TwoInputHead<Op>) -> Self {
-        TwoInputTask { gate1, gate2, head }
+        TwoInputTask { gate1, gate2, head, in_flight: None }
+    }
+
+    /// Replays `in_flight` (what [`TaskSnapshot::in_flight`] held) before reading the gates.
+    pub fn with_in_flight(mut self, in_flight: Option<&[u8]>) -> Result<Self> {
+        self.in_flight = in_flight.map(eddy_core::codec::decode_value).transpose()?;
+        Ok(self)
     }
 }
 
@@ -417,6 +553,20 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
         let mut task_idle = false;
         let mut flusher = Flusher::new(rt.buffer_timeout);
         let mut turn = false;
+        if let Some(in_flight) = &self.in_flight {
+            // Replayed in the order they arrived, across both inputs.
+            for run in in_flight.chunk_by(|a, b| a.0 == b.0) {
+                if run[0].0 == 0 {
+                    for batch in decode_in_flight(run, 0) {
+                        self.head.batch1(batch?)?;
+                    }
+                } else {
+                    for batch in decode_in_flight(run, 1) {
+                        self.head.batch2(batch?)?;
+                    }
+                }
+            }
+        }
         let mut next_timer = self.head.next_processing_time();
         while !(self.gate1.is_finished() && self.gate2.is_finished()) {
             check_cancelled(&rt.signals)?;
@@ -424,7 +574,7 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
             // Alternate between the inputs; wait on both without favouring either.
             let ev1;
             let ev2;
-            let deadline = wait_deadline(&flusher, next_timer, &rt.clock);
+            let deadline = task_deadline(&flusher, next_timer, &rt.clock, &checkpointing);
             if crate::channel::next_of_two(&mut self.gate1, &mut self.gate2, turn, deadline)? {
                 ev1 = self.gate1.take_ready();
                 ev2 = None;
@@ -435,11 +585,17 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
             let mut gates = (&mut self.gate1, &mut self.gate2);
             let mut snapshot_at = None;
             let changed = match (ev1, ev2) {
-                (Some((_, StreamElement::Records(b))), _) => {
+                (Some((ch, StreamElement::Records(b))), _) => {
+                    if checkpointing.records(ch) {
+                        checkpointing.record(0, &b)?;
+                    }
                     self.head.batch1(b)?;
                     None
                 }
-                (_, Some((_, StreamElement::Records(b)))) => {
+                (_, Some((ch, StreamElement::Records(b)))) => {
+                    if checkpointing.records(n1 + ch) {
+                        checkpointing.record(1, &b)?;
+                    }
                     self.head.batch2(b)?;
                     None
                 }
@@ -463,7 +619,10 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
                     }
                     control(&mut valve2, ch, e).map(|v| (1, v))
                 }
-                (None, None) => None,
+                (None, None) => {
+                    snapshot_at = checkpointing.on_time(&mut gates);
+                    None
+                }
             };
             if let Some((input, out)) = changed {
                 if let ValveOutput::Idle(i) = out {
@@ -493,8 +652,8 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
                 }
             }
             let head = &mut self.head;
-            if let Some(barrier) = snapshot_at {
-                checkpointing.snapshot(barrier, |b, s| head.emit_barrier(b, s))?;
+            if let Some(step) = snapshot_at {
+                checkpointing.snapshot(step, |b, s| head.emit_barrier(b, s))?;
             }
             let mut gates = (&mut self.gate1, &mut self.gate2);
             checkpointing.poll_control(&mut gates, |id| head.notify_checkpoint_complete(id))?;

@@ -14,6 +14,18 @@
 //!   arrives. Records that followed an early barrier are in the snapshot and are processed
 //!   again after a restore.
 //!
+//! - **Unaligned** (EXACTLY_ONCE with `execution.checkpointing.unaligned.enabled`): the task
+//!   does not wait. At the first barrier `n` it snapshots its operators and forwards the
+//!   barrier at once; the records that still arrive on the channels whose barrier `n` is
+//!   missing were sent before the cut but are processed after the snapshot, so the task records
+//!   them as the checkpoint's *in-flight data* (while processing them as usual) until the last
+//!   barrier `n` arrives, and then acknowledges. A restore replays the in-flight data into the
+//!   restored operators before reading new input. With `aligned-checkpoint-timeout` above zero
+//!   a checkpoint starts aligned and switches to unaligned when its alignment takes longer.
+//!   Savepoints are always aligned. Unlike Flink, the barrier does not overtake records already
+//!   queued in the task's output channels; it overtakes nothing but never waits for other
+//!   inputs either.
+//!
 //! A channel that has delivered its end of input counts as having delivered every barrier
 //! that comes after: a finished producer never blocks a checkpoint. A barrier newer than the
 //! one being aligned gives the older checkpoint up (it was aborted upstream); a barrier older
@@ -24,10 +36,13 @@
 //! snapshot, so the same logic serves one-input tasks (one gate) and two-input tasks (both
 //! gates, numbered one after the other).
 
-use eddy_core::config::CheckpointingMode;
-use eddy_core::CheckpointBarrier;
+use std::time::{Duration, Instant};
 
-/// What the task does after telling the aligner about a barrier, an end of input or an abort.
+use eddy_core::config::CheckpointingMode;
+use eddy_core::{CheckpointBarrier, CheckpointType};
+
+/// What the task does after telling the aligner about a barrier, an end of input, an abort or
+/// the passing of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alignment {
     /// Nothing to do.
@@ -37,9 +52,18 @@ pub enum Alignment {
     /// Barrier `id` is in from every channel: snapshot, forward the barrier, unblock all
     /// channels.
     Complete(CheckpointBarrier),
-    /// The checkpoint being aligned was given up: unblock all channels; if a newer barrier
-    /// caused it, that barrier's alignment has begun and its channel must be blocked (`block`).
+    /// The checkpoint being aligned was given up: unblock all channels (dropping any in-flight
+    /// data recorded for it); if a newer barrier caused it, that barrier's alignment has begun
+    /// and its channel must be blocked (`block`). A step for a newer checkpoint
+    /// (`Complete`, `SnapshotUnaligned`) also gives up whatever an older one recorded.
     Aborted { checkpoint_id: u64, block: Option<usize> },
+    /// Unaligned: snapshot now, forward the barrier and unblock all channels; from now on the
+    /// records of the channels [`in_flight`](BarrierAligner::in_flight) names belong to the
+    /// checkpoint.
+    SnapshotUnaligned(CheckpointBarrier),
+    /// Unaligned: the last barrier of checkpoint `u64` arrived: acknowledge it with the in-flight
+    /// data recorded.
+    CompleteUnaligned(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -47,12 +71,20 @@ struct Pending {
     barrier: CheckpointBarrier,
     arrived: Vec<bool>,
     missing: usize,
+    /// When the first barrier arrived.
+    started: Instant,
+    /// The snapshot was taken at the first barrier (or when alignment timed out).
+    unaligned: bool,
 }
 
 /// Tracks the barriers of one task's input channels.
 #[derive(Debug, Clone)]
 pub struct BarrierAligner {
     blocking: bool,
+    /// Unaligned checkpoints are on: switch to unaligned after aligning this long (zero: at
+    /// the first barrier).
+    unaligned_after: Option<Duration>,
+
     finished: Vec<bool>,
     pending: Option<Pending>,
     /// The newest checkpoint snapshotted or given up here.
@@ -63,9 +95,51 @@ impl BarrierAligner {
     pub fn new(num_channels: usize, mode: CheckpointingMode) -> Self {
         BarrierAligner {
             blocking: mode == CheckpointingMode::ExactlyOnce,
+            unaligned_after: None,
             finished: vec![false; num_channels],
             pending: None,
             latest: 0,
+        }
+    }
+
+    /// Takes unaligned checkpoints (EXACTLY_ONCE only; savepoints stay aligned), switching to
+    /// unaligned when alignment has taken `aligned_timeout` (zero: from the first barrier).
+    pub fn with_unaligned(mut self, aligned_timeout: Duration) -> Self {
+        if self.blocking {
+            self.unaligned_after = Some(aligned_timeout);
+        }
+        self
+    }
+
+    /// Whether records arriving now on `channel` are in-flight data of an unaligned checkpoint.
+    #[inline]
+    pub fn in_flight(&self, channel: usize) -> bool {
+        self.pending.as_ref().is_some_and(|p| p.unaligned && !p.arrived[channel])
+    }
+
+    /// When a pending aligned checkpoint turns unaligned, if it can; the task calls
+    /// [`on_time`](Self::on_time) once this has passed.
+    pub fn alignment_deadline(&self) -> Option<Instant> {
+        let (p, after) = (self.pending.as_ref()?, self.unaligned_after?);
+        (!p.unaligned && p.barrier.kind == CheckpointType::Checkpoint).then(|| p.started + after)
+    }
+
+    /// The time is `now`: an alignment that has taken longer than the aligned-checkpoint
+    /// timeout turns unaligned.
+    pub fn on_time(&mut self, now: Instant) -> Alignment {
+        match self.alignment_deadline() {
+            Some(deadline) if deadline <= now => self.go_unaligned(),
+            _ => Alignment::Continue,
+        }
+    }
+
+    fn go_unaligned(&mut self) -> Alignment {
+        match self.pending.as_mut() {
+            Some(p) => {
+                p.unaligned = true;
+                Alignment::SnapshotUnaligned(p.barrier)
+            }
+            None => Alignment::Continue,
         }
     }
 
@@ -80,15 +154,18 @@ impl BarrierAligner {
             return Alignment::Continue;
         }
         let mut aborted = None;
-        match &self.pending {
-            Some(p) if p.barrier.id == barrier.id => {}
+        let started = match &self.pending {
+            Some(p) if p.barrier.id == barrier.id => false,
             Some(p) if p.barrier.id > barrier.id => return Alignment::Continue,
             Some(p) => {
                 aborted = Some(p.barrier.id);
                 self.latest = p.barrier.id;
-                self.pending = Some(self.start(barrier));
+                true
             }
-            None => self.pending = Some(self.start(barrier)),
+            None => true,
+        };
+        if started {
+            self.pending = Some(self.start(barrier));
         }
         let blocking = self.blocking;
         let Some(p) = self.pending.as_mut() else { return Alignment::Continue };
@@ -96,15 +173,23 @@ impl BarrierAligner {
             p.arrived[channel] = true;
             p.missing -= 1;
         }
+        let unaligned_now = started
+            && p.missing > 0
+            && self.unaligned_after == Some(Duration::ZERO)
+            && p.barrier.kind == CheckpointType::Checkpoint;
         let action = if p.missing == 0 {
             self.complete()
+        } else if p.unaligned {
+            Alignment::Continue
+        } else if unaligned_now {
+            self.go_unaligned()
         } else if blocking {
             Alignment::Block(channel)
         } else {
             Alignment::Continue
         };
-        // A completion unblocks every channel anyway, so the superseded checkpoint needs no
-        // action of its own then.
+        // A completion or an unaligned snapshot unblocks every channel anyway, so the superseded
+        // checkpoint needs no action of its own then.
         match (aborted, action) {
             (Some(checkpoint_id), Alignment::Block(ch)) => {
                 Alignment::Aborted { checkpoint_id, block: Some(ch) }
@@ -147,14 +232,18 @@ impl BarrierAligner {
     fn start(&self, barrier: CheckpointBarrier) -> Pending {
         let arrived = self.finished.clone();
         let missing = arrived.iter().filter(|f| !**f).count();
-        Pending { barrier, arrived, missing }
+        Pending { barrier, arrived, missing, started: Instant::now(), unaligned: false }
     }
 
     fn complete(&mut self) -> Alignment {
         match self.pending.take() {
             Some(p) => {
                 self.latest = p.barrier.id;
-                Alignment::Complete(p.barrier)
+                if p.unaligned {
+                    Alignment::CompleteUnaligned(p.barrier.id)
+                } else {
+                    Alignment::Complete(p.barrier)
+                }
             }
             None => Alignment::Continue,
         }
@@ -164,7 +253,6 @@ impl BarrierAligner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eddy_core::CheckpointType;
     use CheckpointingMode::*;
 
     fn barrier(id: u64) -> CheckpointBarrier {
@@ -228,5 +316,62 @@ mod tests {
         assert_eq!(a.on_abort(4), Alignment::Continue);
         assert_eq!(a.on_barrier(0, barrier(4)), Alignment::Continue);
         assert_eq!(a.on_barrier(0, barrier(5)), Alignment::Block(0));
+    }
+
+    fn unaligned(channels: usize) -> BarrierAligner {
+        BarrierAligner::new(channels, ExactlyOnce).with_unaligned(Duration::ZERO)
+    }
+
+    #[test]
+    fn unaligned_snapshots_at_the_first_barrier_and_records_the_other_channels_until_theirs() {
+        let mut a = unaligned(3);
+        assert!(!a.in_flight(0));
+        assert_eq!(a.on_barrier(1, barrier(1)), Alignment::SnapshotUnaligned(barrier(1)));
+        assert_eq!([a.in_flight(0), a.in_flight(1), a.in_flight(2)], [true, false, true]);
+        assert_eq!(a.on_barrier(0, barrier(1)), Alignment::Continue);
+        assert_eq!([a.in_flight(0), a.in_flight(2)], [false, true]);
+        // The last channel ends instead of sending its barrier.
+        assert_eq!(a.on_end_of_input(2), Alignment::CompleteUnaligned(1));
+        assert!(!a.in_flight(2));
+        assert_eq!(a.pending_checkpoint(), None);
+    }
+
+    #[test]
+    fn savepoints_and_single_channels_stay_aligned() {
+        let mut a = unaligned(2);
+        let savepoint = CheckpointBarrier { id: 1, timestamp: 0, kind: CheckpointType::Savepoint };
+        assert_eq!(a.on_barrier(0, savepoint), Alignment::Block(0));
+        assert_eq!(a.alignment_deadline(), None);
+        assert_eq!(a.on_barrier(1, savepoint), Alignment::Complete(savepoint));
+        let mut one = unaligned(1);
+        assert_eq!(one.on_barrier(0, barrier(1)), Alignment::Complete(barrier(1)));
+        // AT_LEAST_ONCE has nothing to be unaligned about.
+        let mut alo = BarrierAligner::new(2, AtLeastOnce).with_unaligned(Duration::ZERO);
+        assert_eq!(alo.on_barrier(0, barrier(1)), Alignment::Continue);
+        assert!(!alo.in_flight(1));
+    }
+
+    #[test]
+    fn an_alignment_that_times_out_turns_unaligned() {
+        let mut a = BarrierAligner::new(2, ExactlyOnce).with_unaligned(Duration::from_secs(30));
+        assert_eq!(a.on_barrier(0, barrier(1)), Alignment::Block(0));
+        let deadline = a.alignment_deadline().expect("aligning");
+        assert_eq!(a.on_time(deadline - Duration::from_millis(1)), Alignment::Continue);
+        assert!(!a.in_flight(1));
+        assert_eq!(a.on_time(deadline), Alignment::SnapshotUnaligned(barrier(1)));
+        assert_eq!(a.alignment_deadline(), None);
+        assert!(a.in_flight(1) && !a.in_flight(0));
+        assert_eq!(a.on_barrier(1, barrier(1)), Alignment::CompleteUnaligned(1));
+    }
+
+    #[test]
+    fn a_newer_barrier_or_an_abort_gives_an_unaligned_checkpoint_up() {
+        let mut a = unaligned(2);
+        assert_eq!(a.on_barrier(0, barrier(1)), Alignment::SnapshotUnaligned(barrier(1)));
+        assert_eq!(a.on_barrier(1, barrier(2)), Alignment::SnapshotUnaligned(barrier(2)));
+        assert!(a.in_flight(0) && !a.in_flight(1));
+        assert_eq!(a.on_abort(2), Alignment::Aborted { checkpoint_id: 2, block: None });
+        assert!(!a.in_flight(0));
+        assert_eq!(a.on_barrier(0, barrier(2)), Alignment::Continue);
     }
 }

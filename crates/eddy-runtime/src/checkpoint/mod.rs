@@ -63,6 +63,8 @@ pub struct CheckpointConfig {
     pub max_concurrent: usize,
     /// Consecutive failed checkpoints the job tolerates.
     pub tolerable_failures: usize,
+    /// Unaligned checkpoints (EXACTLY_ONCE): `Some(aligned-checkpoint-timeout)`.
+    pub unaligned: Option<Duration>,
     /// `state.checkpoints.dir`; `None`: completed checkpoints are kept in memory.
     pub directory: Option<PathBuf>,
     pub num_retained: usize,
@@ -78,6 +80,7 @@ impl Default for CheckpointConfig {
             min_pause: Duration::ZERO,
             max_concurrent: 1,
             tolerable_failures: 0,
+            unaligned: None,
             directory: None,
             num_retained: 1,
         }
@@ -94,6 +97,10 @@ impl CheckpointConfig {
             min_pause: config.get(&options::CHECKPOINTING_MIN_PAUSE)?,
             max_concurrent: config.get(&options::CHECKPOINTING_MAX_CONCURRENT)?,
             tolerable_failures: config.get(&options::CHECKPOINTING_TOLERABLE_FAILURES)?,
+            unaligned: match config.get(&options::CHECKPOINTING_UNALIGNED)? {
+                true => Some(config.get(&options::CHECKPOINTING_ALIGNED_TIMEOUT)?),
+                false => None,
+            },
             directory: config.get_optional(&options::CHECKPOINTS_DIRECTORY)?.map(PathBuf::from),
             num_retained: config.get(&options::CHECKPOINTS_NUM_RETAINED)?,
         })
@@ -119,11 +126,14 @@ pub struct OperatorSnapshot {
 pub struct TaskSnapshot {
     pub checkpoint_id: u64,
     pub operators: Vec<OperatorSnapshot>,
+    /// Unaligned checkpoints: the records in flight on the task's inputs at the cut, encoded
+    /// (`None`: aligned, or nothing was in flight). Stored with the chain's head operator.
+    pub in_flight: Option<Vec<u8>>,
 }
 
 impl TaskSnapshot {
     pub fn new(checkpoint_id: u64) -> Self {
-        TaskSnapshot { checkpoint_id, operators: Vec::new() }
+        TaskSnapshot { checkpoint_id, operators: Vec::new(), in_flight: None }
     }
 
     pub fn push(&mut self, operator_id: &Arc<str>, state: Option<Vec<u8>>) {
@@ -169,6 +179,8 @@ pub trait CheckpointResponder: Send + Sync {
 /// when the job does not checkpoint; then every method is a no-op.
 pub struct TaskCheckpointing {
     mode: Option<CheckpointingMode>,
+    /// Unaligned checkpoints: `Some(aligned-checkpoint-timeout)`.
+    unaligned: Option<Duration>,
     vertex: usize,
     subtask: usize,
     inbox: Option<Receiver<TaskControl>>,
@@ -194,7 +206,7 @@ impl Default for TaskCheckpointing {
 impl TaskCheckpointing {
     /// For jobs without checkpoints: barriers are dropped, nothing is acknowledged.
     pub fn disabled() -> Self {
-        TaskCheckpointing { mode: None, vertex: 0, subtask: 0, inbox: None, responder: None }
+        TaskCheckpointing { mode: None, unaligned: None, vertex: 0, subtask: 0, inbox: None, responder: None }
     }
 
     /// Subtask `subtask` of vertex `vertex`, reading `inbox` and answering to `responder`.
@@ -207,6 +219,7 @@ impl TaskCheckpointing {
     ) -> Self {
         TaskCheckpointing {
             mode: Some(mode),
+            unaligned: None,
             vertex,
             subtask,
             inbox: Some(inbox),
@@ -214,9 +227,20 @@ impl TaskCheckpointing {
         }
     }
 
+    /// Takes unaligned checkpoints (EXACTLY_ONCE), after aligning for `aligned_timeout`.
+    pub fn with_unaligned(mut self, aligned_timeout: Option<Duration>) -> Self {
+        self.unaligned = aligned_timeout;
+        self
+    }
+
     /// `None` when the job does not checkpoint.
     pub fn mode(&self) -> Option<CheckpointingMode> {
         self.mode
+    }
+
+    /// `Some(aligned-checkpoint timeout)` when checkpoints may be unaligned.
+    pub fn unaligned(&self) -> Option<Duration> {
+        self.unaligned
     }
 
     /// The next control message, if one is waiting.
