@@ -320,6 +320,21 @@ impl<'a> Checkpointing<'a> {
         Ok(())
     }
 
+    /// After the snapshot for `barrier`: for a stop-with-savepoint (`SAVEPOINT_SUSPEND`) waits
+    /// for the savepoint's outcome, telling `notify` of completions, and returns `true` when it
+    /// completed: the task then stops without ending its input.
+    fn stops_after(
+        &self,
+        barrier: CheckpointBarrier,
+        signals: &crate::channel::JobSignals,
+        notify: impl FnMut(u64) -> Result<()>,
+    ) -> Result<bool> {
+        if barrier.kind != eddy_core::CheckpointType::SavepointSuspend {
+            return Ok(false);
+        }
+        self.rt.await_savepoint(barrier.id, signals, notify)
+    }
+
     /// Handles the control messages waiting in the inbox: `notify` hears of completed
     /// checkpoints.
     fn poll_control(
@@ -377,6 +392,11 @@ impl<T: Data> Invokable for OneInputTask<T> {
             };
             if let Some(barrier) = snapshot_at {
                 checkpointing.snapshot(barrier, |b, s| head.emit_barrier(b, s))?;
+                if checkpointing
+                    .stops_after(barrier, &rt.signals, |id| head.notify_checkpoint_complete(id))?
+                {
+                    return Ok(());
+                }
             }
             checkpointing.poll_control(gate, |id| head.notify_checkpoint_complete(id))?;
             next_timer = fire_due_timers(head.next_processing_time(), &rt.clock, |now| {
@@ -495,6 +515,11 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
             let head = &mut self.head;
             if let Some(barrier) = snapshot_at {
                 checkpointing.snapshot(barrier, |b, s| head.emit_barrier(b, s))?;
+                if checkpointing
+                    .stops_after(barrier, &rt.signals, |id| head.notify_checkpoint_complete(id))?
+                {
+                    return Ok(());
+                }
             }
             let mut gates = (&mut self.gate1, &mut self.gate2);
             checkpointing.poll_control(&mut gates, |id| head.notify_checkpoint_complete(id))?;
