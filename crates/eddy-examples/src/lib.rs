@@ -5,10 +5,10 @@ pub mod csv_events;
 pub mod sensors;
 pub mod zipf;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
-use eddy::config::{parse_dynamic_properties, RuntimeMode};
+use eddy::config::{options, parse_dynamic_properties, RuntimeMode};
 use eddy::prelude::*;
 
 /// Options every example takes.
@@ -31,6 +31,15 @@ pub struct CommonArgs {
     /// exactly-once.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..))]
     pub checkpoint_interval: Option<u64>,
+    /// Read the input at most this many lines per second (over all readers), so that a run
+    /// can be stopped, killed or savepointed half way.
+    #[arg(long, value_name = "LINES_PER_S", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Start from this savepoint or retained checkpoint (`execution.savepoint.path`): a
+    /// savepoint folder, its `_metadata`, or a `chk-<n>` folder. The parallelism may differ
+    /// from the run that wrote it.
+    #[arg(long, value_name = "PATH")]
+    pub from_savepoint: Option<PathBuf>,
     /// Application mode: start a JobManager for this job alone, then run the job on the
     /// TaskManagers that connect to it (`execute` reads the flag).
     #[arg(long)]
@@ -39,6 +48,13 @@ pub struct CommonArgs {
 
 fn parse_mode(s: &str) -> std::result::Result<RuntimeMode, String> {
     s.parse()
+}
+
+fn parse_rate(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a positive number of lines per second")),
+    }
 }
 
 impl CommonArgs {
@@ -57,7 +73,21 @@ impl CommonArgs {
         if let Some(ms) = self.checkpoint_interval {
             env.enable_checkpointing(std::time::Duration::from_millis(ms));
         }
+        if let Some(path) = &self.from_savepoint {
+            let mut conf = eddy::Configuration::new();
+            conf.set(options::SAVEPOINT_PATH.key, path.to_string_lossy().as_ref());
+            env.configure(&conf);
+        }
         Ok(env)
+    }
+
+    /// The lines of `path` (a file or directory), at `--rate` when given.
+    pub fn read_text(&self, env: &StreamExecutionEnvironment, path: &Path) -> DataStream<String> {
+        let mut source = TextFileSource::new(path);
+        if let Some(rate) = self.rate {
+            source = source.with_rate(rate);
+        }
+        env.from_source(source, "File Source")
     }
 
     /// Prints the stream, or writes it to the output directory.

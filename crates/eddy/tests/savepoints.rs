@@ -328,9 +328,11 @@ fn a_savepoint_resumes_at_another_parallelism_with_every_line_written_once() {
         // Each resumed run continues from its own copy of the output the first run left.
         let resumed_out = tmp.path().join(format!("out-{parallelism}"));
         copy_dir(&out, &resumed_out);
-        let resumed = Job::new(parallelism, Gate::open(), &resumed_out).restoring(&moved).start().unwrap();
+        let gate = Gate::open();
+        let resumed = Job::new(parallelism, gate.clone(), &resumed_out).restoring(&moved).start().unwrap();
         wait_finished(&resumed);
         assert!(resumed.checkpoint_stats().restored.is_some());
+        assert_eq!(gate.emitted.load(Ordering::SeqCst), (N - HALF) as u64, "the source went on where it was");
         assert_eq!(committed_lines(&resumed_out), expected_lines(), "resumed at parallelism {parallelism}");
     }
 }
@@ -351,8 +353,10 @@ fn stop_with_savepoint_suspends_without_firing_pending_windows_and_resumes() {
     let counted = lines.iter().filter(|l| l.starts_with("count")).count();
     assert_eq!(counted, HALF as usize, "every record before the stop was counted once");
 
-    let resumed = Job::new(2, Gate::open(), &out).restoring(&savepoint).start().unwrap();
+    let gate = Gate::open();
+    let resumed = Job::new(3, gate.clone(), &out).restoring(&savepoint).start().unwrap();
     wait_finished(&resumed);
+    assert_eq!(gate.emitted.load(Ordering::SeqCst), (N - HALF) as u64, "the source went on where it was");
     assert_eq!(committed_lines(&out), expected_lines());
 }
 
@@ -441,4 +445,28 @@ fn a_savepoint_needs_a_directory_and_a_running_job() {
     let _ = client.wait();
     let err = client.trigger_savepoint(Some(tmp.path())).unwrap_err().to_string();
     assert!(err.contains("not running"), "{err}");
+}
+
+#[test]
+fn a_throttled_file_source_takes_checkpoints_while_it_waits_and_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.txt");
+    let text: String = (0..300).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&input, &text).unwrap();
+    let mut config = Configuration::new();
+    config.set("execution.checkpointing.interval", "20 ms");
+    config.set("restart-strategy.type", "none");
+    let env = StreamExecutionEnvironment::with_configuration(config).with_parallelism(2);
+    // 300 lines at 600 lines/s: about half a second, so a few dozen checkpoints fall in it.
+    env.from_source(TextFileSource::new(&input).with_rate(600.0), "slow file")
+        .write_as_text(tmp.path().join("out"));
+    let started = Instant::now();
+    let client = env.execute_async("throttled").unwrap();
+    wait_finished(&client);
+    assert!(started.elapsed() >= Duration::from_millis(400), "the rate held: {:?}", started.elapsed());
+    let stats = client.checkpoint_stats();
+    assert!(stats.completed >= 5 && stats.failed == 0, "{stats:?}");
+    let mut want: Vec<String> = text.lines().map(str::to_string).collect();
+    want.sort();
+    assert_eq!(committed_lines(&tmp.path().join("out")), want);
 }

@@ -3,6 +3,15 @@
 //! ```text
 //! cargo run --release -p eddy-examples --bin word_count -- --input README.md --mode batch
 //! ```
+//!
+//! Slowly, with checkpoints kept on disk, then resumed from one of them at another parallelism:
+//!
+//! ```text
+//! word_count --input big.txt --output out --rate 1000 --checkpoint-interval 500 \
+//!     -D state.checkpoints.dir=/tmp/chk        # interrupt it half way
+//! word_count --input big.txt --output out --checkpoint-interval 500 -p 4 \
+//!     --from-savepoint /tmp/chk/<job-id>/chk-<n>
+//! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +34,10 @@ struct Cli {
 fn run(cli: &Cli) -> Result<JobExecutionResult> {
     let env = cli.common.environment()?;
     let lines = match &cli.input {
-        Some(path) => env.read_text_file(path.clone()),
+        Some(path) => cli.common.read_text(&env, path),
+        None if cli.common.rate.is_some() => {
+            return Err(EddyError::InvalidJob("--rate throttles the --input files; give --input".into()))
+        }
         None => env.from_collection(DEFAULT_TEXT.iter().map(|s| s.to_string()).collect()),
     };
     cli.common.emit(&word_count(&lines));
