@@ -5,7 +5,7 @@ pub mod csv_events;
 pub mod sensors;
 pub mod zipf;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use eddy::config::{options, parse_dynamic_properties, RuntimeMode};
@@ -31,10 +31,6 @@ pub struct CommonArgs {
     /// exactly-once.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..))]
     pub checkpoint_interval: Option<u64>,
-    /// Read the input at most this many lines per second (over all readers), so that a run
-    /// can be stopped, killed or savepointed half way.
-    #[arg(long, value_name = "LINES_PER_S", value_parser = parse_rate)]
-    pub rate: Option<f64>,
     /// Start from this savepoint or retained checkpoint (`execution.savepoint.path`): a
     /// savepoint folder, its `_metadata`, or a `chk-<n>` folder. The parallelism may differ
     /// from the run that wrote it.
@@ -50,7 +46,8 @@ fn parse_mode(s: &str) -> std::result::Result<RuntimeMode, String> {
     s.parse()
 }
 
-fn parse_rate(s: &str) -> std::result::Result<f64, String> {
+/// A positive number of lines (or records) per second.
+pub fn parse_rate(s: &str) -> std::result::Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
         _ => Err(format!("{s:?} is not a positive number of lines per second")),
@@ -79,15 +76,6 @@ impl CommonArgs {
             env.configure(&conf);
         }
         Ok(env)
-    }
-
-    /// The lines of `path` (a file or directory), at `--rate` when given.
-    pub fn read_text(&self, env: &StreamExecutionEnvironment, path: &Path) -> DataStream<String> {
-        let mut source = TextFileSource::new(path);
-        if let Some(rate) = self.rate {
-            source = source.with_rate(rate);
-        }
-        env.from_source(source, "File Source")
     }
 
     /// Prints the stream, or writes it to the output directory.

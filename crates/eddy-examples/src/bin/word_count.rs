@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use eddy::prelude::*;
-use eddy_examples::{init_logging, report, word_count, CommonArgs, DEFAULT_TEXT};
+use eddy_examples::{init_logging, parse_rate, report, word_count, CommonArgs, DEFAULT_TEXT};
 
 /// Counts the words of a text file or directory; prints `(word,count)` lines.
 #[derive(Debug, Parser)]
@@ -27,6 +27,10 @@ struct Cli {
     /// A text file or a directory of text files (default: a built-in text).
     #[arg(long)]
     input: Option<PathBuf>,
+    /// Read the input at most this many lines per second (over all readers), so that a run
+    /// can be stopped, killed or savepointed half way.
+    #[arg(long, value_name = "LINES_PER_S", value_parser = parse_rate)]
+    rate: Option<f64>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -34,8 +38,15 @@ struct Cli {
 fn run(cli: &Cli) -> Result<JobExecutionResult> {
     let env = cli.common.environment()?;
     let lines = match &cli.input {
-        Some(path) => cli.common.read_text(&env, path),
-        None if cli.common.rate.is_some() => {
+        Some(path) => {
+            let source = TextFileSource::new(path);
+            let source = match cli.rate {
+                Some(rate) => source.with_rate(rate),
+                None => source,
+            };
+            env.from_source(source, "File Source")
+        }
+        None if cli.rate.is_some() => {
             return Err(EddyError::InvalidJob("--rate throttles the --input files; give --input".into()))
         }
         None => env.from_collection(DEFAULT_TEXT.iter().map(|s| s.to_string()).collect()),
