@@ -183,7 +183,12 @@ mod tests {
         roundtrip(StreamElement::<u64>::Idle(true));
         roundtrip(StreamElement::<u64>::Idle(false));
         roundtrip(StreamElement::<u64>::EndOfInput);
-        for kind in [CheckpointType::Checkpoint, CheckpointType::Savepoint] {
+        for kind in [
+            CheckpointType::Checkpoint,
+            CheckpointType::Savepoint,
+            CheckpointType::SavepointSuspend,
+            CheckpointType::SavepointTerminate,
+        ] {
             let barrier = CheckpointBarrier { id: u64::MAX - 1, timestamp: 1_700_000_000_000, kind };
             roundtrip(StreamElement::<u64>::CheckpointBarrier(barrier));
         }

@@ -1070,6 +1070,30 @@ pub mod options {
     pub const CHECKPOINTS_NUM_RETAINED: ConfigOption<usize> =
         ConfigOption::new("state.checkpoints.num-retained", 1, "The number of completed checkpoints kept.")
             .with_validator(at_least_one);
+
+    /// `state.savepoints.dir`: where savepoints go when a trigger names no directory. Each
+    /// savepoint is a folder `savepoint-<job id prefix>-<random>` under it, never deleted by
+    /// the job.
+    pub const SAVEPOINTS_DIRECTORY: ConfigOption<String> = ConfigOption::without_default(
+        "state.savepoints.dir",
+        "The default directory for savepoints. Unset: a savepoint trigger must name a directory.",
+    );
+
+    /// `execution.savepoint.path`: the savepoint (its folder or its `_metadata` file) or the
+    /// retained checkpoint (`chk-<n>` folder) the job starts from, at any parallelism.
+    pub const SAVEPOINT_PATH: ConfigOption<String> = ConfigOption::without_default(
+        "execution.savepoint.path",
+        "The savepoint or retained checkpoint to start the job from. Unset: the job starts empty.",
+    );
+
+    /// `execution.savepoint.ignore-unclaimed-state`: start even when the savepoint holds state
+    /// of an operator the job no longer has (Flink's `--allowNonRestoredState`); that state is
+    /// dropped. Default false: such state is an error naming the operator.
+    pub const SAVEPOINT_IGNORE_UNCLAIMED_STATE: ConfigOption<bool> = ConfigOption::new(
+        "execution.savepoint.ignore-unclaimed-state",
+        false,
+        "Allow restoring a savepoint whose state of removed operators is then dropped.",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -118,20 +118,41 @@ impl<T> Batch<T> {
 
 /// Whether a snapshot is a checkpoint (owned by the job, taken periodically) or a savepoint
 /// (taken on demand, owned by the user, always aligned).
+///
+/// The two synchronous kinds belong to stop-with-savepoint: the barrier of a
+/// `SavepointSuspend` tells every task to stop once the savepoint is complete, without
+/// ending its input (no final watermark, no end-of-input work); a `SavepointTerminate`
+/// ("drain") makes the sources end their input first, so that every timer fires and the job
+/// finishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CheckpointType {
     Checkpoint,
     Savepoint,
+    SavepointSuspend,
+    SavepointTerminate,
 }
 
 impl CheckpointType {
-    /// Flink's upper-case name: `CHECKPOINT` or `SAVEPOINT`.
+    /// Flink's upper-case name: `CHECKPOINT`, `SAVEPOINT`, `SAVEPOINT_SUSPEND` or
+    /// `SAVEPOINT_TERMINATE`.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckpointType::Checkpoint => "CHECKPOINT",
             CheckpointType::Savepoint => "SAVEPOINT",
+            CheckpointType::SavepointSuspend => "SAVEPOINT_SUSPEND",
+            CheckpointType::SavepointTerminate => "SAVEPOINT_TERMINATE",
         }
+    }
+
+    /// Any kind of savepoint.
+    pub fn is_savepoint(self) -> bool {
+        self != CheckpointType::Checkpoint
+    }
+
+    /// A savepoint that stops the job (stop-with-savepoint).
+    pub fn is_synchronous(self) -> bool {
+        matches!(self, CheckpointType::SavepointSuspend | CheckpointType::SavepointTerminate)
     }
 }
 

@@ -8,7 +8,7 @@ pub mod zipf;
 use std::path::PathBuf;
 
 use clap::Args;
-use eddy::config::{parse_dynamic_properties, RuntimeMode};
+use eddy::config::{options, parse_dynamic_properties, RuntimeMode};
 use eddy::prelude::*;
 
 /// Options every example takes.
@@ -31,6 +31,11 @@ pub struct CommonArgs {
     /// exactly-once.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..))]
     pub checkpoint_interval: Option<u64>,
+    /// Start from this savepoint or retained checkpoint (`execution.savepoint.path`): a
+    /// savepoint folder, its `_metadata`, or a `chk-<n>` folder. The parallelism may differ
+    /// from the run that wrote it.
+    #[arg(long, value_name = "PATH")]
+    pub from_savepoint: Option<PathBuf>,
     /// Application mode: start a JobManager for this job alone, then run the job on the
     /// TaskManagers that connect to it (`execute` reads the flag).
     #[arg(long)]
@@ -39,6 +44,14 @@ pub struct CommonArgs {
 
 fn parse_mode(s: &str) -> std::result::Result<RuntimeMode, String> {
     s.parse()
+}
+
+/// A positive number of lines (or records) per second.
+pub fn parse_rate(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a positive number of lines per second")),
+    }
 }
 
 impl CommonArgs {
@@ -56,6 +69,11 @@ impl CommonArgs {
         }
         if let Some(ms) = self.checkpoint_interval {
             env.enable_checkpointing(std::time::Duration::from_millis(ms));
+        }
+        if let Some(path) = &self.from_savepoint {
+            let mut conf = eddy::Configuration::new();
+            conf.set(options::SAVEPOINT_PATH.key, path.to_string_lossy().as_ref());
+            env.configure(&conf);
         }
         Ok(env)
     }

@@ -180,3 +180,95 @@ fn with_checkpoints_streaming_word_count_commits_every_update_once() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// The committed `(word,count)` lines of `output`, sorted; an uncommitted file is an error.
+fn committed_updates(output: &Path) -> Vec<(String, i64)> {
+    let mut got = Vec::new();
+    for entry in std::fs::read_dir(output).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(name.starts_with("part-"), "nothing uncommitted is left: {name}");
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        got.extend(text.lines().map(parse_line).map(|(_, w, c)| (w, c)));
+    }
+    got.sort();
+    got
+}
+
+fn every_update(text: &str) -> Vec<(String, i64)> {
+    let mut want: Vec<(String, i64)> =
+        expected_counts(text).into_iter().flat_map(|(w, n)| (1..=n).map(move |c| (w.clone(), c))).collect();
+    want.sort();
+    want
+}
+
+/// The folder of checkpoint `n` under `dir/<job-id>/`, once it is complete.
+fn retained_checkpoint(dir: &Path, n: u64) -> Option<std::path::PathBuf> {
+    let job = std::fs::read_dir(dir).ok()?.next()?.ok()?.path();
+    let chk = job.join(format!("chk-{n}"));
+    chk.is_dir().then_some(chk)
+}
+
+#[test]
+fn a_throttled_run_killed_half_way_resumes_from_its_checkpoint_at_another_parallelism() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..600).map(|i| format!("w{} w{} shared\n", i % 7, i % 3)).collect();
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, &text).unwrap();
+    let output = dir.path().join("out");
+    let checkpoints = dir.path().join("chk");
+    let (input, output_arg) = (input.to_str().unwrap(), output.to_str().unwrap());
+    let chk_conf = format!("state.checkpoints.dir={}", checkpoints.display());
+    // 600 lines at 200 lines/s: three seconds, checkpointed every 20 ms, every checkpoint kept.
+    let mut first = Command::new(env!("CARGO_BIN_EXE_word_count"))
+        .args(["--input", input, "--output", output_arg, "--mode", "streaming", "-p", "2"])
+        .args(["--rate", "200", "--checkpoint-interval", "20", "-D", &chk_conf])
+        .args(["-D", "state.checkpoints.num-retained=100000"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let checkpoint = loop {
+        // Checkpoint 20 is about 0.4 s in; the run goes on writing after it until it is killed.
+        if let (Some(chk), Some(_)) =
+            (retained_checkpoint(&checkpoints, 20), retained_checkpoint(&checkpoints, 30))
+        {
+            break chk;
+        }
+        assert!(first.try_wait().unwrap().is_none(), "the throttled run ended before its first checkpoint");
+        assert!(std::time::Instant::now() < deadline, "no checkpoint was retained");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Moved elsewhere, the retained checkpoint still restores (nothing in it names a path).
+    let moved = dir.path().join("kept-checkpoint");
+    std::fs::rename(&checkpoint, &moved).unwrap();
+
+    let out = word_count(&[
+        "--input",
+        input,
+        "--output",
+        output_arg,
+        "--mode",
+        "streaming",
+        "-p",
+        "1",
+        "--checkpoint-interval",
+        "20",
+        "--from-savepoint",
+        moved.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(committed_updates(&output), every_update(&text));
+}
+
+#[test]
+fn rate_needs_an_input_and_a_positive_number() {
+    let out = word_count(&["--rate", "10"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--input"));
+    let out = word_count(&["--rate=0", "--input", "x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lines per second"));
+}

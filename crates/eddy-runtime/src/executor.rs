@@ -37,19 +37,30 @@
 //! input again from the beginning, operator state starts empty, and sinks with side effects
 //! see the failed attempt's output twice. A checkpoint that cannot be read back (and no older
 //! retained one can) fails the job for good rather than restoring wrong state.
+//!
+//! # Savepoints
+//!
+//! Every STREAMING job has a coordinator, also without periodic checkpoints, so that
+//! [`JobClient::trigger_savepoint`] and [`JobClient::stop_with_savepoint`] can take savepoints
+//! of the running attempt (see [`crate::checkpoint::savepoint`]). With
+//! `execution.savepoint.path` the first attempt starts from that savepoint (or retained
+//! checkpoint), at whatever parallelism the job has now; restarts before the job's first own
+//! checkpoint start from it again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use eddy_core::config::RuntimeMode;
-use eddy_core::{EddyError, Result};
+use eddy_core::{CheckpointType, EddyError, Result};
 
 use crate::channel::JobSignals;
 use crate::checkpoint::coordinator::{AttemptGateway, RunningCoordinator};
+use crate::checkpoint::savepoint::{check_unclaimed_state, read_savepoint};
 use crate::checkpoint::{
     control_channel, CheckpointConfig, CheckpointCoordinator, CheckpointStats, CompletedCheckpoint,
-    OperatorInit, TaskCheckpointing,
+    OperatorInit, SavepointTrigger, TaskCheckpointing,
 };
 use crate::distributed::{Placement, WorkerMesh};
 use crate::graph::{AnyBox, NodeId, NodeKind, SideSlot, StreamGraph, StreamType, TwoInputParts};
@@ -169,6 +180,8 @@ struct JobInner {
     metrics: Vec<(usize, Arc<TaskMetrics>)>,
     restarts: usize,
     finished_at: Option<Instant>,
+    /// Takes savepoints of the current attempt while it runs (STREAMING jobs).
+    savepoints: Option<SavepointTrigger>,
 }
 
 struct JobState {
@@ -278,6 +291,63 @@ impl JobClient {
         signals.cancel();
     }
 
+    /// Takes a savepoint of the running job into a new folder under `dir` (or
+    /// `state.savepoints.dir`) and returns the folder once the savepoint is complete. The job
+    /// goes on running. A job started with `execution.savepoint.path` set to that folder
+    /// resumes from it, at any parallelism.
+    pub fn trigger_savepoint(&self, dir: Option<&Path>) -> Result<PathBuf> {
+        self.savepoint(CheckpointType::Savepoint, dir)?.wait()
+    }
+
+    /// Stops the job with a savepoint (Flink's `stop`) and returns the savepoint's folder once
+    /// the job has ended.
+    ///
+    /// The sources stop. Without `drain` the job is suspended: the savepoint is taken, the
+    /// sinks commit it, and every task stops without ending its input (no final watermark,
+    /// so event-time windows and timers still pending stay in the savepoint, to fire in the
+    /// job that resumes from it). With `drain` the sources first end their input with the
+    /// maximum watermark, so every event-time timer and window fires and every operator
+    /// finishes; the savepoint then records a finished job. Either way the job ends
+    /// `FINISHED`. If the savepoint fails, the job keeps running and the error says why.
+    pub fn stop_with_savepoint(&self, dir: Option<&Path>, drain: bool) -> Result<PathBuf> {
+        let kind = if drain { CheckpointType::SavepointTerminate } else { CheckpointType::SavepointSuspend };
+        let path = self.savepoint(kind, dir)?.wait()?;
+        match self.wait() {
+            Ok(_) => Ok(path),
+            Err(e) => Err(EddyError::user(format!(
+                "a savepoint was written to {}, but the job did not finish after it: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Starts a savepoint of `kind` on the running attempt; the engine-level entry point
+    /// behind [`trigger_savepoint`](Self::trigger_savepoint) and
+    /// [`stop_with_savepoint`](Self::stop_with_savepoint).
+    pub fn savepoint(
+        &self,
+        kind: CheckpointType,
+        dir: Option<&Path>,
+    ) -> Result<crate::checkpoint::PendingSavepoint> {
+        let inner = self.state.lock();
+        let trigger = match (&inner.savepoints, inner.status) {
+            (Some(t), JobStatus::Running) => t.clone(),
+            (_, status) => {
+                let why = match inner.savepoints {
+                    None if status == JobStatus::Running => "savepoints are taken in STREAMING mode only",
+                    _ => "the job is not running",
+                };
+                return Err(EddyError::user(format!(
+                    "cannot take a savepoint of job {} ({}): {why}",
+                    self.job_id,
+                    status.as_str()
+                )));
+            }
+        };
+        drop(inner);
+        trigger.trigger(kind, dir.map(Path::to_path_buf))
+    }
+
     /// Waits until the job ends, at most `timeout`; returns the status then.
     pub fn wait_timeout(&self, timeout: Duration) -> JobStatus {
         let deadline = Instant::now() + timeout;
@@ -358,15 +428,25 @@ impl LocalExecutor {
             return Err(EddyError::InvalidJob("the job has no operators; add a source and a sink".into()));
         }
         let job_id = new_job_id();
-        let coordinator = match (settings.checkpointing.is_enabled(), jg.runtime_mode) {
+        let mut coordinator = match (settings.checkpointing.is_enabled(), jg.runtime_mode) {
             (true, RuntimeMode::Batch) => {
                 tracing::info!(job_id = %job_id, "checkpointing is not used in BATCH mode");
                 None
             }
-            (true, _) => {
-                Some(CheckpointCoordinator::new(&job_id, settings.checkpointing.clone(), &graph, &jg))
+            (_, RuntimeMode::Batch) => None,
+            // Without periodic checkpoints the coordinator is there for savepoints.
+            _ => Some(CheckpointCoordinator::new(&job_id, settings.checkpointing.clone(), &graph, &jg)),
+        };
+        let restore = match &mut coordinator {
+            Some(c) => restore_savepoint(&graph, &settings, c)?,
+            None if settings.checkpointing.restore.is_some() => {
+                return Err(EddyError::InvalidJob(
+                    "execution.savepoint.path is set, but the job runs in BATCH mode, which does not \
+                     restore savepoints; run it in STREAMING mode"
+                        .into(),
+                ))
             }
-            (false, _) => None,
+            None => None,
         };
         let checkpoints = coordinator.as_ref().map(|c| c.stats()).unwrap_or_default();
         let master = JobMaster {
@@ -386,11 +466,12 @@ impl LocalExecutor {
                     metrics: Vec::new(),
                     restarts: 0,
                     finished_at: None,
+                    savepoints: None,
                 }),
                 changed: Condvar::new(),
             }),
         };
-        let first = master.build_attempt(0, None)?;
+        let first = master.build_attempt(0, restore)?;
         let state = master.state.clone();
         let job_name = master.settings.job_name.clone();
         let vertices = VertexMetrics::zeroed(&master.jg);
@@ -607,6 +688,7 @@ impl JobMaster {
     /// connections and stops its checkpoint coordinator.
     fn run_attempt(&mut self, Attempt { mut tasks, signals, network, sources }: Attempt) {
         let coordinator = self.start_checkpointing(&mut tasks, sources);
+        self.state.lock().savepoints = coordinator.as_ref().map(|c| c.savepoint_trigger());
         let state = self.state.clone();
         let events = coordinator.as_ref().map(|c| c.task_events());
         let report = move |vertex: usize, subtask: usize, task_state: TaskState, error: Option<EddyError>| {
@@ -622,6 +704,7 @@ impl JobMaster {
             }
         };
         run_task_threads(tasks, &signals, &self.settings, self.jg.runtime_mode, Arc::new(report));
+        self.state.lock().savepoints = None;
         // Every task has ended, so every channel has delivered its end of input or been
         // closed: closing now cannot fail a task.
         if let Some(network) = network {
@@ -693,6 +776,25 @@ impl JobMaster {
         inner.restarts += 1;
         true
     }
+}
+
+/// The savepoint or retained checkpoint `execution.savepoint.path` names, checked against the
+/// job (state of an operator the job does not have is an error unless ignored) and handed to
+/// the coordinator as where the job starts from; `None` when the key is unset.
+fn restore_savepoint(
+    graph: &StreamGraph,
+    settings: &ExecutionSettings,
+    coordinator: &mut CheckpointCoordinator,
+) -> Result<Option<Arc<CompletedCheckpoint>>> {
+    let Some(restore) = &settings.checkpointing.restore else { return Ok(None) };
+    let savepoint = read_savepoint(&restore.path)?;
+    let ids: HashSet<String> = graph.nodes.iter().map(|n| operator_id(graph, n.id)).collect();
+    check_unclaimed_state(&savepoint, &ids, &restore.path, restore.ignore_unclaimed_state)?;
+    tracing::info!(savepoint = %restore.path.display(), checkpoint_id = savepoint.id,
+        kind = savepoint.kind.as_str(), "starting the job from a savepoint");
+    let savepoint = Arc::new(savepoint);
+    coordinator.restore_from(savepoint.clone());
+    Ok(Some(savepoint))
 }
 
 /// The root cause, with how many restarts came before it and under which strategy.

@@ -24,7 +24,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use eddy_core::{codec, Batch, CheckpointBarrier, Data, EddyError, Result};
+use eddy_core::{codec, Batch, CheckpointBarrier, CheckpointType, Data, EddyError, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -99,7 +99,8 @@ impl<S: SourceSplit> SplitEnumerator<S> for SplitQueue<S> {
 pub enum ReaderStatus {
     /// Call again right away.
     MoreAvailable,
-    /// No data now. The reader should have waited briefly (≤ 50 ms) before saying so.
+    /// No data now. The reader should have waited briefly (≤ 50 ms) before saying so, or
+    /// say through [`SourceReader::available_at`] when to ask again.
     NothingAvailable,
     /// The reader has finished its splits and wants another.
     NeedsSplit,
@@ -176,6 +177,14 @@ pub trait SourceReader: Send + 'static {
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Vec<Self::Split>> {
         let _ = checkpoint_id;
         Err(EddyError::user("this source reader does not support checkpoints (no snapshot_state)"))
+    }
+
+    /// After `poll_next` said `NothingAvailable`: when the reader expects data again (a
+    /// throttled reader: when its next record is due). The source task then waits until
+    /// then, handling checkpoint triggers, timers and flushes meanwhile, instead of asking
+    /// again at once. The default, `None`, means the reader waited itself.
+    fn available_at(&self) -> Option<Instant> {
+        None
     }
 
     /// Checkpoint `checkpoint_id` is complete (where a reader would commit offsets).
@@ -451,10 +460,17 @@ impl<R: SourceReader> SourceTask<R> {
         let (signals, clock, checkpoints) = (&rt.signals, &rt.clock, &rt.checkpoints);
         let mut output = SourceOutput::new(self.ctx.batch_size);
         let mut no_more_splits = false;
-        while !self.finished_on_restore {
+        let mut stop = Stop::No;
+        while !self.finished_on_restore && stop == Stop::No {
             check_cancelled(signals)?;
             while let Some(control) = checkpoints.poll() {
-                self.on_control(control, checkpoints)?;
+                stop = self.on_control(control, rt)?;
+                if stop != Stop::No {
+                    break;
+                }
+            }
+            if stop != Stop::No {
+                break;
             }
             let out = &mut self.out;
             fire_due_timers(out.next_processing_time(), clock, |now| {
@@ -468,7 +484,20 @@ impl<R: SourceReader> SourceTask<R> {
             }
             match status {
                 ReaderStatus::MoreAvailable => {}
-                ReaderStatus::NothingAvailable => {}
+                ReaderStatus::NothingAvailable => {
+                    if let Some(at) = self.reader.available_at() {
+                        let now = Instant::now();
+                        let mut until = at.min(flusher.deadline(now));
+                        if let Some(t) = self.out.next_processing_time() {
+                            until = until.min(clock.instant_of(t));
+                        }
+                        if until > now {
+                            if let Some(control) = checkpoints.wait(until - now) {
+                                stop = self.on_control(control, rt)?;
+                            }
+                        }
+                    }
+                }
                 ReaderStatus::EndOfInput => break,
                 ReaderStatus::NeedsSplit if no_more_splits => break,
                 ReaderStatus::NeedsSplit => match self.request_split()? {
@@ -481,7 +510,7 @@ impl<R: SourceReader> SourceTask<R> {
                     // the split back) is handled at once.
                     SplitAssignment::NotYet => {
                         if let Some(control) = checkpoints.wait(CANCEL_CHECK) {
-                            self.on_control(control, checkpoints)?;
+                            stop = self.on_control(control, rt)?;
                         }
                     }
                 },
@@ -490,25 +519,51 @@ impl<R: SourceReader> SourceTask<R> {
         }
         let reader = &mut self.reader;
         self.ctx.guard(|| reader.close())?;
+        if stop == Stop::Suspend {
+            // Stopped by a completed stop-with-savepoint: the input does not end, so nothing
+            // downstream fires or flushes what the savepoint holds.
+            return Ok(());
+        }
         // A bounded input ends with the maximum watermark, so every pending timer fires.
         self.out.emit_watermark(i64::MAX)?;
         self.out.end_input()
     }
 
-    fn on_control(&mut self, control: TaskControl, checkpoints: &TaskCheckpointing) -> Result<()> {
+    /// Handles a control message; says whether the source stops reading.
+    fn on_control(&mut self, control: TaskControl, rt: &TaskRuntime) -> Result<Stop> {
+        let checkpoints = &rt.checkpoints;
         match control {
-            TaskControl::TriggerCheckpoint(barrier) => self.checkpoint(barrier, checkpoints),
-            TaskControl::CheckpointComplete(id) => {
-                let reader = &mut self.reader;
-                self.ctx.guard(|| reader.notify_checkpoint_complete(id))?;
-                self.out.notify_checkpoint_complete(id)
+            // Drain: end the input now, with the maximum watermark; the savepoint completes
+            // once every task has finished.
+            TaskControl::TriggerCheckpoint(barrier) if barrier.kind == CheckpointType::SavepointTerminate => {
+                Ok(Stop::Drain)
             }
-            TaskControl::CheckpointAborted(_) => Ok(()),
+            TaskControl::TriggerCheckpoint(barrier) => {
+                if !self.checkpoint(barrier, checkpoints)? || barrier.kind != CheckpointType::SavepointSuspend
+                {
+                    return Ok(Stop::No);
+                }
+                let suspended =
+                    checkpoints.await_savepoint(barrier.id, &rt.signals, |id| self.notify_complete(id))?;
+                Ok(if suspended { Stop::Suspend } else { Stop::No })
+            }
+            TaskControl::CheckpointComplete(id) => {
+                self.notify_complete(id)?;
+                Ok(Stop::No)
+            }
+            TaskControl::CheckpointAborted(_) => Ok(Stop::No),
         }
     }
 
-    /// Records the reader's splits, sends the barrier through the chain and acknowledges.
-    fn checkpoint(&mut self, barrier: CheckpointBarrier, checkpoints: &TaskCheckpointing) -> Result<()> {
+    fn notify_complete(&mut self, id: u64) -> Result<()> {
+        let reader = &mut self.reader;
+        self.ctx.guard(|| reader.notify_checkpoint_complete(id))?;
+        self.out.notify_checkpoint_complete(id)
+    }
+
+    /// Records the reader's splits, sends the barrier through the chain and acknowledges;
+    /// `false` when the reader declined.
+    fn checkpoint(&mut self, barrier: CheckpointBarrier, checkpoints: &TaskCheckpointing) -> Result<bool> {
         self.coordinator.barrier_passed(self.ctx.subtask_index, barrier.id)?;
         let splits = match self.reader.snapshot_state(barrier.id) {
             Ok(splits) => splits,
@@ -517,7 +572,7 @@ impl<R: SourceReader> SourceTask<R> {
                 tracing::warn!(checkpoint_id = barrier.id, task = %self.ctx.task_name(), error = %e,
                     "declining checkpoint");
                 checkpoints.decline(barrier.id, reason);
-                return Ok(());
+                return Ok(false);
             }
         };
         let mut bytes = Vec::new();
@@ -526,8 +581,18 @@ impl<R: SourceReader> SourceTask<R> {
         snapshot.push(&self.operator_id, Some(bytes));
         self.out.emit_barrier(&barrier, &mut snapshot)?;
         checkpoints.acknowledge(snapshot);
-        Ok(())
+        Ok(true)
     }
+}
+
+/// Whether a source task stops reading, and how (stop-with-savepoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    No,
+    /// The savepoint completed: stop without ending the input.
+    Suspend,
+    /// End the input now, as if the source were exhausted.
+    Drain,
 }
 
 impl<R: SourceReader> Invokable for SourceTask<R> {

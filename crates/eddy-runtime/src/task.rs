@@ -263,6 +263,16 @@ enum SnapshotStep {
     AcknowledgeUnaligned(u64),
 }
 
+impl SnapshotStep {
+    /// The barrier of an aligned snapshot (savepoints are always aligned).
+    fn aligned_barrier(&self) -> Option<CheckpointBarrier> {
+        match self {
+            SnapshotStep::Aligned(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
 /// Encodes a batch of in-flight records.
 fn encode_in_flight<T: Data>(batch: &eddy_core::Batch<T>) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
@@ -441,6 +451,21 @@ impl<'a> Checkpointing<'a> {
         Ok(())
     }
 
+    /// After the snapshot for `barrier`: for a stop-with-savepoint (`SAVEPOINT_SUSPEND`) waits
+    /// for the savepoint's outcome, telling `notify` of completions, and returns `true` when it
+    /// completed: the task then stops without ending its input.
+    fn stops_after(
+        &self,
+        barrier: CheckpointBarrier,
+        signals: &crate::channel::JobSignals,
+        notify: impl FnMut(u64) -> Result<()>,
+    ) -> Result<bool> {
+        if barrier.kind != eddy_core::CheckpointType::SavepointSuspend {
+            return Ok(false);
+        }
+        self.rt.await_savepoint(barrier.id, signals, notify)
+    }
+
     /// Handles the control messages waiting in the inbox: `notify` hears of completed
     /// checkpoints.
     fn poll_control(
@@ -504,7 +529,15 @@ impl<T: Data> Invokable for OneInputTask<T> {
                 GateEvent::Finished => break,
             };
             if let Some(step) = snapshot_at {
+                let aligned = step.aligned_barrier();
                 checkpointing.snapshot(step, |b, s| head.emit_barrier(b, s))?;
+                if let Some(barrier) = aligned {
+                    if checkpointing
+                        .stops_after(barrier, &rt.signals, |id| head.notify_checkpoint_complete(id))?
+                    {
+                        return Ok(());
+                    }
+                }
             }
             checkpointing.poll_control(gate, |id| head.notify_checkpoint_complete(id))?;
             next_timer = fire_due_timers(head.next_processing_time(), &rt.clock, |now| {
@@ -653,7 +686,15 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
             }
             let head = &mut self.head;
             if let Some(step) = snapshot_at {
+                let aligned = step.aligned_barrier();
                 checkpointing.snapshot(step, |b, s| head.emit_barrier(b, s))?;
+                if let Some(barrier) = aligned {
+                    if checkpointing
+                        .stops_after(barrier, &rt.signals, |id| head.notify_checkpoint_complete(id))?
+                    {
+                        return Ok(());
+                    }
+                }
             }
             let mut gates = (&mut self.gate1, &mut self.gate2);
             checkpointing.poll_control(&mut gates, |id| head.notify_checkpoint_complete(id))?;

@@ -20,8 +20,15 @@
 //!   ([`TaskControl::CheckpointAborted`]) and the failure counts; more consecutive failures
 //!   than `tolerable-failed-checkpoints` fail the job. A failing attempt aborts its pending
 //!   checkpoints without counting them.
+//! - **Savepoints** ([`SavepointTrigger`]) are triggered on demand, also while periodic
+//!   checkpoints run, and go through the same steps; on completion the coordinator writes them
+//!   to their own folder ([`super::savepoint`]) instead of the retained checkpoints, and keeps
+//!   the newest as a restore point for failover (the sinks committed it). No periodic
+//!   checkpoint starts while a savepoint is pending. A failed savepoint is reported to whoever
+//!   triggered it and does not count towards `tolerable-failed-checkpoints`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,6 +36,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use eddy_core::{CheckpointBarrier, CheckpointType, EddyError, Result};
 
+use super::savepoint::write_savepoint;
 use super::storage::{
     CheckpointStorage, CompletedCheckpointStore, FileSystemCheckpointStorage, JobManagerCheckpointStorage,
 };
@@ -81,6 +89,10 @@ pub struct CheckpointCoordinator {
     operators: Vec<OperatorInfo>,
     source_vertex: Vec<bool>,
     store: CompletedCheckpointStore,
+    /// A restore point outside the store: the newest completed savepoint, or the savepoint
+    /// the job started from. A restart takes it when it is newer than every retained
+    /// checkpoint.
+    restore_point: Option<Arc<CompletedCheckpoint>>,
     next_id: u64,
     stats: Arc<Mutex<CheckpointStats>>,
 }
@@ -112,6 +124,7 @@ impl CheckpointCoordinator {
             config,
             operators,
             source_vertex,
+            restore_point: None,
             next_id: 1,
             stats: Arc::default(),
         }
@@ -126,10 +139,31 @@ impl CheckpointCoordinator {
         self.stats.clone()
     }
 
+    /// The job starts from `restored` (a savepoint or retained checkpoint, read from
+    /// `execution.savepoint.path`): checkpoint ids go on after its id, and a restart before
+    /// the first completed checkpoint restores it again.
+    pub fn restore_from(&mut self, restored: Arc<CompletedCheckpoint>) {
+        self.next_id = self.next_id.max(restored.id + 1);
+        lock(&self.stats).restored = Some(restored.id);
+        self.restore_point = Some(restored);
+    }
+
     /// The latest completed checkpoint that reads back intact (falling back to older retained
-    /// ones), for the next attempt to start from; `None` before the first.
+    /// ones), or the newest savepoint when that is newer, for the next attempt to start from;
+    /// `None` before the first.
     pub fn checkpoint_to_restore(&mut self) -> Result<Option<Arc<CompletedCheckpoint>>> {
-        let restored = self.store.latest_restorable()?;
+        let point = self.restore_point.clone();
+        let restored = match (self.store.latest_restorable(), point) {
+            (Ok(Some(c)), Some(p)) if p.id > c.id => Some(p),
+            (Ok(Some(c)), _) => Some(c),
+            (Ok(None), p) => p,
+            (Err(e), Some(p)) => {
+                tracing::warn!(job_id = %self.job_id, checkpoint_id = p.id, error = %e,
+                    "restoring from a savepoint: no retained checkpoint can be read");
+                Some(p)
+            }
+            (Err(e), None) => return Err(e),
+        };
         if let Some(c) = &restored {
             tracing::info!(job_id = %self.job_id, checkpoint_id = c.id, storage = %self.store.describe(),
                 "restoring from checkpoint");
@@ -159,7 +193,60 @@ impl CheckpointCoordinator {
 enum Event {
     Response(TaskResponse),
     TaskEnded { vertex: usize, subtask: usize, finished: bool },
+    TriggerSavepoint(SavepointRequest),
     Stop,
+}
+
+/// A savepoint asked for: its kind, its target directory (`None`: `state.savepoints.dir`) and
+/// where its outcome goes.
+struct SavepointRequest {
+    kind: CheckpointType,
+    target: Option<PathBuf>,
+    reply: Sender<Result<PathBuf>>,
+}
+
+/// Triggers savepoints on the attempt a coordinator runs for: the engine-level entry point of
+/// `JobClient::trigger_savepoint` and of a job master's REST handler.
+#[derive(Clone)]
+pub struct SavepointTrigger(Sender<Event>);
+
+impl SavepointTrigger {
+    /// Starts a savepoint of `kind` (`Savepoint`; for stop-with-savepoint `SavepointSuspend`,
+    /// or `SavepointTerminate` to drain) into `target`, or `state.savepoints.dir` when `None`.
+    /// Returns at once; the [`PendingSavepoint`] reports the savepoint folder or why it failed.
+    pub fn trigger(&self, kind: CheckpointType, target: Option<PathBuf>) -> Result<PendingSavepoint> {
+        if !kind.is_savepoint() {
+            return Err(EddyError::user("a savepoint trigger needs a savepoint kind"));
+        }
+        let (reply, outcome) = crossbeam_channel::bounded(1);
+        self.0
+            .send(Event::TriggerSavepoint(SavepointRequest { kind, target, reply }))
+            .map_err(|_| EddyError::user("cannot trigger a savepoint: the job attempt has ended"))?;
+        Ok(PendingSavepoint(outcome))
+    }
+}
+
+/// The outcome of a triggered savepoint, once known.
+pub struct PendingSavepoint(Receiver<Result<PathBuf>>);
+
+impl PendingSavepoint {
+    /// Waits for the savepoint: its folder, or why it failed.
+    pub fn wait(self) -> Result<PathBuf> {
+        self.0.recv().unwrap_or_else(|_| Err(ended_before_savepoint()))
+    }
+
+    /// The outcome if known by now; `None` while the savepoint is in progress.
+    pub fn try_result(&self) -> Option<Result<PathBuf>> {
+        match self.0.try_recv() {
+            Ok(outcome) => Some(outcome),
+            Err(crossbeam_channel::TryRecvError::Empty) => None,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(ended_before_savepoint())),
+        }
+    }
+}
+
+fn ended_before_savepoint() -> EddyError {
+    EddyError::user("the savepoint was not completed: the job attempt ended before it")
 }
 
 /// A coordinator running for one attempt.
@@ -199,6 +286,11 @@ impl RunningCoordinator {
         TaskEvents(self.events.clone())
     }
 
+    /// Triggers savepoints of the attempt.
+    pub fn savepoint_trigger(&self) -> SavepointTrigger {
+        SavepointTrigger(self.events.clone())
+    }
+
     /// Stops the coordinator after the events sent so far (the attempt's tasks have ended)
     /// and hands it back for the next attempt.
     pub fn stop(self) -> Result<CheckpointCoordinator> {
@@ -220,6 +312,8 @@ struct PendingCheckpoint {
     finished: HashSet<(usize, usize)>,
     /// Source enumerator states, by operator id.
     coordinator_states: HashMap<String, Vec<u8>>,
+    /// For a savepoint: its target directory and who waits for it.
+    savepoint: Option<(PathBuf, Sender<Result<PathBuf>>)>,
 }
 
 /// The coordinator's state while one attempt runs.
@@ -276,6 +370,7 @@ impl AttemptRun {
                     self.stopped = true;
                     self.abort_all("the job attempt is failing or cancelled");
                 }
+                Ok(Event::TriggerSavepoint(request)) => self.trigger_savepoint(request),
                 Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -283,7 +378,7 @@ impl AttemptRun {
             self.expire(now);
             if self.next_trigger().is_some_and(|t| t <= now) {
                 self.next_periodic = now.checked_add(self.interval()).unwrap_or_else(far_future);
-                self.trigger();
+                self.trigger(CheckpointType::Checkpoint, None);
             }
         }
         self.abort_all("the job attempt ended");
@@ -294,15 +389,21 @@ impl AttemptRun {
         self.c.config.interval.unwrap_or(Duration::MAX)
     }
 
+    fn sources_running(&self) -> bool {
+        self.gateway
+            .tasks
+            .iter()
+            .any(|((v, s), _)| self.c.source_vertex[*v] && !self.finished.contains(&(*v, *s)))
+    }
+
     /// When the next checkpoint may be triggered; `None` while that waits for an event.
     fn next_trigger(&self) -> Option<Instant> {
         let config = &self.c.config;
-        let sources_running = self
-            .gateway
-            .tasks
-            .iter()
-            .any(|((v, s), _)| self.c.source_vertex[*v] && !self.finished.contains(&(*v, *s)));
-        if self.stopped || !sources_running || self.pending.len() >= config.max_concurrent {
+        if self.stopped
+            || !self.sources_running()
+            || self.pending.len() >= config.max_concurrent
+            || self.pending.values().any(|p| p.savepoint.is_some())
+        {
             return None;
         }
         if !config.min_pause.is_zero() && !self.pending.is_empty() {
@@ -317,13 +418,39 @@ impl AttemptRun {
         timeouts.chain(self.next_trigger()).min()
     }
 
-    fn trigger(&mut self) {
+    /// Starts a savepoint, or tells the requester why it cannot start.
+    fn trigger_savepoint(&mut self, request: SavepointRequest) {
+        let SavepointRequest { kind, target, reply } = request;
+        let refusal = if self.stopped {
+            Some("the job attempt is failing or ending".to_string())
+        } else if !self.sources_running() {
+            Some("every source has finished; the job is ending".to_string())
+        } else if self.pending.values().any(|p| p.barrier.kind.is_synchronous()) {
+            Some("a stop-with-savepoint is in progress".to_string())
+        } else {
+            None
+        };
+        let target = target.or_else(|| self.c.config.savepoint_directory.clone());
+        let outcome = match (refusal, target) {
+            (Some(why), _) => Err(why),
+            (None, None) => Err("no target directory: name one, or set state.savepoints.dir".to_string()),
+            (None, Some(dir)) => Ok(dir),
+        };
+        match outcome {
+            Ok(dir) => self.trigger(kind, Some((dir, reply))),
+            Err(why) => {
+                let _ = reply.send(Err(EddyError::user(format!("cannot take a savepoint: {why}"))));
+            }
+        }
+    }
+
+    fn trigger(&mut self, kind: CheckpointType, savepoint: Option<(PathBuf, Sender<Result<PathBuf>>)>) {
         let id = self.c.next_id;
         self.c.next_id += 1;
         lock(&self.c.stats).triggered += 1;
-        let barrier = CheckpointBarrier { id, timestamp: now_ms(), kind: CheckpointType::Checkpoint };
+        let barrier = CheckpointBarrier { id, timestamp: now_ms(), kind };
         let job_id = self.c.job_id.clone();
-        tracing::debug!(job_id = %job_id, checkpoint_id = id, "triggering checkpoint");
+        tracing::debug!(job_id = %job_id, checkpoint_id = id, kind = kind.as_str(), "triggering checkpoint");
         let mut pending = PendingCheckpoint {
             barrier,
             started: Instant::now(),
@@ -331,6 +458,7 @@ impl AttemptRun {
             acks: HashMap::new(),
             finished: self.finished.clone(),
             coordinator_states: HashMap::new(),
+            savepoint,
         };
         // The enumerators first: a split handed out from now on goes only to readers that
         // have passed this checkpoint's barrier, so no split is in both states.
@@ -390,22 +518,42 @@ impl AttemptRun {
     }
 
     fn complete(&mut self, id: u64) {
-        let Some(p) = self.pending.remove(&id) else { return };
+        let Some(mut p) = self.pending.remove(&id) else { return };
+        let savepoint = p.savepoint.take();
         let checkpoint = self.assemble(p);
         let started = Instant::now();
         let size = checkpoint.state_size();
-        match self.c.store.add(checkpoint) {
-            Ok(_) => {}
+        let stored = match &savepoint {
+            Some((dir, _)) => {
+                let checkpoint = Arc::new(checkpoint);
+                write_savepoint(dir, &checkpoint).map(|path| {
+                    self.c.restore_point = Some(checkpoint);
+                    Some(path)
+                })
+            }
+            None => {
+                let describe = self.c.store.describe();
+                self.c
+                    .store
+                    .add(checkpoint)
+                    .map(|_| None)
+                    .map_err(|e| EddyError::user(format!("cannot store it in {describe}: {e}")))
+            }
+        };
+        let path = match stored {
+            Ok(path) => path,
             Err(e) => {
-                let reason = format!("cannot store it in {}: {e}", self.c.store.describe());
                 for (_, handle) in &self.gateway.sources {
                     handle.abort(id);
                 }
                 self.notify(TaskControl::CheckpointAborted(id));
-                self.count_failure(id, &reason);
+                match savepoint {
+                    Some((_, reply)) => self.savepoint_failed(id, reply, &e.to_string()),
+                    None => self.count_failure(id, &e.to_string()),
+                }
                 return;
             }
-        }
+        };
         self.consecutive_failures = 0;
         self.last_completion = Some(Instant::now());
         {
@@ -415,8 +563,11 @@ impl AttemptRun {
             stats.retained = self.c.store.retained_ids();
         }
         tracing::info!(job_id = %self.c.job_id, checkpoint_id = id, bytes = size,
-            store_ms = started.elapsed().as_millis() as u64, "checkpoint completed");
+            store_ms = started.elapsed().as_millis() as u64, savepoint = ?path, "checkpoint completed");
         self.notify(TaskControl::CheckpointComplete(id));
+        if let (Some((_, reply)), Some(path)) = (savepoint, path) {
+            let _ = reply.send(Ok(path));
+        }
         let subsumed: Vec<u64> = self.pending.range(..id).map(|(k, _)| *k).collect();
         for old in subsumed {
             self.fail(old, "subsumed by a newer completed checkpoint", false);
@@ -478,20 +629,31 @@ impl AttemptRun {
         }
     }
 
-    /// Gives checkpoint `id` up; `counted`: it is a failure towards the tolerable limit.
+    /// Gives checkpoint `id` up; `counted`: it is a failure towards the tolerable limit (never
+    /// for a savepoint, whose requester hears of it instead).
     fn fail(&mut self, id: u64, reason: &str, counted: bool) {
-        if self.pending.remove(&id).is_none() {
-            return;
-        }
+        let Some(p) = self.pending.remove(&id) else { return };
         for (_, handle) in &self.gateway.sources {
             handle.abort(id);
         }
         self.notify(TaskControl::CheckpointAborted(id));
-        if counted {
+        if let Some((_, reply)) = p.savepoint {
+            self.savepoint_failed(id, reply, reason);
+        } else if counted {
             self.count_failure(id, reason);
         } else {
             tracing::debug!(job_id = %self.c.job_id, checkpoint_id = id, reason, "checkpoint aborted");
         }
+    }
+
+    fn savepoint_failed(&mut self, id: u64, reply: Sender<Result<PathBuf>>, reason: &str) {
+        {
+            let mut stats = lock(&self.c.stats);
+            stats.failed += 1;
+            stats.latest_failure = Some(format!("savepoint {id}: {reason}"));
+        }
+        tracing::warn!(job_id = %self.c.job_id, checkpoint_id = id, reason, "savepoint failed");
+        let _ = reply.send(Err(EddyError::user(format!("savepoint {id} failed: {reason}"))));
     }
 
     fn count_failure(&mut self, id: u64, reason: &str) {

@@ -32,6 +32,7 @@
 
 pub mod barrier;
 pub mod coordinator;
+pub mod savepoint;
 pub mod storage;
 
 use std::fmt;
@@ -45,7 +46,8 @@ use eddy_core::config::{options, CheckpointingMode};
 use eddy_core::keygroup::key_group_range_for_operator;
 use eddy_core::{CheckpointType, Configuration, EddyError, Result};
 
-pub use coordinator::{CheckpointCoordinator, CheckpointStats};
+pub use coordinator::{CheckpointCoordinator, CheckpointStats, PendingSavepoint, SavepointTrigger};
+pub use savepoint::SavepointRestoreSettings;
 pub use storage::{CheckpointStorage, CompletedCheckpointStore};
 
 pub use crate::jobgraph::operator_id;
@@ -68,6 +70,10 @@ pub struct CheckpointConfig {
     /// `state.checkpoints.dir`; `None`: completed checkpoints are kept in memory.
     pub directory: Option<PathBuf>,
     pub num_retained: usize,
+    /// `state.savepoints.dir`: where savepoints go when a trigger names no directory.
+    pub savepoint_directory: Option<PathBuf>,
+    /// `execution.savepoint.*`: the savepoint or checkpoint the job starts from.
+    pub restore: Option<SavepointRestoreSettings>,
 }
 
 impl Default for CheckpointConfig {
@@ -83,6 +89,8 @@ impl Default for CheckpointConfig {
             unaligned: None,
             directory: None,
             num_retained: 1,
+            savepoint_directory: None,
+            restore: None,
         }
     }
 }
@@ -103,9 +111,13 @@ impl CheckpointConfig {
             },
             directory: config.get_optional(&options::CHECKPOINTS_DIRECTORY)?.map(PathBuf::from),
             num_retained: config.get(&options::CHECKPOINTS_NUM_RETAINED)?,
+            savepoint_directory: config.get_optional(&options::SAVEPOINTS_DIRECTORY)?.map(PathBuf::from),
+            restore: SavepointRestoreSettings::from_configuration(config)?,
         })
     }
 
+    /// Whether periodic checkpoints are taken. (Savepoints can be taken from any STREAMING
+    /// job.)
     pub fn is_enabled(&self) -> bool {
         self.interval.is_some()
     }
@@ -271,6 +283,32 @@ impl TaskCheckpointing {
     pub fn acknowledge(&self, snapshot: TaskSnapshot) {
         if let Some(r) = &self.responder {
             r.respond(TaskResponse::Acknowledge { vertex: self.vertex, subtask: self.subtask, snapshot });
+        }
+    }
+
+    /// After acknowledging the stop-with-savepoint `checkpoint_id` (kind `SAVEPOINT_SUSPEND`),
+    /// waits for its outcome, reading nothing else: the sources stopped after its barrier.
+    /// `notify` hears of completed checkpoints. `true`: the savepoint completed (and `notify`
+    /// has heard of it), so the task stops without ending its input; `false`: it was aborted
+    /// and the task goes on.
+    pub fn await_savepoint(
+        &self,
+        checkpoint_id: u64,
+        signals: &crate::channel::JobSignals,
+        mut notify: impl FnMut(u64) -> Result<()>,
+    ) -> Result<bool> {
+        loop {
+            crate::channel::check_cancelled(signals)?;
+            match self.wait(crate::channel::CANCEL_CHECK) {
+                Some(TaskControl::CheckpointComplete(id)) => {
+                    notify(id)?;
+                    if id == checkpoint_id {
+                        return Ok(true);
+                    }
+                }
+                Some(TaskControl::CheckpointAborted(id)) if id == checkpoint_id => return Ok(false),
+                Some(_) | None => {}
+            }
         }
     }
 

@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use eddy_core::{Batch, Data, EddyError, RecordDisplay, Result, ShowRecord};
 use eddy_runtime::checkpoint::RestoredState;
@@ -54,21 +55,35 @@ impl SourceSplit for FileSplit {
 /// use eddy::connectors::file::TextFileSource;
 ///
 /// let source = TextFileSource::new("/data/logs").with_split_size(8 * 1024 * 1024);
+/// // At most 100 lines per second over all readers: a run that can be watched, stopped or
+/// // savepointed half way.
+/// let slow = TextFileSource::new("/data/logs").with_rate(100.0);
 /// ```
 #[derive(Debug, Clone)]
 pub struct TextFileSource {
     path: PathBuf,
     split_size: u64,
+    /// Lines per second over all readers; `None`: as fast as possible.
+    rate: Option<f64>,
 }
 
 impl TextFileSource {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        TextFileSource { path: path.into(), split_size: DEFAULT_SPLIT_SIZE }
+        TextFileSource { path: path.into(), split_size: DEFAULT_SPLIT_SIZE, rate: None }
     }
 
     /// Cuts files into splits of `bytes` bytes (at least 1).
     pub fn with_split_size(mut self, bytes: u64) -> Self {
         self.split_size = bytes.max(1);
+        self
+    }
+
+    /// Reads at most `lines_per_second` lines per second, shared evenly by the parallel
+    /// readers. A reader ahead of its rate reports that nothing is available and when its next
+    /// line is due, so its task keeps handling checkpoints and timers while it waits. A rate
+    /// that is not a positive, finite number is an error when the job starts.
+    pub fn with_rate(mut self, lines_per_second: f64) -> Self {
+        self.rate = Some(lines_per_second);
         self
     }
 
@@ -99,8 +114,47 @@ impl Source for TextFileSource {
         Ok(Box::new(FileSplitEnumerator { splits }))
     }
 
-    fn create_reader(&self, _ctx: &ReaderContext) -> Result<TextFileReader> {
-        Ok(TextFileReader::new())
+    fn create_reader(&self, ctx: &ReaderContext) -> Result<TextFileReader> {
+        let mut reader = TextFileReader::new();
+        if let Some(rate) = self.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(EddyError::Config {
+                    key: "text file source rate".into(),
+                    value: rate.to_string(),
+                    reason: "must be a positive, finite number of lines per second".into(),
+                });
+            }
+            reader.throttle = Some(Throttle::new(rate / ctx.parallelism.max(1) as f64));
+        }
+        Ok(reader)
+    }
+}
+
+/// Paces a reader to a rate: by time `t` after its first line it may have emitted
+/// `rate * t` lines, plus one.
+#[derive(Debug, Clone)]
+struct Throttle {
+    rate: f64,
+    start: Option<Instant>,
+    emitted: u64,
+}
+
+impl Throttle {
+    fn new(rate: f64) -> Self {
+        Throttle { rate, start: None, emitted: 0 }
+    }
+
+    /// How many lines may go at `now`.
+    fn allowed(&mut self, now: Instant) -> u64 {
+        let start = *self.start.get_or_insert(now);
+        let due = (now.duration_since(start).as_secs_f64() * self.rate) as u64 + 1;
+        due.saturating_sub(self.emitted)
+    }
+
+    /// When the next line is due.
+    fn next_due(&self) -> Option<Instant> {
+        let offset = Duration::try_from_secs_f64(self.emitted as f64 / self.rate).ok()?;
+        self.start?.checked_add(offset)
     }
 }
 
@@ -168,11 +222,12 @@ pub struct TextFileReader {
     current: Option<OpenSplit>,
     /// Reused for every line, so reading a line allocates only its `String`.
     line: Vec<u8>,
+    throttle: Option<Throttle>,
 }
 
 impl TextFileReader {
     fn new() -> Self {
-        TextFileReader { pending: VecDeque::new(), current: None, line: Vec::new() }
+        TextFileReader { pending: VecDeque::new(), current: None, line: Vec::new(), throttle: None }
     }
 }
 
@@ -186,22 +241,23 @@ impl SourceReader for TextFileReader {
     }
 
     fn poll_next(&mut self, out: &mut SourceOutput<String>) -> Result<ReaderStatus> {
-        loop {
-            let mut current = match self.current.take() {
-                Some(current) => current,
-                None => match self.pending.pop_front() {
-                    Some(split) => OpenSplit::open(split)?,
-                    None => return Ok(ReaderStatus::NeedsSplit),
-                },
-            };
-            if !current.read_lines(out, &mut self.line)? {
-                self.current = Some(current);
-                return Ok(ReaderStatus::MoreAvailable);
-            }
-            if out.remaining() == 0 {
-                return Ok(ReaderStatus::MoreAvailable);
-            }
+        let mut budget = match &mut self.throttle {
+            Some(t) if self.current.is_some() || !self.pending.is_empty() => t.allowed(Instant::now()),
+            _ => u64::MAX,
+        };
+        if budget == 0 {
+            return Ok(ReaderStatus::NothingAvailable);
         }
+        let before = budget;
+        let status = self.read(out, &mut budget);
+        if let Some(t) = &mut self.throttle {
+            t.emitted += before - budget;
+        }
+        status
+    }
+
+    fn available_at(&self) -> Option<Instant> {
+        self.throttle.as_ref().and_then(Throttle::next_due)
     }
 
     /// The split being read, from the byte offset of its next unread line, and the splits not
@@ -220,6 +276,28 @@ impl SourceReader for TextFileReader {
     fn close(&mut self) -> Result<()> {
         self.current = None;
         Ok(())
+    }
+}
+
+impl TextFileReader {
+    /// Reads up to a batch of lines, and at most `budget` (decremented per line).
+    fn read(&mut self, out: &mut SourceOutput<String>, budget: &mut u64) -> Result<ReaderStatus> {
+        loop {
+            let mut current = match self.current.take() {
+                Some(current) => current,
+                None => match self.pending.pop_front() {
+                    Some(split) => OpenSplit::open(split)?,
+                    None => return Ok(ReaderStatus::NeedsSplit),
+                },
+            };
+            if !current.read_lines(out, &mut self.line, budget)? {
+                self.current = Some(current);
+                return Ok(ReaderStatus::MoreAvailable);
+            }
+            if out.remaining() == 0 || *budget == 0 {
+                return Ok(ReaderStatus::MoreAvailable);
+            }
+        }
     }
 }
 
@@ -251,9 +329,15 @@ impl OpenSplit {
         Ok(OpenSplit { split, reader, pos })
     }
 
-    /// Emits lines until `out` is full (returns `false`) or the split is done (returns `true`).
-    fn read_lines(&mut self, out: &mut SourceOutput<String>, line: &mut Vec<u8>) -> Result<bool> {
-        while out.remaining() > 0 {
+    /// Emits lines until `out` is full or `budget` is spent (returns `false`) or the split is
+    /// done (returns `true`).
+    fn read_lines(
+        &mut self,
+        out: &mut SourceOutput<String>,
+        line: &mut Vec<u8>,
+        budget: &mut u64,
+    ) -> Result<bool> {
+        while out.remaining() > 0 && *budget > 0 {
             if self.pos >= self.split.end {
                 return Ok(true);
             }
@@ -264,6 +348,7 @@ impl OpenSplit {
             }
             let line_start = self.pos;
             self.pos += n;
+            *budget -= 1;
             out.collect(decode_line(line, &self.split.path, line_start)?);
         }
         Ok(false)
@@ -627,6 +712,44 @@ mod tests {
         check_file("ünïcödé → lines\nwith multibyte 字符 split anywhere\n日本語");
         let long: String = (0..200).map(|i| format!("line {i} {}\n", "x".repeat(i % 13))).collect();
         check_file(&long);
+    }
+
+    #[test]
+    fn a_throttle_allows_its_rate_and_says_when_the_next_line_is_due() {
+        let mut t = Throttle::new(1000.0);
+        let start = Instant::now();
+        assert_eq!(t.allowed(start), 1, "the first line goes at once");
+        t.emitted = 1;
+        assert_eq!(t.allowed(start), 0);
+        assert_eq!(t.next_due(), Some(start + Duration::from_millis(1)));
+        assert_eq!(t.allowed(start + Duration::from_millis(10)), 10);
+    }
+
+    #[test]
+    fn a_throttled_reader_reports_nothing_available_until_its_next_line_is_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        fs::write(&path, "a\nb\nc\n").unwrap();
+        // One line every ten seconds: the second poll comes long before the second line is due.
+        let source = TextFileSource::new(&path).with_rate(0.1);
+        let mut enumerator = source.create_enumerator(1).unwrap();
+        let mut reader = source.create_reader(&ctx()).unwrap();
+        let SplitAssignment::Split(split) = enumerator.request_split(0).unwrap() else { panic!() };
+        reader.add_split(split).unwrap();
+        let mut out = SourceOutput::new(BATCH);
+        let before = Instant::now();
+        assert_eq!(reader.poll_next(&mut out).unwrap(), ReaderStatus::MoreAvailable);
+        assert_eq!(out.take().values, vec!["a".to_string()]);
+        assert_eq!(reader.poll_next(&mut out).unwrap(), ReaderStatus::NothingAvailable);
+        assert!(out.is_empty());
+        let due = reader.available_at().expect("a throttled reader knows when it goes on");
+        assert!(due >= before + Duration::from_secs(9), "{:?}", due - before);
+        let err = source_error(TextFileSource::new(&path).with_rate(0.0));
+        assert!(err.contains("lines per second"), "{err}");
+    }
+
+    fn source_error(source: TextFileSource) -> String {
+        source.create_reader(&ctx()).err().expect("a bad rate is refused").to_string()
     }
 
     #[test]
