@@ -41,6 +41,8 @@ struct Rule {
 
 /// `(sensor, seq, over the threshold, readings of the sensor judged so far)`.
 type Judged = (u64, u64, bool, u64);
+/// The distinct `(sensor, seq, over the threshold)` judgements.
+type Verdicts = BTreeSet<(u64, u64, bool)>;
 
 fn reading(i: u64) -> Reading {
     let sensor = i % SENSORS;
@@ -141,7 +143,7 @@ impl KeyedBroadcastProcessFunction<u64, Reading, Rule, Judged> for Thresholds {
 /// Distinct judgements and the highest count per sensor (a failed attempt's output comes again).
 #[derive(Clone, Default)]
 struct Judgements {
-    seen: Arc<Mutex<BTreeSet<(u64, u64, bool)>>>,
+    seen: Arc<Mutex<Verdicts>>,
     max_count: Arc<Mutex<BTreeMap<u64, u64>>>,
 }
 
@@ -207,7 +209,7 @@ impl OneInputOperator for FailOnce {
 struct Outcome {
     restarts: usize,
     restored: bool,
-    seen: BTreeSet<(u64, u64, bool)>,
+    seen: Verdicts,
     max_count: BTreeMap<u64, u64>,
 }
 
@@ -254,7 +256,7 @@ fn run_keyed(n: u64, fail_after: Option<u64>) -> Outcome {
 }
 
 /// The judgements of `n` readings, and the readings per sensor.
-fn model(n: u64) -> (BTreeSet<(u64, u64, bool)>, BTreeMap<u64, u64>) {
+fn model(n: u64) -> (Verdicts, BTreeMap<u64, u64>) {
     let mut seen = BTreeSet::new();
     let mut per_sensor = BTreeMap::new();
     for i in 0..n {
