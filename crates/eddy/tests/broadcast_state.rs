@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use eddy::prelude::*;
 use eddy::sink::{Sink, SinkContext, SinkWriter};
 use eddy::Batch;
-use eddy_core::CheckpointBarrier;
 use eddy_runtime::output::Emitter;
 use eddy_runtime::{OneInputOperator, OperatorContext};
 use serde::{Deserialize, Serialize};
@@ -166,7 +165,8 @@ impl SinkWriter<Judged> for Judgements {
 }
 
 /// Passes records on; in subtask 0 of the first attempt it fails once it has passed
-/// `fail_after` records and heard of a completed checkpoint since.
+/// `fail_after` records and heard of a completed checkpoint since, or else at the end of its
+/// input (so the attempt fails whatever the timing).
 struct FailOnce {
     fail_after: Option<u64>,
     passed: u64,
@@ -196,8 +196,11 @@ impl OneInputOperator for FailOnce {
         out.emit_batch(batch)
     }
 
-    fn snapshot_state(&mut self, _: &CheckpointBarrier) -> Result<Option<Vec<u8>>> {
-        Ok(None)
+    fn end_input(&mut self, _: &mut Emitter<Judged>) -> Result<()> {
+        if self.fail_after.is_some() {
+            return Err(EddyError::user("injected failure at the end of the input"));
+        }
+        Ok(())
     }
 
     fn notify_checkpoint_complete(&mut self, _: u64) -> Result<()> {

@@ -2,12 +2,13 @@
 //! even-split list state and its counters in union list state.
 //!
 //! - Real jobs with checkpoints and injected failures end with exactly the result of a
-//!   failure-free run (the failure scheme of `checkpoints.rs`: subtask 0 fails once it has
-//!   seen its quota *and* heard of a completed checkpoint since).
+//!   failure-free run. Failures are injected behind the function, in subtask 0, once it has
+//!   passed its quota of records *and* heard of a completed checkpoint since, or else at the
+//!   end of its input, so every attempt fails as planned whatever the timing.
 //! - Rescaling 2 → 3 and 2 → 1 at the restore level: the states two subtasks wrote are handed
 //!   to each new subtask as the runtime hands them after a parallelism change.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use eddy::operator_state::OperatorStateStore;
@@ -15,14 +16,12 @@ use eddy::prelude::*;
 use eddy::sink::{Sink, SinkContext, SinkWriter};
 use eddy::Batch;
 use eddy_runtime::checkpoint::RestoredState;
+use eddy_runtime::output::Emitter;
 use eddy_runtime::time::{ClockRef, ManualClock};
-use eddy_runtime::OperatorContext;
+use eddy_runtime::{OneInputOperator, OperatorContext};
 
 const GROUP: usize = 7;
 const JOB_LIMIT: Duration = Duration::from_secs(120);
-
-/// What each attempt's subtasks still held in their buffers when they closed.
-type Leftovers = Arc<Mutex<BTreeMap<(usize, usize), Vec<i64>>>>;
 
 /// Emits records in groups of [`GROUP`]; the open group is kept in even-split list state, the
 /// number of records seen per subtask in union list state as `(subtask, seen)`.
@@ -37,14 +36,10 @@ struct Grouping {
     was_restored: bool,
     buffer_state: ListStateDescriptor<i64>,
     seen_state: ListStateDescriptor<(usize, u64)>,
-    fail_after: Arc<Vec<u64>>,
-    armed: bool,
-    checkpoint_completed: bool,
-    leftovers: Leftovers,
 }
 
 impl Grouping {
-    fn new(fail_after: Vec<u64>, leftovers: Leftovers) -> Self {
+    fn new() -> Self {
         Grouping {
             buffer: Vec::new(),
             seen: 0,
@@ -54,15 +49,7 @@ impl Grouping {
             was_restored: false,
             buffer_state: ListStateDescriptor::new("buffer"),
             seen_state: ListStateDescriptor::new("seen"),
-            fail_after: Arc::new(fail_after),
-            armed: false,
-            checkpoint_completed: false,
-            leftovers,
         }
-    }
-
-    fn fails_in_this_attempt(&self) -> bool {
-        self.subtask == 0 && self.attempt < self.fail_after.len()
     }
 }
 
@@ -74,23 +61,11 @@ impl FlatMapFunction<i64, Vec<i64>> for Grouping {
     }
 
     fn flat_map(&mut self, v: i64, out: &mut Collector<Vec<i64>>) -> Result<()> {
-        if self.armed && self.checkpoint_completed {
-            return Err(EddyError::user(format!("injected failure in attempt {}", self.attempt)));
-        }
         self.seen += 1;
         self.buffer.push(v);
         if self.buffer.len() == GROUP {
             out.collect(std::mem::take(&mut self.buffer));
         }
-        if self.fails_in_this_attempt() && self.seen >= self.fail_after[self.attempt] && !self.armed {
-            self.armed = true;
-        }
-        Ok(())
-    }
-
-    fn close(&mut self) -> Result<()> {
-        let mut l = self.leftovers.lock().unwrap();
-        l.insert((self.attempt, self.subtask), self.buffer.clone());
         Ok(())
     }
 }
@@ -112,10 +87,47 @@ impl CheckpointedFunction for Grouping {
         ctx.union_list_state(&self.seen_state)?.update(vec![(self.subtask, self.seen)]);
         Ok(())
     }
+}
 
-    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
-        if self.armed {
-            self.checkpoint_completed = true;
+/// Passes records on. In subtask 0 of attempt `a < fail_after.len()` it fails once it has
+/// passed `fail_after[a]` records and heard of a completed checkpoint since, or else at the end
+/// of its input.
+struct FailAfter {
+    fail_after: Arc<Vec<u64>>,
+    fails: bool,
+    quota: u64,
+    passed: u64,
+    armed: bool,
+    checkpoint_completed: bool,
+}
+
+impl OneInputOperator for FailAfter {
+    type In = Vec<i64>;
+    type Out = Vec<i64>;
+
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.fails = ctx.subtask_index == 0 && ctx.attempt < self.fail_after.len();
+        self.quota = self.fail_after.get(ctx.attempt).copied().unwrap_or(u64::MAX);
+        Ok(())
+    }
+
+    fn process_batch(&mut self, batch: Batch<Vec<i64>>, out: &mut Emitter<Vec<i64>>) -> Result<()> {
+        if self.armed && self.checkpoint_completed {
+            return Err(EddyError::user("injected failure after a completed checkpoint"));
+        }
+        self.passed += batch.values.iter().map(|g| g.len() as u64).sum::<u64>();
+        self.armed |= self.fails && self.passed >= self.quota;
+        out.emit_batch(batch)
+    }
+
+    fn notify_checkpoint_complete(&mut self, _: u64) -> Result<()> {
+        self.checkpoint_completed = self.armed;
+        Ok(())
+    }
+
+    fn end_input(&mut self, _: &mut Emitter<Vec<i64>>) -> Result<()> {
+        if self.fails {
+            return Err(EddyError::user("injected failure at the end of the input"));
         }
         Ok(())
     }
@@ -142,8 +154,6 @@ struct Outcome {
     restarts: usize,
     restored: bool,
     groups: BTreeSet<Vec<i64>>,
-    /// The buffers of the last attempt's subtasks when they closed.
-    leftovers: Vec<i64>,
 }
 
 fn run(n: i64, fail_after: Vec<u64>) -> Outcome {
@@ -157,12 +167,22 @@ fn run(n: i64, fail_after: Vec<u64>) -> Outcome {
         config.set(k, v);
     }
     let env = StreamExecutionEnvironment::with_configuration(config).with_parallelism(2);
-    let leftovers = Leftovers::default();
     let groups = Groups::default();
     // One split per subtask, each read in order: the groups do not depend on timing.
+    let fail_after = Arc::new(fail_after);
     env.from_generator(n as u64, |i| i as i64 + 1)
-        .flat_map_checkpointed(Grouping::new(fail_after, leftovers.clone()))
+        .flat_map_checkpointed(Grouping::new())
         .uid("grouping")
+        .transform("FailAfter", move |_| {
+            Ok(FailAfter {
+                fail_after: fail_after.clone(),
+                fails: false,
+                quota: u64::MAX,
+                passed: 0,
+                armed: false,
+                checkpoint_completed: false,
+            })
+        })
         .sink_to(groups.clone(), "groups");
     let client = env.execute_async("grouping").unwrap();
     let status = client.wait_timeout(JOB_LIMIT);
@@ -173,27 +193,16 @@ fn run(n: i64, fail_after: Vec<u64>) -> Outcome {
     if let Err(e) = client.wait() {
         panic!("the job failed: {e}");
     }
-    let leftovers = leftovers.lock().unwrap();
-    let last = leftovers.keys().map(|(a, _)| *a).max().unwrap();
     let groups = groups.0.lock().unwrap().clone();
-    Outcome {
-        restarts: client.restarts(),
-        restored: client.checkpoint_stats().restored.is_some(),
-        groups,
-        leftovers: {
-            let mut l: Vec<i64> =
-                leftovers.iter().filter(|((a, _), _)| *a == last).flat_map(|(_, b)| b.clone()).collect();
-            l.sort_unstable();
-            l
-        },
-    }
+    Outcome { restarts: client.restarts(), restored: client.checkpoint_stats().restored.is_some(), groups }
 }
 
-/// Every record is in exactly one emitted group or one final buffer.
+/// Every record is in exactly one emitted group (`n` is chosen so that each subtask's split
+/// ends with a full group).
 fn assert_each_record_once(o: &Outcome, n: i64) {
-    let mut all: Vec<i64> = o.groups.iter().flatten().copied().chain(o.leftovers.iter().copied()).collect();
+    let mut all: Vec<i64> = o.groups.iter().flatten().copied().collect();
     all.sort_unstable();
-    assert_eq!(all.len(), n as usize, "records in groups and buffers, duplicates included");
+    assert_eq!(all.len(), n as usize, "records in groups, duplicates included");
     let wrong = all.iter().zip(1..=n).find(|(a, b)| **a != *b);
     assert!(wrong.is_none(), "every record once: first mismatch (found, expected) {wrong:?}");
     assert!(o.groups.iter().all(|g| g.len() == GROUP));
@@ -201,7 +210,8 @@ fn assert_each_record_once(o: &Outcome, n: i64) {
 
 #[test]
 fn buffered_records_survive_failures_exactly_once() {
-    const N: i64 = 400_000;
+    // Two generator splits of 200_004 = 7 × 28_572 records.
+    const N: i64 = 400_008;
     let clean = run(N, vec![]);
     assert_eq!(clean.restarts, 0);
     assert_each_record_once(&clean, N);
@@ -214,7 +224,6 @@ fn buffered_records_survive_failures_exactly_once() {
     // without failures: a buffer lost or doubled in a restore would change them.
     let differing = failed.groups.symmetric_difference(&clean.groups).take(4).collect::<Vec<_>>();
     assert!(differing.is_empty(), "groups differ from the failure-free run, e.g. {differing:?}");
-    assert_eq!(failed.leftovers, clean.leftovers);
 }
 
 // ---- rescaling at the restore level ----
@@ -237,7 +246,7 @@ fn runtime(subtask: usize, parallelism: usize) -> RuntimeContext {
 
 /// The state an old subtask writes with `buffer` open and `seen` records seen.
 fn old_subtask_state(subtask: usize, buffer: Vec<i64>, seen: u64) -> Vec<u8> {
-    let mut f = Grouping::new(vec![], Leftovers::default());
+    let mut f = Grouping::new();
     let mut store = OperatorStateStore::new("grouping");
     let rt = runtime(subtask, 2);
     f.initialize_state(&mut FunctionInitializationContext::new(&mut store, false, &rt)).unwrap();
@@ -261,7 +270,7 @@ fn restore(states: &[(usize, Vec<u8>)], subtask: usize, parallelism: usize) -> G
     };
     let mut store = OperatorStateStore::new("grouping");
     store.restore(&restored).unwrap();
-    let mut f = Grouping::new(vec![], Leftovers::default());
+    let mut f = Grouping::new();
     let rt = runtime(subtask, parallelism);
     f.initialize_state(&mut FunctionInitializationContext::new(&mut store, true, &rt)).unwrap();
     assert!(f.was_restored);
@@ -325,7 +334,7 @@ fn without_a_rescale_each_subtask_gets_its_own_lists_back() {
     };
     let mut store = OperatorStateStore::new("grouping");
     store.restore(&restored).unwrap();
-    let mut f = Grouping::new(vec![], Leftovers::default());
+    let mut f = Grouping::new();
     let rt = runtime(1, 2);
     f.initialize_state(&mut FunctionInitializationContext::new(&mut store, true, &rt)).unwrap();
     assert_eq!((f.buffer, f.seen), (vec![11, 12], 30));
