@@ -16,12 +16,18 @@ use eddy_runtime::partitioner::{
 use eddy_runtime::sink::{Sink, SinkContext, SinkOperator, SinkWriter};
 use eddy_runtime::{ChainingStrategy, OneInputOperator, OperatorContext, TwoInputOperator};
 
+use crate::broadcast::{BroadcastConnectedStream, BroadcastStream, Declared, KeyedBroadcastConnectedStream};
 use crate::connectors::{PrintSink, TextFileSink};
 use crate::env::StreamExecutionEnvironment;
 use crate::functions::{
     CoProcessFunction, Collector, KeyedCoProcessFunction, KeyedProcessFunction, OutputTag, ProcessFunction,
 };
+use crate::operator_state::{
+    AsFlatMap, AsMap, AsProcess, CheckpointedFunction, CheckpointedFunctionOperator, FlatMapFunction,
+    MapFunction,
+};
 use crate::operators::*;
+use crate::state::MapStateDescriptor;
 use crate::watermark::WatermarkStrategy;
 
 /// One upstream output feeding the next operator, and how records are spread over its subtasks.
@@ -168,9 +174,44 @@ impl<T: Data> DataStream<T> {
         DataStream { env: self.env.clone(), ports, _t: PhantomData }
     }
 
-    /// Pairs this stream with another for a two-input operator.
-    pub fn connect<U: Data>(&self, other: &DataStream<U>) -> ConnectedStreams<T, U> {
-        ConnectedStreams { first: self.clone(), second: other.clone() }
+    /// Pairs this stream with another for a two-input operator ([`ConnectedStreams`]), or with
+    /// a [`BroadcastStream`] for the broadcast state pattern ([`BroadcastConnectedStream`]).
+    pub fn connect<S: Connect<T>>(&self, other: &S) -> S::Connected {
+        other.connect_to(self)
+    }
+
+    /// Sends every record to every subtask of the operator it is connected to, which keeps the
+    /// broadcast state `desc` (see [`crate::broadcast`]; more states with
+    /// [`BroadcastStream::with_state`]).
+    pub fn broadcast_with<UK: Key, UV: Data>(&self, desc: &MapStateDescriptor<UK, UV>) -> BroadcastStream<T> {
+        BroadcastStream { stream: self.broadcast(), declared: vec![Declared::of(desc)] }
+    }
+
+    /// Applies a [`MapFunction`] with operator state ([`CheckpointedFunction`], see
+    /// [`crate::operator_state`]).
+    pub fn map_checkpointed<U: Data, F>(&self, f: F) -> DataStream<U>
+    where
+        F: MapFunction<T, U> + CheckpointedFunction,
+    {
+        self.transform("Map", move |ctx| Ok(CheckpointedFunctionOperator::new(AsMap(f.clone()), ctx)))
+    }
+
+    /// Applies a [`FlatMapFunction`] with operator state ([`CheckpointedFunction`]).
+    pub fn flat_map_checkpointed<U: Data, F>(&self, f: F) -> DataStream<U>
+    where
+        F: FlatMapFunction<T, U> + CheckpointedFunction,
+    {
+        self.transform("Flat Map", move |ctx| {
+            Ok(CheckpointedFunctionOperator::new(AsFlatMap(f.clone()), ctx))
+        })
+    }
+
+    /// Applies a [`ProcessFunction`] with operator state ([`CheckpointedFunction`]).
+    pub fn process_checkpointed<U: Data, P>(&self, f: P) -> DataStream<U>
+    where
+        P: ProcessFunction<T, U> + CheckpointedFunction,
+    {
+        self.transform("Process", move |ctx| Ok(CheckpointedFunctionOperator::new(AsProcess(f.clone()), ctx)))
     }
 
     pub(crate) fn with_partitioner(&self, p: Arc<dyn PartitionerFactory>) -> DataStream<T> {
@@ -359,6 +400,27 @@ impl DataStreamSink {
     }
 }
 
+/// What [`DataStream::connect`] pairs a stream of `T` with.
+pub trait Connect<T> {
+    /// The connected streams.
+    type Connected;
+    fn connect_to(&self, first: &DataStream<T>) -> Self::Connected;
+}
+
+impl<T: Data, U: Data> Connect<T> for DataStream<U> {
+    type Connected = ConnectedStreams<T, U>;
+    fn connect_to(&self, first: &DataStream<T>) -> ConnectedStreams<T, U> {
+        ConnectedStreams { first: first.clone(), second: self.clone() }
+    }
+}
+
+impl<T: Data, B: Data> Connect<T> for BroadcastStream<B> {
+    type Connected = BroadcastConnectedStream<T, B>;
+    fn connect_to(&self, first: &DataStream<T>) -> BroadcastConnectedStream<T, B> {
+        BroadcastConnectedStream { main: first.clone(), broadcast: self.clone() }
+    }
+}
+
 /// A stream partitioned by key (Flink's `KeyedStream`).
 pub struct KeyedStream<T, K, F> {
     /// The input, partitioned by key.
@@ -537,6 +599,19 @@ where
                 _t: PhantomData,
             })
         })
+    }
+
+    /// Connects a [`BroadcastStream`], for a [`KeyedBroadcastProcessFunction`](crate::broadcast::KeyedBroadcastProcessFunction).
+    pub fn connect<B: Data>(
+        &self,
+        broadcast: &BroadcastStream<B>,
+    ) -> KeyedBroadcastConnectedStream<T, B, K, F> {
+        KeyedBroadcastConnectedStream {
+            main: self.stream.clone(),
+            key: self.key.clone(),
+            broadcast: broadcast.clone(),
+            _k: PhantomData,
+        }
     }
 
     /// The key selector of this stream.

@@ -92,6 +92,10 @@ pub struct RuntimeContext {
 }
 
 impl RuntimeContext {
+    /// The context of the operator subtask `op` (operators build it; tests may too).
+    pub fn new(op: OperatorContext) -> Self {
+        RuntimeContext { op }
+    }
     pub fn task_name(&self) -> &str {
         &self.op.operator_name
     }

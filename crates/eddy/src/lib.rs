@@ -27,11 +27,13 @@
 //! Jobs run on the embedded local mini-cluster: every operator runs as parallel subtasks on
 //! threads, connected by bounded, batched channels with backpressure.
 
+pub mod broadcast;
 pub mod connectors;
 pub mod datastream;
 pub mod env;
 pub mod functions;
 pub mod joins;
+pub mod operator_state;
 mod operators;
 pub mod state;
 pub mod testing;
@@ -40,7 +42,8 @@ pub mod watermark;
 pub mod windowing;
 
 pub use datastream::{
-    CollectedRecords, ConnectedStreams, DataStream, DataStreamSink, KeyedConnectedStreams, KeyedStream,
+    CollectedRecords, Connect, ConnectedStreams, DataStream, DataStreamSink, KeyedConnectedStreams,
+    KeyedStream,
 };
 pub use eddy_core::random;
 pub use eddy_core::{
@@ -51,6 +54,11 @@ pub use env::StreamExecutionEnvironment;
 
 /// Everything a typical program needs.
 pub mod prelude {
+    pub use crate::broadcast::{
+        BroadcastContext, BroadcastProcessFunction, BroadcastState, BroadcastStream, KeyedBroadcastContext,
+        KeyedBroadcastProcessFunction, KeyedReadOnlyContext, ReadOnlyBroadcastContext,
+        ReadOnlyBroadcastState,
+    };
     pub use crate::connectors::{DataGeneratorSource, NumberSequenceSource, TextFileSink, TextFileSource};
     pub use crate::datastream::{DataStream, KeyedStream};
     pub use crate::env::StreamExecutionEnvironment;
@@ -59,6 +67,10 @@ pub mod prelude {
         OutputTag, ProcessFunction, RuntimeContext, TimeDomain, TimerService,
     };
     pub use crate::joins::prelude::*;
+    pub use crate::operator_state::{
+        CheckpointedFunction, FlatMapFunction, FunctionInitializationContext, FunctionSnapshotContext,
+        MapFunction, OperatorListState,
+    };
     pub use crate::state::{
         AggregatingState, AggregatingStateDescriptor, ListState, ListStateDescriptor, MapState,
         MapStateDescriptor, ReducingState, ReducingStateDescriptor, StateTtlConfig, StateVisibility,

@@ -96,6 +96,7 @@
 
 mod descriptors;
 mod entry;
+mod keys;
 mod list;
 mod map;
 mod snapshot;
@@ -114,6 +115,7 @@ pub use descriptors::{
     AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor,
     ValueStateDescriptor,
 };
+pub use keys::KeyedStateDescriptor;
 pub use list::ListState;
 pub use map::MapState;
 use snapshot::{select_key_groups, StateTable, Table};
