@@ -1141,9 +1141,10 @@ impl<'a> Builder<'a> {
                 f.create_task(ctx, &coordinator, main, &init)
             }
             NodeKind::OneInput(f) => {
+                let in_flight = init.in_flight.clone();
                 let op = f.create_with_state(&ctx, main, sides, init)?;
                 let inputs = self.receivers.remove(&(vertex, s, 0)).unwrap_or_default();
-                f.input_type().one_input_task(task_name, op, inputs, metrics)
+                f.input_type().one_input_task(task_name, op, inputs, metrics, in_flight.as_deref())
             }
             NodeKind::TwoInput(f) => {
                 let inputs1 = self.receivers.remove(&(vertex, s, 0)).unwrap_or_default();

@@ -71,13 +71,15 @@ pub trait StreamType: Send + Sync {
     /// Wraps an output as a side output slot.
     fn side_slot(&self, output: AnyBox) -> Result<SideSlot>;
     /// A task reading `ChannelReceiver<T>`s into a chain head (`Box<dyn Output<T>>`), counting
-    /// the records it reads into `metrics`.
+    /// the records it reads into `metrics`, after replaying the `in_flight` records of an
+    /// unaligned checkpoint.
     fn one_input_task(
         &self,
         name: String,
         head: AnyBox,
         inputs: Vec<AnyBox>,
         metrics: Arc<TaskMetrics>,
+        in_flight: Option<&[u8]>,
     ) -> Result<Box<dyn Invokable>>;
     /// An output that stores each record, type-erased, with its timestamp (test harnesses).
     fn collecting_output(&self, into: AnyRecords) -> AnyBox;
@@ -183,9 +185,11 @@ impl<T: Data> StreamType for TypeOf<T> {
         head: AnyBox,
         inputs: Vec<AnyBox>,
         metrics: Arc<TaskMetrics>,
+        in_flight: Option<&[u8]>,
     ) -> Result<Box<dyn Invokable>> {
         let gate = InputGate::with_metrics(downcast_receivers::<T>(inputs)?, metrics);
-        Ok(Box::new(OneInputTask::new(name, gate, downcast_output::<T>(head)?)))
+        let task = OneInputTask::new(name, gate, downcast_output::<T>(head)?);
+        Ok(Box::new(task.with_in_flight(in_flight)?))
     }
 
     fn collecting_output(&self, into: AnyRecords) -> AnyBox {
@@ -369,12 +373,13 @@ where
 {
     fn create_task(&self, ctx: &OperatorContext, parts: TwoInputParts) -> Result<Box<dyn Invokable>> {
         let TwoInputParts { main, sides, inputs1, inputs2, metrics, init } = parts;
+        let in_flight = init.in_flight.clone();
         let emitter = make_emitter::<Op::Out>(main, sides, ctx)?;
         let op = ctx.guard(|| (self.make)(ctx))?;
         let head = TwoInputHead::open_with_state(op, emitter, ctx.clone(), init)?;
         let g1 = InputGate::with_metrics(downcast_receivers::<Op::In1>(inputs1)?, metrics.clone());
         let g2 = InputGate::with_metrics(downcast_receivers::<Op::In2>(inputs2)?, metrics);
-        Ok(Box::new(TwoInputTask::new(g1, g2, head)))
+        Ok(Box::new(TwoInputTask::new(g1, g2, head).with_in_flight(in_flight.as_deref())?))
     }
 }
 

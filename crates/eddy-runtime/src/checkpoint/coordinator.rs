@@ -42,7 +42,7 @@ use super::storage::{
 };
 use super::{
     CheckpointConfig, CheckpointResponder, CompletedCheckpoint, OperatorSnapshot, OperatorState,
-    SubtaskState, TaskControl, TaskResponse,
+    SubtaskState, TaskControl, TaskResponse, TaskSnapshot,
 };
 use crate::graph::{NodeKind, StreamGraph};
 use crate::jobgraph::{operator_id, JobGraph};
@@ -70,6 +70,8 @@ struct OperatorInfo {
     uid: Option<String>,
     name: String,
     vertex: usize,
+    /// The operator is its vertex's chain head (where in-flight records are stored).
+    head: bool,
     parallelism: usize,
     max_parallelism: usize,
 }
@@ -112,6 +114,7 @@ impl CheckpointCoordinator {
                 uid: n.uid.clone(),
                 name: n.name.clone(),
                 vertex: jg.node_vertex[n.id],
+                head: jg.vertices[jg.node_vertex[n.id]].nodes[0] == n.id,
                 parallelism: jg.node_parallelism[n.id],
                 max_parallelism: jg.node_max_parallelism[n.id],
             })
@@ -309,6 +312,8 @@ struct PendingCheckpoint {
     started: Instant,
     awaiting: HashSet<(usize, usize)>,
     acks: HashMap<(usize, usize), Vec<OperatorSnapshot>>,
+    /// Unaligned checkpoints: the in-flight records of each task that had some.
+    in_flight: HashMap<(usize, usize), Vec<u8>>,
     finished: HashSet<(usize, usize)>,
     /// Source enumerator states, by operator id.
     coordinator_states: HashMap<String, Vec<u8>>,
@@ -357,7 +362,7 @@ impl AttemptRun {
                 self.next_deadline().map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(now));
             match inbox.recv_timeout(wait) {
                 Ok(Event::Response(TaskResponse::Acknowledge { vertex, subtask, snapshot })) => {
-                    self.acknowledge(vertex, subtask, snapshot.checkpoint_id, snapshot.operators)
+                    self.acknowledge(vertex, subtask, snapshot)
                 }
                 Ok(Event::Response(TaskResponse::Decline { vertex, subtask, checkpoint_id, reason })) => {
                     let reason = format!("declined by task {vertex}/{subtask}: {reason}");
@@ -456,6 +461,7 @@ impl AttemptRun {
             started: Instant::now(),
             awaiting: HashSet::new(),
             acks: HashMap::new(),
+            in_flight: HashMap::new(),
             finished: self.finished.clone(),
             coordinator_states: HashMap::new(),
             savepoint,
@@ -491,10 +497,14 @@ impl AttemptRun {
         }
     }
 
-    fn acknowledge(&mut self, vertex: usize, subtask: usize, id: u64, operators: Vec<OperatorSnapshot>) {
+    fn acknowledge(&mut self, vertex: usize, subtask: usize, snapshot: TaskSnapshot) {
+        let id = snapshot.checkpoint_id;
         let Some(p) = self.pending.get_mut(&id) else { return };
         if p.awaiting.remove(&(vertex, subtask)) {
-            p.acks.insert((vertex, subtask), operators);
+            p.acks.insert((vertex, subtask), snapshot.operators);
+            if let Some(in_flight) = snapshot.in_flight {
+                p.in_flight.insert((vertex, subtask), in_flight);
+            }
         }
         if p.awaiting.is_empty() {
             self.complete(id);
@@ -584,12 +594,13 @@ impl AttemptRun {
                     .map(|s| {
                         let key = (op.vertex, s);
                         if p.finished.contains(&key) {
-                            return SubtaskState { finished: true, state: None };
+                            return SubtaskState { finished: true, ..Default::default() };
                         }
                         let state = p.acks.get_mut(&key).and_then(|ops| {
                             ops.iter_mut().find(|o| *o.operator_id == *op.id).and_then(|o| o.state.take())
                         });
-                        SubtaskState { finished: false, state }
+                        let in_flight = if op.head { p.in_flight.remove(&key) } else { None };
+                        SubtaskState { finished: false, state, in_flight }
                     })
                     .collect();
                 OperatorState {

@@ -330,12 +330,15 @@ pub struct OperatorInit {
     /// The subtask had finished before the checkpoint: it must not emit its end-of-input
     /// results again.
     pub finished: bool,
+    /// Unaligned checkpoints: the records in flight on the task's inputs at the checkpoint,
+    /// which the restored task replays first (head operators only).
+    pub in_flight: Option<Vec<u8>>,
 }
 
 impl OperatorInit {
     /// A fresh operator (no restore).
     pub fn fresh(operator_id: impl Into<Arc<str>>) -> Self {
-        OperatorInit { operator_id: operator_id.into(), restored: None, finished: false }
+        OperatorInit { operator_id: operator_id.into(), restored: None, finished: false, in_flight: None }
     }
 }
 
@@ -427,6 +430,9 @@ pub struct SubtaskState {
     pub finished: bool,
     /// The bytes its `snapshot_state` returned; `None`: no state.
     pub state: Option<Vec<u8>>,
+    /// Unaligned checkpoints, on the head operator of a chain: the records that were in flight
+    /// on the task's inputs ([`TaskSnapshot::in_flight`]).
+    pub in_flight: Option<Vec<u8>>,
 }
 
 /// The state of one operator in a completed checkpoint, for all its subtasks.
@@ -491,13 +497,21 @@ impl CompletedCheckpoint {
                 op.name, self.id, op.max_parallelism
             )));
         }
-        let (states, finished) = if op.parallelism == parallelism {
+        let (states, finished, in_flight) = if op.parallelism == parallelism {
             let s = op.subtasks.get(subtask).cloned().unwrap_or_default();
-            (s.state.map(|b| vec![(subtask, b)]).unwrap_or_default(), s.finished)
+            (s.state.map(|b| vec![(subtask, b)]).unwrap_or_default(), s.finished, s.in_flight)
         } else {
+            if op.subtasks.iter().any(|s| s.in_flight.is_some()) {
+                return Err(EddyError::InvalidJob(format!(
+                    "cannot restore '{}' (operator {id}) at parallelism {parallelism} from checkpoint {}: \
+                     it is an unaligned checkpoint with records in flight, which only restores at the \
+                     parallelism it was taken at ({}); rescale from a savepoint (always aligned)",
+                    op.name, self.id, op.parallelism
+                )));
+            }
             let states =
                 op.subtasks.iter().enumerate().filter_map(|(i, s)| s.state.clone().map(|b| (i, b))).collect();
-            (states, !op.subtasks.is_empty() && op.subtasks.iter().all(|s| s.finished))
+            (states, !op.subtasks.is_empty() && op.subtasks.iter().all(|s| s.finished), None)
         };
         let restored = RestoredState {
             states,
@@ -507,7 +521,7 @@ impl CompletedCheckpoint {
             max_parallelism,
             operator_name: op.name.clone(),
         };
-        Ok(OperatorInit { operator_id: id.into(), restored: Some(restored), finished })
+        Ok(OperatorInit { operator_id: id.into(), restored: Some(restored), finished, in_flight })
     }
 }
 

@@ -258,7 +258,7 @@ pub fn read_savepoint(path: &Path) -> Result<CompletedCheckpoint> {
                 Some(b) => Some(b.bytes(&format!("{} ({}) subtask {}", op.name, op.id, s.subtask), &bad)?),
                 None => None,
             };
-            subtasks.push(SubtaskState { finished: s.finished, state });
+            subtasks.push(SubtaskState { finished: s.finished, state, in_flight: None });
         }
         operators.push(OperatorState {
             id: op.id,
@@ -382,8 +382,8 @@ mod tests {
                     max_parallelism: 128,
                     coordinator: Some(vec![9, 9]),
                     subtasks: vec![
-                        SubtaskState { finished: false, state: Some((0..=255).collect()) },
-                        SubtaskState { finished: true, state: None },
+                        SubtaskState { finished: false, state: Some((0..=255).collect()), in_flight: None },
+                        SubtaskState { finished: true, ..Default::default() },
                     ],
                 },
                 OperatorState {
@@ -393,7 +393,11 @@ mod tests {
                     parallelism: 1,
                     max_parallelism: 128,
                     coordinator: None,
-                    subtasks: vec![SubtaskState { finished: false, state: Some(Vec::new()) }],
+                    subtasks: vec![SubtaskState {
+                        finished: false,
+                        state: Some(Vec::new()),
+                        in_flight: None,
+                    }],
                 },
             ],
         }

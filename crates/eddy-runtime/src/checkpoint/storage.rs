@@ -253,6 +253,9 @@ struct SubtaskMetadata {
     subtask: usize,
     finished: bool,
     state: Option<FileMetadata>,
+    /// Unaligned checkpoints: the records in flight on the subtask's inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    in_flight: Option<FileMetadata>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -276,7 +279,11 @@ fn write_checkpoint(dir: &Path, c: &CompletedCheckpoint) -> Result<()> {
                 Some(bytes) => Some(write_state_file(dir, &format!("{}-{i}", op.id), bytes)?),
                 None => None,
             };
-            subtasks.push(SubtaskMetadata { subtask: i, finished: s.finished, state });
+            let in_flight = match &s.in_flight {
+                Some(bytes) => Some(write_state_file(dir, &format!("{}-{i}-in-flight", op.id), bytes)?),
+                None => None,
+            };
+            subtasks.push(SubtaskMetadata { subtask: i, finished: s.finished, state, in_flight });
         }
         operators.push(OperatorMetadata {
             id: op.id.clone(),
@@ -361,7 +368,11 @@ pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint> {
                 Some(f) => Some(read_state_file(dir, f, &metadata_path)?),
                 None => None,
             };
-            subtasks.push(SubtaskState { finished: s.finished, state });
+            let in_flight = match &s.in_flight {
+                Some(f) => Some(read_state_file(dir, f, &metadata_path)?),
+                None => None,
+            };
+            subtasks.push(SubtaskState { finished: s.finished, state, in_flight });
         }
         operators.push(OperatorState {
             id: op.id,
@@ -449,8 +460,12 @@ mod tests {
                     max_parallelism: 128,
                     coordinator: Some(vec![9, 9, id as u8]),
                     subtasks: vec![
-                        SubtaskState { finished: false, state: Some(vec![1, 2, 3, id as u8]) },
-                        SubtaskState { finished: true, state: None },
+                        SubtaskState {
+                            finished: false,
+                            state: Some(vec![1, 2, 3, id as u8]),
+                            in_flight: Some(vec![9]),
+                        },
+                        SubtaskState { finished: true, ..Default::default() },
                     ],
                 },
                 OperatorState {
@@ -460,7 +475,11 @@ mod tests {
                     parallelism: 1,
                     max_parallelism: 128,
                     coordinator: None,
-                    subtasks: vec![SubtaskState { finished: false, state: Some(Vec::new()) }],
+                    subtasks: vec![SubtaskState {
+                        finished: false,
+                        state: Some(Vec::new()),
+                        in_flight: None,
+                    }],
                 },
             ],
         }
@@ -492,7 +511,10 @@ mod tests {
         store.add(checkpoint(3)).unwrap();
         let chk = tmp.path().join("job").join("chk-3");
         assert_eq!(names(&tmp.path().join("job")), vec!["chk-3"]);
-        assert_eq!(names(&chk), vec!["_metadata", "aaaa-0", "aaaa-coordinator", "bbbb-0"]);
+        assert_eq!(
+            names(&chk),
+            vec!["_metadata", "aaaa-0", "aaaa-0-in-flight", "aaaa-coordinator", "bbbb-0"]
+        );
         let meta: serde_json::Value =
             serde_json::from_slice(&fs::read(chk.join("_metadata")).unwrap()).unwrap();
         assert_eq!(meta["version"], 1);
