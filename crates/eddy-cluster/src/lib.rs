@@ -4,10 +4,12 @@
 //! mode). See docs/design/cluster.md.
 
 pub mod artifacts;
+pub mod checkpoints;
 pub mod client;
 pub mod jobmanager;
 pub mod options;
 pub mod rest;
+mod rest_checkpoints;
 pub mod rpc;
 pub mod taskmanager;
 pub mod worker;

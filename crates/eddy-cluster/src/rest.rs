@@ -42,15 +42,19 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/jobs/{jobid}/plan"),
     ("get", "/jobs/{jobid}/vertices/{vertexid}"),
     ("get", "/jobs/{jobid}/exceptions"),
+    ("get", "/jobs/{jobid}/checkpoints"),
+    ("get", "/jobs/{jobid}/checkpoints/config"),
+    ("get", "/jobs/{jobid}/checkpoints/details/{checkpointid}"),
+    ("get", "/jobs/{jobid}/checkpoints/details/{checkpointid}/subtasks/{vertexid}"),
     ("post", "/artifacts"),
     ("get", "/artifacts/{artifactid}"),
     ("get", "/openapi.json"),
 ];
 
-type Jm = Arc<JobManager>;
+pub(crate) type Jm = Arc<JobManager>;
 
 /// An error response: `{"errors": [message]}`.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -64,9 +68,9 @@ impl From<Rejection> for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
-fn ok(value: Value) -> ApiResult {
+pub(crate) fn ok(value: Value) -> ApiResult {
     Ok(Json(value).into_response())
 }
 
@@ -82,6 +86,13 @@ pub fn router(jm: Jm) -> Router {
         .route("/jobs/{jobid}/plan", get(job_plan))
         .route("/jobs/{jobid}/vertices/{vertexid}", get(vertex_details))
         .route("/jobs/{jobid}/exceptions", get(job_exceptions))
+        .route("/jobs/{jobid}/checkpoints", get(crate::rest_checkpoints::statistics))
+        .route("/jobs/{jobid}/checkpoints/config", get(crate::rest_checkpoints::config))
+        .route("/jobs/{jobid}/checkpoints/details/{checkpointid}", get(crate::rest_checkpoints::details))
+        .route(
+            "/jobs/{jobid}/checkpoints/details/{checkpointid}/subtasks/{vertexid}",
+            get(crate::rest_checkpoints::subtasks),
+        )
         .route("/artifacts", post(upload))
         .route("/artifacts/{id}", get(artifact))
         .route("/openapi.json", get(openapi))
@@ -276,7 +287,7 @@ async fn jobs_overview(State(jm): State<Jm>) -> ApiResult {
     ok(json!({ "jobs": jobs }))
 }
 
-fn job_not_found(id: &str) -> ApiError {
+pub(crate) fn job_not_found(id: &str) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, format!("Job {id} not found"))
 }
 

@@ -64,6 +64,10 @@ impl Interceptor for CheckToken {
     }
 }
 
+/// The largest message the JobManager's RPC sends or takes: a checkpoint acknowledgement
+/// carries a task's state, and a restored worker's deployment the state of its subtasks.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
 pub type JobManagerClient = JobManagerServiceClient<InterceptedService<Channel, AddToken>>;
 pub type TaskExecutorClient = TaskExecutorServiceClient<InterceptedService<Channel, AddToken>>;
 
@@ -115,6 +119,6 @@ pub fn jobmanager_client(endpoint: &str, token: Option<&str>) -> Result<JobManag
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect_lazy();
     Ok(JobManagerServiceClient::with_interceptor(channel, AddToken::new(token)?)
-        .max_decoding_message_size(16 << 20)
-        .max_encoding_message_size(16 << 20))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }

@@ -6,22 +6,35 @@
 //! own and where every other worker listens. It then connects to its peers, builds and runs
 //! the subtasks of its slots, reports their states and counters while they run, reports how
 //! they ended, and exits. The process never returns to the program's `main`.
+//!
+//! When the job checkpoints, the worker also describes the job's operators when it registers,
+//! builds its subtasks from the checkpoint the deployment carries (after a restart), feeds
+//! its tasks the job master's checkpoint messages and sends back their acknowledgements (see
+//! [`crate::checkpoints`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use eddy_core::{EddyError, Result};
 use eddy_runtime::channel::JobSignals;
+use eddy_runtime::checkpoint::{control_channel, TaskCheckpointing};
 use eddy_runtime::distributed::{
-    build_worker_tasks, run_worker_tasks, Placement, TaskState as RtTaskState, WorkerMesh,
+    build_restored_worker_tasks, describe_operators, run_worker_tasks, Placement, TaskState as RtTaskState,
+    WorkerMesh, WorkerTask,
 };
 use eddy_runtime::executor::ExecutionSettings;
 use eddy_runtime::net::NetOptions;
 use eddy_runtime::{LocalExecutor, StreamGraph};
 
-use crate::proto::{RegisterWorkerRequest, TaskReport, TaskState, WorkerFinishedRequest};
+use crate::checkpoints::{
+    checkpoint_from_proto, next_batch, operator_to_proto, route_control, task_ended_event, WorkerResponder,
+};
+use crate::proto::{
+    CheckpointControlRequest, CheckpointEvent, CheckpointEvents, RegisterWorkerRequest, TaskReport,
+    TaskState, WorkerFinishedRequest,
+};
 
 /// The environment variables that put a job binary in worker or client mode.
 pub mod env {
@@ -148,6 +161,11 @@ fn run_inner(worker: &WorkerEnv, graph: StreamGraph, settings: ExecutionSettings
     let (graph, jg) = LocalExecutor::prepare(&graph, &settings)?;
     let plan = jg.to_plan_json(&graph, "");
     let plan_hash = crate::jobmanager::plan_hash(&plan);
+    let checkpointing = eddy_runtime::distributed::checkpoints(&settings, &jg);
+    let operators = match checkpointing {
+        true => describe_operators(&graph, &jg).iter().map(operator_to_proto).collect(),
+        false => Vec::new(),
+    };
 
     let bind = format!("{}:0", worker.data_host);
     let listener = TcpListener::bind(&bind).map_err(|source| EddyError::Network {
@@ -161,16 +179,23 @@ fn run_inner(worker: &WorkerEnv, graph: StreamGraph, settings: ExecutionSettings
         source,
     })?;
 
-    let deployment = runtime
+    let mut deployment = runtime
         .block_on(client.register_worker(RegisterWorkerRequest {
             job_id: worker.job_id.clone(),
             attempt: worker.attempt,
             worker: worker.worker,
             data_address: data_address.to_string(),
             plan_hash,
+            checkpointing,
+            operators,
         }))
         .map_err(|s| rpc_error("the job master refused this worker", s))?
         .into_inner();
+    let restore = deployment.restore.take().map(checkpoint_from_proto).transpose()?.map(Arc::new);
+    if let Some(c) = &restore {
+        tracing::info!(job_id = %worker.job_id, attempt = worker.attempt, checkpoint_id = c.id,
+            "restoring this worker's subtasks from a checkpoint");
+    }
     let peers: Vec<SocketAddr> = deployment
         .worker_addresses
         .iter()
@@ -191,7 +216,7 @@ fn run_inner(worker: &WorkerEnv, graph: StreamGraph, settings: ExecutionSettings
             Duration::from_secs(30),
         )?;
         let signals = Arc::new(JobSignals::default());
-        let tasks = build_worker_tasks(
+        let mut tasks = build_restored_worker_tasks(
             &graph,
             &jg,
             &settings,
@@ -200,7 +225,12 @@ fn run_inner(worker: &WorkerEnv, graph: StreamGraph, settings: ExecutionSettings
             &placement,
             &mesh,
             &signals,
+            restore,
         )?;
+        let checkpoint_events = match checkpointing {
+            true => Some(start_checkpointing(worker, runtime.handle(), &client, &mut tasks, &settings)?),
+            false => None,
+        };
         let metrics: Vec<_> =
             tasks.iter().map(|t| (t.vertex as u32, t.subtask as u32, t.metrics.clone())).collect();
         let reports = Arc::new((Mutex::new(Reports::default()), Condvar::new()));
@@ -216,9 +246,19 @@ fn run_inner(worker: &WorkerEnv, graph: StreamGraph, settings: ExecutionSettings
         }
         let reporter =
             start_reporter(worker, runtime.handle().clone(), client.clone(), reports.clone(), metrics)?;
+        let (events, events_thread) = checkpoint_events.unzip();
         let on_state = {
             let reports = reports.clone();
             move |vertex: usize, subtask: usize, state: RtTaskState, error: Option<&EddyError>| {
+                // After the task's last acknowledgement, on the same queue: the job master
+                // must not count it as finished for a checkpoint it acknowledged.
+                if let Some(events) = &events {
+                    match state {
+                        RtTaskState::Running => {}
+                        RtTaskState::Finished => drop(events.send(task_ended_event(vertex, subtask, true))),
+                        _ => drop(events.send(task_ended_event(vertex, subtask, false))),
+                    }
+                }
                 let mut r = reports.0.lock().unwrap_or_else(|p| p.into_inner());
                 let entry = r.tasks.entry((vertex as u32, subtask as u32)).or_default();
                 entry.vertex = vertex as u32;
@@ -231,6 +271,11 @@ fn run_inner(worker: &WorkerEnv, graph: StreamGraph, settings: ExecutionSettings
         };
         let mode = jg.runtime_mode;
         let result = run_worker_tasks(tasks, signals, &settings, mode, on_state);
+        // Every task and `on_state` are gone, and with them the event queue's senders: the
+        // thread sends what is left and ends, before this worker reports its end.
+        if let Some(thread) = events_thread {
+            let _ = thread.join();
+        }
         {
             let mut r = reports.0.lock().unwrap_or_else(|p| p.into_inner());
             r.done = true;
@@ -252,6 +297,63 @@ fn run_inner(worker: &WorkerEnv, graph: StreamGraph, settings: ExecutionSettings
     };
     runtime.block_on(client.worker_finished(finished)).map_err(|s| rpc_error("cannot report the end", s))?;
     outcome
+}
+
+/// Gives every task its end of the checkpoint protocol: an inbox fed from the job master's
+/// control stream (by a thread of its own) and a responder into an ordered event queue, which
+/// a second thread sends to the job master. Returns the queue and that thread, which ends
+/// once every sender of the queue is gone.
+fn start_checkpointing(
+    worker: &WorkerEnv,
+    runtime: &tokio::runtime::Handle,
+    client: &crate::rpc::JobManagerClient,
+    tasks: &mut [WorkerTask],
+    settings: &ExecutionSettings,
+) -> Result<(crossbeam_channel::Sender<CheckpointEvent>, std::thread::JoinHandle<()>)> {
+    let (events, queue) = crossbeam_channel::unbounded();
+    let responder = Arc::new(WorkerResponder(events.clone()));
+    let mut inboxes = HashMap::new();
+    for t in tasks.iter_mut() {
+        let (tx, rx) = control_channel();
+        inboxes.insert((t.vertex as u32, t.subtask as u32), tx);
+        let mode = settings.checkpointing.mode;
+        t.checkpoints = TaskCheckpointing::new(mode, t.vertex, t.subtask, rx, responder.clone());
+    }
+    let (job_id, attempt, index) = (worker.job_id.clone(), worker.attempt, worker.worker);
+    let request = CheckpointControlRequest { job_id: job_id.clone(), attempt, worker: index };
+    let (rt, mut control_client) = (runtime.clone(), client.clone());
+    let spawn_error = |e: std::io::Error| EddyError::user(format!("cannot start a checkpoint thread: {e}"));
+    std::thread::Builder::new()
+        .name("worker-checkpoint-control".into())
+        .spawn(move || {
+            let mut stream = match rt.block_on(control_client.checkpoint_control(request)) {
+                Ok(response) => response.into_inner(),
+                Err(status) => {
+                    tracing::error!(%status, "cannot receive checkpoint messages: checkpoints will time out");
+                    return;
+                }
+            };
+            // Ends with the attempt: the job master closes the stream.
+            while let Ok(Some(message)) = rt.block_on(stream.message()) {
+                route_control(&inboxes, &message);
+            }
+        })
+        .map_err(spawn_error)?;
+    let (rt, mut events_client) = (runtime.clone(), client.clone());
+    let sender = std::thread::Builder::new()
+        .name("worker-checkpoint-events".into())
+        .spawn(move || {
+            while let Some(batch) = next_batch(&queue) {
+                let request =
+                    CheckpointEvents { job_id: job_id.clone(), attempt, worker: index, events: batch };
+                if let Err(status) = rt.block_on(events_client.report_checkpoint_events(request)) {
+                    // The checkpoints concerned time out or are aborted by the job master.
+                    tracing::warn!(%status, "cannot send checkpoint acknowledgements");
+                }
+            }
+        })
+        .map_err(spawn_error)?;
+    Ok((events, sender))
 }
 
 /// Sends the subtasks' states when they change and their counters every half second, from a

@@ -474,6 +474,44 @@ fn a_running_jobmanager_answers_as_documented() {
     }
     api.expect(404, "get", "/jobs/{jobid}/vertices/{vertexid}", "/jobs/nope/vertices/v0", None);
 
+    // Checkpoints: a job that does not checkpoint has no statistics; one that does has them
+    // (empty until it is deployed, which this job's binary never is).
+    let checkpoint_routes = [
+        ("/jobs/{jobid}/checkpoints", "/checkpoints"),
+        ("/jobs/{jobid}/checkpoints/config", "/checkpoints/config"),
+        ("/jobs/{jobid}/checkpoints/details/{checkpointid}", "/checkpoints/details/1"),
+        (
+            "/jobs/{jobid}/checkpoints/details/{checkpointid}/subtasks/{vertexid}",
+            "/checkpoints/details/1/subtasks/v0",
+        ),
+    ];
+    for (route, suffix) in checkpoint_routes {
+        api.expect(404, "get", route, &format!("/jobs/{job}{suffix}"), None);
+        api.expect(404, "get", route, &format!("/jobs/nope{suffix}"), None);
+    }
+    let mut checkpointing = submission(&artifact);
+    checkpointing["properties"]["execution.checkpointing.interval"] = json!("1 s");
+    let accepted = api.expect(202, "post", "/jobs", "/jobs", json_body(checkpointing));
+    let checkpointed = accepted["jobid"].as_str().unwrap().to_string();
+    let stats =
+        api.expect(200, "get", checkpoint_routes[0].0, &format!("/jobs/{checkpointed}/checkpoints"), None);
+    assert_eq!(stats["counts"]["total"], 0);
+    assert_eq!(stats["latest"]["completed"], Value::Null);
+    let config = api.expect(
+        200,
+        "get",
+        checkpoint_routes[1].0,
+        &format!("/jobs/{checkpointed}/checkpoints/config"),
+        None,
+    );
+    assert_eq!((&config["interval"], &config["mode"]), (&json!(1000), &json!("exactly_once")));
+    for (route, suffix) in &checkpoint_routes[2..] {
+        api.expect(404, "get", route, &format!("/jobs/{checkpointed}{suffix}"), None);
+        let not_a_number = suffix.replace("details/1", "details/latest");
+        api.expect(400, "get", route, &format!("/jobs/{checkpointed}{not_a_number}"), None);
+    }
+    api.call("patch", "/jobs/{jobid}", &format!("/jobs/{checkpointed}?mode=cancel"), None);
+
     // Cancellation: a bad mode, an unknown job, then the job (which may already have failed,
     // its binary being no program), and again once it has ended.
     api.expect(400, "patch", "/jobs/{jobid}", &format!("/jobs/{job}?mode=stop"), None);

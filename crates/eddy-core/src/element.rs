@@ -145,6 +145,13 @@ impl CheckpointType {
         }
     }
 
+    /// The type named `name` ([`as_str`](Self::as_str)), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Checkpoint, Self::Savepoint, Self::SavepointSuspend, Self::SavepointTerminate]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
+
     /// Any kind of savepoint.
     pub fn is_savepoint(self) -> bool {
         self != CheckpointType::Checkpoint

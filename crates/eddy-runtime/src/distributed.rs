@@ -20,6 +20,23 @@
 //!   local mini-cluster, and [`run_worker_tasks`] runs them, one thread each, reporting every
 //!   task's state as it changes.
 //!
+//! # Checkpoints
+//!
+//! The job master runs the attempt's [`CheckpointCoordinator`](crate::checkpoint::CheckpointCoordinator)
+//! (built from [`describe_operators`], since it has no graph); the worker feeds each task's
+//! [`TaskCheckpointing`](crate::checkpoint::TaskCheckpointing) from the RPC and sends the
+//! acknowledgements back. A restarted attempt builds its tasks from the checkpoint the job
+//! master hands it ([`build_worker_tasks`]'s `restore`).
+//!
+//! With static split assignment every split is destined for one reader from the start, so a
+//! reader checkpoints the splits it holds (with their progress) *and* the splits set aside for
+//! it that it has not started ([`SplitEnumerator::splits_destined_for`]). The enumerator keeps
+//! nothing of its own: on a cluster its checkpointed state is empty
+//! ([`cluster_enumerators`]), a restored enumerator hands out no more splits, and every split
+//! comes back with the reader it was destined for.
+//!
+//! [`SplitEnumerator::splits_destined_for`]: crate::source::SplitEnumerator::splits_destined_for
+//!
 //! # Failures
 //!
 //! A task that fails cancels the other tasks of its worker, which then drop their channel ends:
@@ -67,12 +84,15 @@ use eddy_core::config::RuntimeMode;
 use eddy_core::{EddyError, Result};
 
 use crate::channel::JobSignals;
+use crate::checkpoint::coordinator::CheckpointedOperator;
+use crate::checkpoint::{CheckpointCoordinator, CompletedCheckpoint};
 use crate::executor::{
     is_new_root_cause, job_hash, run_task_threads, Builder, Exchanges, ExecutionSettings, LocalExecutor,
 };
 use crate::graph::StreamGraph;
 use crate::jobgraph::JobGraph;
 use crate::net::{DataConnection, NetOptions};
+use crate::source::SourceCoordinatorHandle;
 
 pub use crate::task::{TaskMetrics, TaskState, VertexMetrics, WorkerTask};
 
@@ -604,6 +624,8 @@ fn admit(
 ///
 /// `graph` and `jg` are what [`prepare`] returns, the same in every worker; `job_id` and
 /// `attempt` must be those the mesh was established with. `signals` cancels these tasks.
+/// The tasks come with checkpointing disabled: the caller sets each one's
+/// [`WorkerTask::checkpoints`].
 #[allow(clippy::too_many_arguments)]
 pub fn build_worker_tasks(
     graph: &StreamGraph,
@@ -615,6 +637,24 @@ pub fn build_worker_tasks(
     mesh: &WorkerMesh,
     signals: &Arc<JobSignals>,
 ) -> Result<Vec<WorkerTask>> {
+    build_restored_worker_tasks(graph, jg, settings, job_id, attempt, placement, mesh, signals, None)
+}
+
+/// [`build_worker_tasks`] for an attempt that starts from checkpoint `restore`: every operator
+/// and reader of this worker gets its state back (the checkpoint needs to hold only the state
+/// of this worker's subtasks).
+#[allow(clippy::too_many_arguments)]
+pub fn build_restored_worker_tasks(
+    graph: &StreamGraph,
+    jg: &JobGraph,
+    settings: &ExecutionSettings,
+    job_id: &str,
+    attempt: usize,
+    placement: &Placement,
+    mesh: &WorkerMesh,
+    signals: &Arc<JobSignals>,
+    restore: Option<Arc<CompletedCheckpoint>>,
+) -> Result<Vec<WorkerTask>> {
     let job = job_hash(job_id);
     if mesh.job != job || mesh.attempt != attempt {
         return Err(EddyError::InvalidJob(format!(
@@ -623,16 +663,48 @@ pub fn build_worker_tasks(
         )));
     }
     placement.check(jg, mesh.workers())?;
-    if settings.checkpointing.is_enabled() && mesh.me() == 0 {
-        tracing::warn!(
-            job_id,
-            "checkpoints are taken on the local mini-cluster only: on a cluster the job \
-            runs without them, and a restart runs it from the beginning"
-        );
-    }
     let exchanges = Exchanges::Mesh { placement, mesh };
-    let builder = Builder::new(graph, jg, settings, signals, attempt, job, exchanges, None)?;
+    let builder = Builder::new(graph, jg, settings, signals, attempt, job, exchanges, restore)?;
     builder.build_tasks()
+}
+
+/// Whether the job checkpoints: checkpointing is configured and the job runs in STREAMING
+/// mode (BATCH jobs never do, as in Flink).
+pub fn checkpoints(settings: &ExecutionSettings, jg: &JobGraph) -> bool {
+    settings.checkpointing.is_enabled() && jg.runtime_mode != RuntimeMode::Batch
+}
+
+/// Every operator of the job, as a job master without the graph needs to know it to
+/// coordinate checkpoints.
+pub fn describe_operators(graph: &StreamGraph, jg: &JobGraph) -> Vec<CheckpointedOperator> {
+    CheckpointCoordinator::describe_operators(graph, jg)
+}
+
+/// The split enumerators of a job on a cluster, as its job master's checkpoint coordinator
+/// sees them: one per source, whose state is always empty (see the module docs).
+pub fn cluster_enumerators(
+    operators: &[CheckpointedOperator],
+) -> Vec<(String, Arc<dyn SourceCoordinatorHandle>)> {
+    let handle: Arc<dyn SourceCoordinatorHandle> = Arc::new(StaticEnumeratorState);
+    operators.iter().filter(|o| o.source).map(|o| (o.id.clone(), handle.clone())).collect()
+}
+
+/// The enumerator of a source whose splits are all destined for readers in advance.
+struct StaticEnumeratorState;
+
+impl SourceCoordinatorHandle for StaticEnumeratorState {
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+
+    /// No splits left to hand out, encoded as an empty list of splits of any type.
+    fn snapshot(&self, _checkpoint_id: u64) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        eddy_core::codec::encode_value(&Vec::<()>::new(), &mut bytes)?;
+        Ok(bytes)
+    }
+
+    fn abort(&self, _checkpoint_id: u64) {}
 }
 
 /// Runs a worker's tasks, one thread each, and returns when all have ended.

@@ -66,6 +66,15 @@ pub trait SplitEnumerator<S>: Send {
         let _ = checkpoint_id;
         Err(EddyError::user("this split enumerator does not support checkpoints (no snapshot_state)"))
     }
+
+    /// The splits this enumerator has set aside for reader `subtask` and not handed out yet,
+    /// for the reader to checkpoint with its own: an enumerator that assigns splits to readers
+    /// in advance ([`StaticSplitAssigner`]) keeps none in its own state. The default: none,
+    /// every split goes to whichever reader asks.
+    fn splits_destined_for(&mut self, subtask: usize) -> Result<Vec<S>> {
+        let _ = subtask;
+        Ok(Vec::new())
+    }
 }
 
 /// Hands out a fixed list of splits, in order, to whichever reader asks first: the enumerator
@@ -257,6 +266,12 @@ impl<S: SourceSplit> SourceCoordinator<S> {
         state.enumerator.request_split(subtask)
     }
 
+    /// The splits set aside for reader `subtask` and not handed out yet (see
+    /// [`SplitEnumerator::splits_destined_for`]).
+    pub fn splits_destined_for(&self, subtask: usize) -> Result<Vec<S>> {
+        self.lock()?.enumerator.splits_destined_for(subtask)
+    }
+
     /// Reader `subtask` has injected the barrier of checkpoint `checkpoint_id`.
     pub fn barrier_passed(&self, subtask: usize, checkpoint_id: u64) -> Result<()> {
         let mut state = self.lock()?;
@@ -386,9 +401,38 @@ impl<S> StaticSplitAssigner<S> {
     }
 }
 
-impl<S: Send> SplitEnumerator<S> for StaticSplitAssigner<S> {
+impl<S: Clone + Send> StaticSplitAssigner<S> {
+    /// Replays the inner enumerator to its end, so that every split has its reader.
+    fn replay_all(&mut self) -> Result<()> {
+        while self.exhausted.iter().any(|e| !e) {
+            if !self.replay_one()? {
+                return Err(EddyError::user(
+                    "this source's split enumerator discovers splits over time (it answered NotYet), \
+                     which a job on a cluster cannot checkpoint yet: its readers' splits are assigned \
+                     statically",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checkpoints: every split is destined for one reader, so the splits a reader has not been
+/// handed yet are checkpointed with that reader's own splits ([`splits_destined_for`]), and
+/// the enumerator itself keeps nothing: its state is empty, and a restored enumerator hands
+/// out no more splits. The whole replay is run first, which needs an enumerator that knows
+/// all its splits (true of the bounded sources).
+///
+/// [`splits_destined_for`]: SplitEnumerator::splits_destined_for
+impl<S: Clone + Send> SplitEnumerator<S> for StaticSplitAssigner<S> {
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<S>> {
-        Err(EddyError::user("checkpoints of sources on a cluster are not supported yet"))
+        self.replay_all()?;
+        Ok(Vec::new())
+    }
+
+    fn splits_destined_for(&mut self, subtask: usize) -> Result<Vec<S>> {
+        self.replay_all()?;
+        Ok(self.queues.get(subtask).map(|q| q.iter().cloned().collect()).unwrap_or_default())
     }
 
     fn request_split(&mut self, subtask: usize) -> Result<SplitAssignment<S>> {
@@ -565,7 +609,12 @@ impl<R: SourceReader> SourceTask<R> {
     /// `false` when the reader declined.
     fn checkpoint(&mut self, barrier: CheckpointBarrier, checkpoints: &TaskCheckpointing) -> Result<bool> {
         self.coordinator.barrier_passed(self.ctx.subtask_index, barrier.id)?;
-        let splits = match self.reader.snapshot_state(barrier.id) {
+        let subtask = self.ctx.subtask_index;
+        let recorded = self.reader.snapshot_state(barrier.id).and_then(|mut splits| {
+            splits.extend(self.coordinator.splits_destined_for(subtask)?);
+            Ok(splits)
+        });
+        let splits = match recorded {
             Ok(splits) => splits,
             Err(e) => {
                 let reason = format!("{} cannot record its position: {e}", self.ctx.task_name());

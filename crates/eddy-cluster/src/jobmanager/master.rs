@@ -9,11 +9,18 @@
 //! and frees its slots; the restart strategy then decides whether the job runs again, from the
 //! start, after its backoff. The master owns the attempt; it learns everything through
 //! [`JobEvent`]s, so the RPC handlers never wait on it except for a registration's answer.
+//!
+//! A job that checkpoints has one [`CheckpointCoordinator`] for its whole life, made from the
+//! operators the first workers describe. It runs while an attempt's workers run (from their
+//! deployment on, see [`crate::checkpoints`]); a restarted attempt starts from its latest
+//! completed checkpoint, which each worker receives with its deployment.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eddy_runtime::checkpoint::coordinator::{CheckpointedOperator, RunningCoordinator};
+use eddy_runtime::checkpoint::{CheckpointConfig, CheckpointCoordinator, CompletedCheckpoint};
 use eddy_runtime::restart::RestartStrategy;
 use eddy_runtime::JobStatus;
 use tokio::sync::{mpsc, oneshot};
@@ -32,7 +39,15 @@ pub enum JobEvent {
         worker: u32,
         data_address: String,
         plan_hash: String,
+        /// The worker's job checkpoints, and then every operator of its graph.
+        checkpointing: bool,
+        operators: Vec<CheckpointedOperator>,
         reply: oneshot::Sender<Result<Deployment, Status>>,
+    },
+    /// More checkpoints failed in a row than the job tolerates.
+    CheckpointingFailed {
+        attempt: u32,
+        cause: String,
     },
     WorkerFinished {
         attempt: u32,
@@ -67,6 +82,8 @@ pub struct JobSpec {
     pub restart_strategy: RestartStrategy,
     pub slots_needed: usize,
     pub plan_hash: String,
+    /// How the job checkpoints; `None`: it does not.
+    pub checkpointing: Option<CheckpointConfig>,
 }
 
 /// The cluster settings a job master uses.
@@ -102,9 +119,34 @@ pub struct JobMaster {
     pub settings: MasterSettings,
     pub spec: JobSpec,
     pub events: mpsc::UnboundedReceiver<JobEvent>,
+    checkpoints: MasterCheckpoints,
+}
+
+/// The job master's side of the job's checkpoints.
+#[derive(Default)]
+struct MasterCheckpoints {
+    /// The job's operators, as its workers described them.
+    operators: Vec<CheckpointedOperator>,
+    /// Between attempts, and before the first deployment: `None` until then.
+    coordinator: Option<CheckpointCoordinator>,
+    /// While an attempt runs.
+    running: Option<RunningCoordinator>,
+    /// The checkpoint the next attempt starts from.
+    restore: Option<Arc<CompletedCheckpoint>>,
+    /// The coordinator panicked: its checkpoints are gone, and no restart can restore.
+    lost: bool,
 }
 
 impl JobMaster {
+    pub fn new(
+        shared: Arc<Shared>,
+        settings: MasterSettings,
+        spec: JobSpec,
+        events: mpsc::UnboundedReceiver<JobEvent>,
+    ) -> Self {
+        JobMaster { shared, settings, spec, events, checkpoints: MasterCheckpoints::default() }
+    }
+
     pub async fn run(mut self) {
         let mut backoff = self.spec.restart_strategy.backoff_time_strategy();
         let mut attempt = 0u32;
@@ -136,6 +178,13 @@ impl JobMaster {
                             taskmanager: taskmanager.clone(),
                         })
                     });
+                    if self.checkpoints.lost {
+                        return self.fail_for_good(
+                            "the job's checkpoint coordinator is gone (it panicked): a restart could not \
+                             restore the job's state"
+                                .into(),
+                        );
+                    }
                     backoff.notify_failure(Instant::now());
                     if !backoff.can_restart() {
                         let strategy = &self.spec.restart_strategy;
@@ -160,7 +209,97 @@ impl JobMaster {
                     }
                     attempt += 1;
                     self.update(|job| job.restarts = attempt);
+                    if let Err(cause) = self.prepare_restore().await {
+                        return self.fail_for_good(cause);
+                    }
                 }
+            }
+        }
+    }
+
+    /// Ends the job `FAILED` without asking the restart strategy.
+    fn fail_for_good(&self, cause: String) {
+        tracing::error!(job_id = %self.spec.id, %cause, "job failed for good");
+        self.update(|job| {
+            job.root_cause = Some(cause);
+            job.set_status(JobStatus::Failed);
+        });
+    }
+
+    /// Takes the latest completed checkpoint that reads back, for the next attempt; an error
+    /// when retained checkpoints exist but none can be read.
+    async fn prepare_restore(&mut self) -> Result<(), String> {
+        let Some(mut coordinator) = self.checkpoints.coordinator.take() else { return Ok(()) };
+        let read = tokio::task::spawn_blocking(move || {
+            let restore = coordinator.checkpoint_to_restore();
+            (coordinator, restore)
+        })
+        .await;
+        let (coordinator, restore) =
+            read.map_err(|e| format!("reading the checkpoint to restore panicked: {e}"))?;
+        self.checkpoints.coordinator = Some(coordinator);
+        self.checkpoints.restore = restore.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Starts the job's checkpoint coordinator for attempt `attempt` (slot `s` on worker
+    /// `slot_workers[s]`), making it first if need be; nothing when the job does not
+    /// checkpoint.
+    fn start_checkpointing(&mut self, attempt: u32, slot_workers: &[u32]) -> Result<(), String> {
+        let Some(config) = &self.spec.checkpointing else { return Ok(()) };
+        let coordinator = match self.checkpoints.coordinator.take() {
+            Some(c) => c,
+            None => {
+                let c = CheckpointCoordinator::for_operators(
+                    &self.spec.id,
+                    config.clone(),
+                    self.checkpoints.operators.clone(),
+                );
+                let stats = c.stats();
+                self.update(|job| job.checkpoint_stats = Some(stats));
+                c
+            }
+        };
+        let (parallelisms, events) = {
+            let state = self.shared.lock();
+            let job = state.jobs.get(&self.spec.id).ok_or("the job is gone")?;
+            (job.vertices.iter().map(|v| v.parallelism).collect::<Vec<_>>(), job.events.clone())
+        };
+        let fail_job = Box::new(move |e: eddy_core::EddyError| {
+            let _ = events.send(JobEvent::CheckpointingFailed { attempt, cause: e.to_string() });
+        });
+        let operators = &self.checkpoints.operators;
+        let started = crate::checkpoints::start_attempt(
+            coordinator,
+            operators,
+            attempt,
+            slot_workers,
+            &parallelisms,
+            fail_job,
+        );
+        let (link, running) = started.map_err(|e| {
+            self.checkpoints.lost = true;
+            format!("cannot start the checkpoint coordinator: {e}")
+        })?;
+        self.update(|job| job.checkpoint_link = Some(link));
+        self.checkpoints.running = Some(running);
+        Ok(())
+    }
+
+    /// Stops the attempt's checkpoint coordinator, after the attempt ended, and keeps it for
+    /// the next attempt.
+    async fn stop_checkpointing(&mut self) {
+        self.update(|job| job.checkpoint_link = None);
+        let Some(running) = self.checkpoints.running.take() else { return };
+        match tokio::task::spawn_blocking(move || running.stop()).await {
+            Ok(Ok(coordinator)) => self.checkpoints.coordinator = Some(coordinator),
+            Ok(Err(e)) => {
+                tracing::error!(job_id = %self.spec.id, error = %e, "checkpoint coordinator lost");
+                self.checkpoints.lost = true;
+            }
+            Err(e) => {
+                tracing::error!(job_id = %self.spec.id, error = %e, "checkpoint coordinator lost");
+                self.checkpoints.lost = true;
             }
         }
     }
@@ -193,6 +332,7 @@ impl JobMaster {
         self.update(|job| job.live_attempt = Some(attempt));
         let outcome = self.deploy_and_wait(attempt, &places, slot_workers).await;
         self.update(|job| job.live_attempt = None);
+        self.stop_checkpointing().await;
         if !matches!(outcome, Outcome::Finished) {
             for place in &places {
                 let request = StopWorkerRequest { job_id: self.spec.id.clone(), attempt };
@@ -345,7 +485,7 @@ impl JobMaster {
 
         let workers = places.len();
         let mut addresses: Vec<Option<String>> = vec![None; workers];
-        let mut replies: Vec<oneshot::Sender<Result<Deployment, Status>>> = Vec::new();
+        let mut replies: Vec<(u32, oneshot::Sender<Result<Deployment, Status>>)> = Vec::new();
         // Whether each worker has reported its end (successful or not).
         let mut reported = vec![false; workers];
         let mut deployed = false;
@@ -382,9 +522,15 @@ impl JobMaster {
             };
             match event {
                 None | Some(JobEvent::Cancel) => return Outcome::Cancelled,
-                Some(JobEvent::WorkerRegistered { attempt: a, worker, data_address, plan_hash, reply })
-                    if a == attempt && (worker as usize) < workers =>
-                {
+                Some(JobEvent::WorkerRegistered {
+                    attempt: a,
+                    worker,
+                    data_address,
+                    plan_hash,
+                    checkpointing,
+                    operators,
+                    reply,
+                }) if a == attempt && (worker as usize) < workers => {
                     if plan_hash != self.spec.plan_hash {
                         let cause = format!(
                             "the job binary built a different job graph in worker {worker} than the one \
@@ -395,18 +541,38 @@ impl JobMaster {
                         let _ = reply.send(Err(Status::failed_precondition(cause.clone())));
                         return failed(cause);
                     }
+                    if checkpointing != self.spec.checkpointing.is_some() {
+                        let cause = format!(
+                            "worker {worker} {} checkpoints, the job master {}: the job's configuration \
+                             reached them differently",
+                            if checkpointing { "takes" } else { "does not take" },
+                            if self.spec.checkpointing.is_some() { "expects them" } else { "does not" },
+                        );
+                        let _ = reply.send(Err(Status::failed_precondition(cause.clone())));
+                        return failed(cause);
+                    }
+                    if self.checkpoints.operators.is_empty() {
+                        self.checkpoints.operators = operators;
+                    }
                     addresses[worker as usize] = Some(data_address);
-                    replies.push(reply);
+                    replies.push((worker, reply));
                     if addresses.iter().all(|a| a.is_some()) {
-                        let deployment = Deployment {
-                            slot_workers: slot_workers.clone(),
-                            worker_addresses: addresses
-                                .iter()
-                                .map(|a| a.clone().unwrap_or_default())
-                                .collect(),
-                        };
-                        for reply in replies.drain(..) {
-                            let _ = reply.send(Ok(deployment.clone()));
+                        if let Err(cause) = self.start_checkpointing(attempt, &slot_workers) {
+                            return failed(cause);
+                        }
+                        let worker_addresses: Vec<String> =
+                            addresses.iter().map(|a| a.clone().unwrap_or_default()).collect();
+                        for (worker, reply) in replies.drain(..) {
+                            let slots: Vec<usize> =
+                                (0..slot_workers.len()).filter(|&s| slot_workers[s] == worker).collect();
+                            let restore = self.checkpoints.restore.as_ref();
+                            let deployment = Deployment {
+                                slot_workers: slot_workers.clone(),
+                                worker_addresses: worker_addresses.clone(),
+                                restore: restore
+                                    .map(|c| crate::checkpoints::checkpoint_for_worker(c, &slots)),
+                            };
+                            let _ = reply.send(Ok(deployment));
                         }
                         deployed = true;
                         tracing::info!(job_id = %self.spec.id, attempt, workers, "all workers registered");
@@ -444,6 +610,9 @@ impl JobMaster {
                         ),
                         taskmanager: Some(taskmanager),
                     };
+                }
+                Some(JobEvent::CheckpointingFailed { attempt: a, cause }) if a == attempt => {
+                    return failed(cause);
                 }
                 Some(JobEvent::TaskManagerLost { taskmanager, reason }) if on_tm(&taskmanager) => {
                     return Outcome::Failed {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eddy_core::{Configuration, EddyError, Result};
+use eddy_runtime::checkpoint::CheckpointConfig;
 use eddy_runtime::restart::RestartStrategy;
 use eddy_runtime::JobStatus;
 use serde_json::Value;
@@ -106,6 +107,11 @@ impl JobManager {
         job_config.merge(&request.properties.iter().collect::<Configuration>());
         let restart_strategy = RestartStrategy::from_configuration(&job_config)
             .map_err(|e| Rejection::bad_request(e.to_string()))?;
+        let checkpoint_config = CheckpointConfig::from_configuration(&job_config)
+            .map_err(|e| Rejection::bad_request(e.to_string()))?;
+        // BATCH jobs do not checkpoint, as in Flink.
+        let streaming = request.plan.get("type").and_then(Value::as_str) != Some("BATCH");
+        let checkpointing = (checkpoint_config.is_enabled() && streaming).then_some(checkpoint_config);
         let id = eddy_runtime::executor::new_job_id();
         let (events, receiver) = mpsc::unbounded_channel();
         let now = now_ms();
@@ -118,6 +124,7 @@ impl JobManager {
             restart_strategy,
             slots_needed,
             plan_hash: plan_hash(&request.plan),
+            checkpointing: checkpointing.clone(),
         };
         let mut entry = JobEntry {
             id: id.clone(),
@@ -135,6 +142,9 @@ impl JobManager {
             tasks: Default::default(),
             exceptions: Vec::new(),
             root_cause: None,
+            checkpoint_config: checkpointing,
+            checkpoint_stats: None,
+            checkpoint_link: None,
             events,
         };
         entry.plan["jid"] = Value::String(id.clone());
@@ -144,12 +154,7 @@ impl JobManager {
             state.job_order.push(id.clone());
         }
         tracing::info!(job_id = %id, job = %spec.name, slots = slots_needed, "job submitted");
-        let master = JobMaster {
-            shared: self.shared.clone(),
-            settings: self.master_settings.clone(),
-            spec,
-            events: receiver,
-        };
+        let master = JobMaster::new(self.shared.clone(), self.master_settings.clone(), spec, receiver);
         tokio::spawn(master.run());
         Ok(id)
     }
@@ -234,9 +239,27 @@ impl Rpc {
             .map(|j| j.events.clone())
             .ok_or_else(|| Status::not_found(format!("unknown job {job_id}")))
     }
+
+    /// The checkpoint link of attempt `attempt` of a job, while that attempt runs.
+    fn checkpoint_link(
+        &self,
+        job_id: &str,
+        attempt: u32,
+    ) -> std::result::Result<Arc<crate::checkpoints::AttemptLink>, Status> {
+        let state = self.0.shared.lock();
+        let job = state.jobs.get(job_id).ok_or_else(|| Status::not_found(format!("unknown job {job_id}")))?;
+        match &job.checkpoint_link {
+            Some(link) if link.attempt == attempt => Ok(link.clone()),
+            _ => Err(Status::failed_precondition(format!(
+                "attempt {attempt} of job {job_id} is not running with checkpoints (any more)"
+            ))),
+        }
+    }
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = std::result::Result<ArtifactChunk, Status>> + Send>>;
+type ControlStream =
+    Pin<Box<dyn Stream<Item = std::result::Result<CheckpointControlMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl JobManagerService for Rpc {
@@ -341,6 +364,8 @@ impl JobManagerService for Rpc {
                 worker: r.worker,
                 data_address: r.data_address,
                 plan_hash: r.plan_hash,
+                checkpointing: r.checkpointing,
+                operators: r.operators.iter().map(crate::checkpoints::operator_from_proto).collect(),
                 reply,
             })
             .map_err(|_| Status::failed_precondition(format!("job {} has ended", r.job_id)))?;
@@ -361,6 +386,35 @@ impl JobManagerService for Rpc {
             .get_mut(&r.job_id)
             .ok_or_else(|| Status::not_found(format!("unknown job {}", r.job_id)))?;
         job.record_tasks(r.attempt, &r.tasks);
+        Ok(Response::new(Ack {}))
+    }
+
+    type CheckpointControlStream = ControlStream;
+
+    async fn checkpoint_control(
+        &self,
+        request: Request<CheckpointControlRequest>,
+    ) -> std::result::Result<Response<ControlStream>, Status> {
+        use tokio_stream::StreamExt;
+        let r = request.into_inner();
+        let link = self.checkpoint_link(&r.job_id, r.attempt)?;
+        let messages = link.take_control(r.worker as usize).ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "attempt {} of job {} has no worker {} waiting for its checkpoint messages (it has its \
+                 stream already, or there is no such worker)",
+                r.attempt, r.job_id, r.worker
+            ))
+        })?;
+        let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(messages).map(Ok);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn report_checkpoint_events(
+        &self,
+        request: Request<CheckpointEvents>,
+    ) -> std::result::Result<Response<Ack>, Status> {
+        let r = request.into_inner();
+        self.checkpoint_link(&r.job_id, r.attempt)?.deliver(r.events);
         Ok(Response::new(Ack {}))
     }
 
@@ -506,8 +560,8 @@ pub async fn start(config: Configuration) -> Result<JobManagerHandle> {
 
     let rpc = tonic::service::interceptor::InterceptedService::new(
         JobManagerServiceServer::new(Rpc(jobmanager.clone()))
-            .max_decoding_message_size(16 << 20)
-            .max_encoding_message_size(16 << 20),
+            .max_decoding_message_size(crate::rpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::rpc::MAX_MESSAGE_BYTES),
         crate::rpc::CheckToken::new(rpc_token.as_deref()),
     );
     let routes = tonic::service::Routes::new(rpc);

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use eddy_runtime::checkpoint::{CheckpointConfig, CheckpointStats};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use eddy_runtime::JobStatus;
@@ -91,6 +93,12 @@ pub struct JobEntry {
     pub exceptions: Vec<ExceptionEntry>,
     /// The cause that failed the job for good.
     pub root_cause: Option<String>,
+    /// How the job checkpoints; `None` when it does not (not configured, or BATCH mode).
+    pub checkpoint_config: Option<CheckpointConfig>,
+    /// What its checkpoints have done, once its checkpoint coordinator exists.
+    pub checkpoint_stats: Option<Arc<Mutex<CheckpointStats>>>,
+    /// The checkpoint RPCs' way to the running attempt's coordinator.
+    pub checkpoint_link: Option<Arc<crate::checkpoints::AttemptLink>>,
     pub events: mpsc::UnboundedSender<JobEvent>,
 }
 

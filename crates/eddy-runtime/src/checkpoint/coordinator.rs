@@ -27,7 +27,7 @@
 //!   checkpoint starts while a savepoint is pending. A failed savepoint is reported to whoever
 //!   triggered it and does not count towards `tolerable-failed-checkpoints`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -38,7 +38,8 @@ use eddy_core::{CheckpointBarrier, CheckpointType, EddyError, Result};
 
 use super::savepoint::write_savepoint;
 use super::storage::{
-    CheckpointStorage, CompletedCheckpointStore, FileSystemCheckpointStorage, JobManagerCheckpointStorage,
+    CheckpointLocation, CheckpointStorage, CompletedCheckpointStore, FileSystemCheckpointStorage,
+    JobManagerCheckpointStorage,
 };
 use super::{
     CheckpointConfig, CheckpointResponder, CompletedCheckpoint, OperatorSnapshot, OperatorState,
@@ -51,30 +52,141 @@ use crate::source::SourceCoordinatorHandle;
 /// What a job's checkpoints have done so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckpointStats {
+    /// Checkpoints triggered and neither completed nor given up yet.
+    pub in_progress: u64,
+    /// The most recent checkpoints, oldest first, at most [`CHECKPOINT_HISTORY`] (Flink's
+    /// `web.checkpoints.history`).
+    pub history: VecDeque<CheckpointRecord>,
+    /// The latest completed and the latest failed checkpoint (also when they have left the
+    /// history).
+    pub latest_completed_record: Option<CheckpointRecord>,
+    pub latest_failed_record: Option<CheckpointRecord>,
+    /// When the current attempt was restored (ms since the epoch), with `restored`.
+    pub restore_timestamp: Option<i64>,
+    /// Over all completed checkpoints: their state size and end-to-end duration.
+    pub state_size: Summary,
+    pub end_to_end_duration: Summary,
     pub triggered: u64,
     pub completed: u64,
     pub failed: u64,
     pub latest_completed: Option<u64>,
     /// The checkpoint the current attempt was restored from.
     pub restored: Option<u64>,
+    /// How many attempts were restored from a checkpoint.
+    pub restore_count: u64,
     /// Why the latest failed checkpoint failed.
     pub latest_failure: Option<String>,
     /// The retained checkpoints, oldest first.
     pub retained: Vec<u64>,
 }
 
-/// One operator of the job, as checkpoints describe it.
-#[derive(Debug, Clone)]
-struct OperatorInfo {
-    id: String,
-    uid: Option<String>,
-    name: String,
-    vertex: usize,
-    /// The operator is its vertex's chain head (where in-flight records are stored).
-    head: bool,
-    parallelism: usize,
-    max_parallelism: usize,
+/// How many checkpoints [`CheckpointStats::history`] keeps.
+pub const CHECKPOINT_HISTORY: usize = 10;
+
+/// Minimum, maximum, sum and count of a quantity over completed checkpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub min: u64,
+    pub max: u64,
+    pub sum: u64,
+    pub count: u64,
 }
+
+impl Summary {
+    pub fn add(&mut self, value: u64) {
+        self.min = if self.count == 0 { value } else { self.min.min(value) };
+        self.max = self.max.max(value);
+        self.sum += value;
+        self.count += 1;
+    }
+
+    /// The mean, rounded down; 0 before the first value.
+    pub fn avg(&self) -> u64 {
+        self.sum.checked_div(self.count).unwrap_or(0)
+    }
+}
+
+/// Where a checkpoint is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointStatus {
+    InProgress,
+    Completed,
+    Failed,
+}
+
+impl CheckpointStatus {
+    /// Flink's name: `IN_PROGRESS`, `COMPLETED`, `FAILED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointStatus::InProgress => "IN_PROGRESS",
+            CheckpointStatus::Completed => "COMPLETED",
+            CheckpointStatus::Failed => "FAILED",
+        }
+    }
+}
+
+/// One subtask's acknowledgement of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubtaskAck {
+    pub subtask: usize,
+    /// When the coordinator received it (ms since the epoch).
+    pub ack_timestamp: i64,
+    /// The bytes of state its operators wrote; 0 for a subtask that had finished.
+    pub state_size: u64,
+    /// The subtask had finished: it counts as acknowledged without state.
+    pub finished: bool,
+}
+
+/// The statistics of one checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    pub id: u64,
+    pub status: CheckpointStatus,
+    pub kind: CheckpointType,
+    pub trigger_timestamp: i64,
+    /// The latest acknowledgement so far (ms since the epoch).
+    pub latest_ack_timestamp: Option<i64>,
+    /// Completion or failure (ms since the epoch).
+    pub end_timestamp: Option<i64>,
+    /// The state acknowledged so far (at completion: the checkpoint's, enumerators included).
+    pub state_size: u64,
+    /// Every subtask of the attempt, and those that acknowledged (finished ones included).
+    pub num_subtasks: usize,
+    pub num_acknowledged_subtasks: usize,
+    /// Per job vertex (by index): its parallelism and the acknowledgements so far.
+    pub vertices: BTreeMap<usize, (usize, Vec<SubtaskAck>)>,
+    pub failure_message: Option<String>,
+    /// Where a completed checkpoint is stored: its directory, or `None` in the JobManager's
+    /// memory.
+    pub external_path: Option<String>,
+}
+
+impl CheckpointRecord {
+    /// From trigger to completion or failure, else to the latest acknowledgement, in ms.
+    pub fn end_to_end_duration(&self) -> u64 {
+        let end = self.end_timestamp.or(self.latest_ack_timestamp).unwrap_or(self.trigger_timestamp);
+        (end - self.trigger_timestamp).max(0) as u64
+    }
+}
+
+/// One operator of a job, as checkpoints describe it: what the coordinator needs to know of
+/// the job's graph. On a cluster the job master has no graph; the workers, which build it,
+/// describe it with [`CheckpointCoordinator::describe_operators`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointedOperator {
+    /// The operator's stable id ([`operator_id`]).
+    pub id: String,
+    pub uid: Option<String>,
+    pub name: String,
+    /// The job vertex (chain) it runs in, by index.
+    pub vertex: usize,
+    pub parallelism: usize,
+    pub max_parallelism: usize,
+    /// It is the source at the head of its vertex.
+    pub source: bool,
+}
+
+type OperatorInfo = CheckpointedOperator;
 
 /// What the coordinator needs to talk to the tasks of one attempt.
 pub struct AttemptGateway {
@@ -89,6 +201,8 @@ pub struct CheckpointCoordinator {
     job_id: String,
     config: CheckpointConfig,
     operators: Vec<OperatorInfo>,
+    /// Per operator: it heads its chain (where a task's in-flight records are stored).
+    chain_head: Vec<bool>,
     source_vertex: Vec<bool>,
     store: CompletedCheckpointStore,
     /// A restore point outside the store: the newest completed savepoint, or the savepoint
@@ -102,30 +216,52 @@ pub struct CheckpointCoordinator {
 impl CheckpointCoordinator {
     /// The coordinator of job `job_id`, whose graph is `graph`/`jg`; storage per `config`.
     pub fn new(job_id: &str, config: CheckpointConfig, graph: &StreamGraph, jg: &JobGraph) -> Self {
-        let storage: Box<dyn CheckpointStorage> = match &config.directory {
-            Some(dir) => Box::new(FileSystemCheckpointStorage::new(dir, job_id)),
-            None => Box::new(JobManagerCheckpointStorage),
-        };
-        let operators = graph
+        Self::for_operators(job_id, config, Self::describe_operators(graph, jg))
+    }
+
+    /// Every operator of the graph, in graph order.
+    pub fn describe_operators(graph: &StreamGraph, jg: &JobGraph) -> Vec<CheckpointedOperator> {
+        graph
             .nodes
             .iter()
-            .map(|n| OperatorInfo {
+            .map(|n| CheckpointedOperator {
                 id: operator_id(graph, n.id),
                 uid: n.uid.clone(),
                 name: n.name.clone(),
                 vertex: jg.node_vertex[n.id],
-                head: jg.vertices[jg.node_vertex[n.id]].nodes[0] == n.id,
                 parallelism: jg.node_parallelism[n.id],
                 max_parallelism: jg.node_max_parallelism[n.id],
+                source: matches!(n.kind, NodeKind::Source(_)),
             })
-            .collect();
-        let source_vertex =
-            jg.vertices.iter().map(|v| matches!(graph.nodes[v.nodes[0]].kind, NodeKind::Source(_))).collect();
+            .collect()
+    }
+
+    /// The coordinator of job `job_id`, whose operators are `operators` (in graph order, as
+    /// [`describe_operators`](Self::describe_operators) lists them); storage per `config`.
+    pub fn for_operators(
+        job_id: &str,
+        config: CheckpointConfig,
+        operators: Vec<CheckpointedOperator>,
+    ) -> Self {
+        let storage: Box<dyn CheckpointStorage> = match &config.directory {
+            Some(dir) => Box::new(FileSystemCheckpointStorage::new(dir, job_id)),
+            None => Box::new(JobManagerCheckpointStorage),
+        };
+        let vertices = operators.iter().map(|o| o.vertex + 1).max().unwrap_or(0);
+        let mut source_vertex = vec![false; vertices];
+        for o in operators.iter().filter(|o| o.source) {
+            source_vertex[o.vertex] = true;
+        }
+        // A chain's head comes first among its operators in graph order: it is created before
+        // the operators chained to its output.
+        let mut seen = HashSet::new();
+        let chain_head = operators.iter().map(|o| seen.insert(o.vertex)).collect();
         CheckpointCoordinator {
             job_id: job_id.to_string(),
             store: CompletedCheckpointStore::new(storage, config.num_retained),
             config,
             operators,
+            chain_head,
             source_vertex,
             restore_point: None,
             next_id: 1,
@@ -171,7 +307,11 @@ impl CheckpointCoordinator {
             tracing::info!(job_id = %self.job_id, checkpoint_id = c.id, storage = %self.store.describe(),
                 "restoring from checkpoint");
         }
-        lock(&self.stats).restored = restored.as_ref().map(|c| c.id);
+        let mut stats = lock(&self.stats);
+        stats.restored = restored.as_ref().map(|c| c.id);
+        stats.restore_timestamp = restored.as_ref().map(|_| now_ms());
+        stats.restore_count += u64::from(restored.is_some());
+        drop(stats);
         Ok(restored)
     }
 
@@ -452,8 +592,8 @@ impl AttemptRun {
     fn trigger(&mut self, kind: CheckpointType, savepoint: Option<(PathBuf, Sender<Result<PathBuf>>)>) {
         let id = self.c.next_id;
         self.c.next_id += 1;
-        lock(&self.c.stats).triggered += 1;
         let barrier = CheckpointBarrier { id, timestamp: now_ms(), kind };
+        self.record_trigger(&barrier);
         let job_id = self.c.job_id.clone();
         tracing::debug!(job_id = %job_id, checkpoint_id = id, kind = kind.as_str(), "triggering checkpoint");
         let mut pending = PendingCheckpoint {
@@ -501,12 +641,17 @@ impl AttemptRun {
         let id = snapshot.checkpoint_id;
         let Some(p) = self.pending.get_mut(&id) else { return };
         if p.awaiting.remove(&(vertex, subtask)) {
+            let in_flight_size = snapshot.in_flight.as_ref().map_or(0, Vec::len) as u64;
+            let size =
+                snapshot.operators.iter().map(|o| o.state.as_ref().map_or(0, Vec::len) as u64).sum::<u64>()
+                    + in_flight_size;
             p.acks.insert((vertex, subtask), snapshot.operators);
             if let Some(in_flight) = snapshot.in_flight {
                 p.in_flight.insert((vertex, subtask), in_flight);
             }
+            self.record_ack(id, vertex, subtask, size, false);
         }
-        if p.awaiting.is_empty() {
+        if self.pending.get(&id).is_some_and(|p| p.awaiting.is_empty()) {
             self.complete(id);
         }
     }
@@ -521,6 +666,10 @@ impl AttemptRun {
                     done.push(*id);
                 }
             }
+        }
+        let ids: Vec<u64> = self.pending.keys().copied().collect();
+        for id in ids {
+            self.record_ack(id, vertex, subtask, 0, true);
         }
         for id in done {
             self.complete(id);
@@ -538,7 +687,8 @@ impl AttemptRun {
                 let checkpoint = Arc::new(checkpoint);
                 write_savepoint(dir, &checkpoint).map(|path| {
                     self.c.restore_point = Some(checkpoint);
-                    Some(path)
+                    let external = path.display().to_string();
+                    (Some(path), Some(external))
                 })
             }
             None => {
@@ -546,26 +696,32 @@ impl AttemptRun {
                 self.c
                     .store
                     .add(checkpoint)
-                    .map(|_| None)
+                    .map(|stored| match &stored.location {
+                        CheckpointLocation::Directory(dir) => (None, Some(dir.display().to_string())),
+                        CheckpointLocation::Memory(_) => (None, None),
+                    })
                     .map_err(|e| EddyError::user(format!("cannot store it in {describe}: {e}")))
             }
         };
-        let path = match stored {
-            Ok(path) => path,
+        let (path, external) = match stored {
+            Ok(stored) => stored,
             Err(e) => {
                 for (_, handle) in &self.gateway.sources {
                     handle.abort(id);
                 }
                 self.notify(TaskControl::CheckpointAborted(id));
+                let reason = e.to_string();
+                self.record_end(id, CheckpointStatus::Failed, Some(&reason), None);
                 match savepoint {
-                    Some((_, reply)) => self.savepoint_failed(id, reply, &e.to_string()),
-                    None => self.count_failure(id, &e.to_string()),
+                    Some((_, reply)) => self.savepoint_failed(id, reply, &reason),
+                    None => self.count_failure(id, &reason),
                 }
                 return;
             }
         };
         self.consecutive_failures = 0;
         self.last_completion = Some(Instant::now());
+        self.record_end(id, CheckpointStatus::Completed, None, Some((size as u64, external)));
         {
             let mut stats = lock(&self.c.stats);
             stats.completed += 1;
@@ -589,7 +745,8 @@ impl AttemptRun {
             .c
             .operators
             .iter()
-            .map(|op| {
+            .zip(&self.c.chain_head)
+            .map(|(op, &head)| {
                 let subtasks = (0..op.parallelism)
                     .map(|s| {
                         let key = (op.vertex, s);
@@ -599,7 +756,7 @@ impl AttemptRun {
                         let state = p.acks.get_mut(&key).and_then(|ops| {
                             ops.iter_mut().find(|o| *o.operator_id == *op.id).and_then(|o| o.state.take())
                         });
-                        let in_flight = if op.head { p.in_flight.remove(&key) } else { None };
+                        let in_flight = if head { p.in_flight.remove(&key) } else { None };
                         SubtaskState { finished: false, state, in_flight }
                     })
                     .collect();
@@ -644,6 +801,7 @@ impl AttemptRun {
     /// for a savepoint, whose requester hears of it instead).
     fn fail(&mut self, id: u64, reason: &str, counted: bool) {
         let Some(p) = self.pending.remove(&id) else { return };
+        self.record_end(id, CheckpointStatus::Failed, Some(reason), None);
         for (_, handle) in &self.gateway.sources {
             handle.abort(id);
         }
@@ -689,6 +847,88 @@ impl AttemptRun {
         let ids: Vec<u64> = self.pending.keys().copied().collect();
         for id in ids {
             self.fail(id, reason, false);
+        }
+    }
+
+    /// A new checkpoint enters the statistics, in progress.
+    fn record_trigger(&self, barrier: &CheckpointBarrier) {
+        let mut vertices = BTreeMap::new();
+        for op in &self.c.operators {
+            vertices.entry(op.vertex).or_insert((op.parallelism, Vec::new()));
+        }
+        // Finished tasks count as acknowledged from the start.
+        let mut finished: Vec<&(usize, usize)> = self.finished.iter().collect();
+        finished.sort();
+        for &(vertex, subtask) in finished {
+            if let Some((_, acks)) = vertices.get_mut(&vertex) {
+                let ack =
+                    SubtaskAck { subtask, ack_timestamp: barrier.timestamp, state_size: 0, finished: true };
+                acks.push(ack);
+            }
+        }
+        let acknowledged = vertices.values().map(|(_, acks)| acks.len()).sum();
+        let record = CheckpointRecord {
+            id: barrier.id,
+            status: CheckpointStatus::InProgress,
+            kind: barrier.kind,
+            trigger_timestamp: barrier.timestamp,
+            latest_ack_timestamp: None,
+            end_timestamp: None,
+            state_size: 0,
+            num_subtasks: self.gateway.tasks.len(),
+            num_acknowledged_subtasks: acknowledged,
+            vertices,
+            failure_message: None,
+            external_path: None,
+        };
+        let mut stats = lock(&self.c.stats);
+        stats.triggered += 1;
+        stats.in_progress += 1;
+        if stats.history.len() >= CHECKPOINT_HISTORY {
+            stats.history.pop_front();
+        }
+        stats.history.push_back(record);
+    }
+
+    fn record_ack(&self, id: u64, vertex: usize, subtask: usize, state_size: u64, finished: bool) {
+        let now = now_ms();
+        let mut stats = lock(&self.c.stats);
+        let Some(r) = stats.history.iter_mut().rev().find(|r| r.id == id) else { return };
+        let Some((_, acks)) = r.vertices.get_mut(&vertex) else { return };
+        if acks.iter().any(|a| a.subtask == subtask) {
+            return;
+        }
+        acks.push(SubtaskAck { subtask, ack_timestamp: now, state_size, finished });
+        r.num_acknowledged_subtasks += 1;
+        r.state_size += state_size;
+        r.latest_ack_timestamp = Some(now);
+    }
+
+    /// A checkpoint completed (`stored`: its size and directory) or failed (`failure`).
+    fn record_end(
+        &self,
+        id: u64,
+        status: CheckpointStatus,
+        failure: Option<&str>,
+        stored: Option<(u64, Option<String>)>,
+    ) {
+        let mut stats = lock(&self.c.stats);
+        stats.in_progress = stats.in_progress.saturating_sub(1);
+        let Some(r) = stats.history.iter_mut().rev().find(|r| r.id == id) else { return };
+        r.status = status;
+        r.end_timestamp = Some(now_ms());
+        r.failure_message = failure.map(str::to_string);
+        if let Some((size, path)) = stored {
+            r.state_size = size;
+            r.external_path = path;
+        }
+        let record = r.clone();
+        if status == CheckpointStatus::Completed {
+            stats.state_size.add(record.state_size);
+            stats.end_to_end_duration.add(record.end_to_end_duration());
+            stats.latest_completed_record = Some(record);
+        } else {
+            stats.latest_failed_record = Some(record);
         }
     }
 

@@ -283,3 +283,46 @@ fn placement_maps_slots_to_workers_and_is_checked_against_the_job() {
     assert_eq!((p.worker_of(0), p.worker_of(3)), (2, 2));
     assert_eq!((p.slots_of(2), p.slots_of(0), p.slots_of(5)), (vec![0, 3], vec![1], vec![]));
 }
+
+#[test]
+fn a_reader_checkpoints_the_splits_destined_for_it_and_the_enumerator_keeps_none() {
+    let numbers = Numbers { left: (0..7).collect(), calls: 0, not_yet: 0 };
+    let mut assigner = StaticSplitAssigner::new(Box::new(numbers), 3, vec![true, false, true]);
+    assert!(matches!(assigner.request_split(0).unwrap(), SplitAssignment::Split(0)));
+    // Subtask 0 holds split 0; 3 and 6 are set aside for it, 2 and 5 for subtask 2.
+    assert_eq!(assigner.splits_destined_for(0).unwrap(), vec![3, 6]);
+    assert_eq!(assigner.splits_destined_for(2).unwrap(), vec![2, 5]);
+    assert_eq!(assigner.splits_destined_for(1).unwrap(), Vec::<u32>::new(), "remote: none here");
+    assert_eq!(assigner.snapshot_state(1).unwrap(), Vec::<u32>::new());
+    // Recording them hands nothing out: the reader still gets them, in order.
+    assert!(matches!(assigner.request_split(0).unwrap(), SplitAssignment::Split(3)));
+    assert_eq!(assigner.splits_destined_for(0).unwrap(), vec![6]);
+}
+
+#[test]
+fn an_enumerator_that_discovers_splits_over_time_cannot_be_checkpointed_on_a_cluster() {
+    let numbers = Numbers { left: (0..7).collect(), calls: 0, not_yet: 2 };
+    let mut assigner = StaticSplitAssigner::new(Box::new(numbers), 2, vec![true, true]);
+    let e = assigner.splits_destined_for(0).unwrap_err().to_string();
+    assert!(e.contains("discovers splits over time"), "{e}");
+}
+
+#[test]
+fn on_a_cluster_the_enumerator_state_is_an_empty_list_of_any_split_type() {
+    let op = |id: &str, source| CheckpointedOperator {
+        id: id.into(),
+        uid: None,
+        name: id.into(),
+        vertex: 0,
+        parallelism: 2,
+        max_parallelism: 128,
+        source,
+    };
+    let enumerators = cluster_enumerators(&[op("src", true), op("map", false)]);
+    assert_eq!(enumerators.len(), 1);
+    assert_eq!(enumerators[0].0, "src");
+    let bytes = enumerators[0].1.snapshot(3).unwrap();
+    let strings: Vec<String> = eddy_core::codec::decode_value(&bytes).unwrap();
+    let numbers: Vec<(u64, String)> = eddy_core::codec::decode_value(&bytes).unwrap();
+    assert!(strings.is_empty() && numbers.is_empty());
+}
