@@ -1474,6 +1474,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn state_backend_options_parse_like_flinks() {
+        let mut config = Configuration::new();
+        let defaults = StateBackendConfig::from_configuration(&config).unwrap();
+        assert_eq!((defaults.kind, defaults.incremental), (StateBackendKind::HashMap, false));
+        assert_eq!(defaults.memory_budget(), MemorySize::from_mebibytes(64));
+        config.set("state.backend", "FJALL");
+        config.set("state.backend.incremental", "true");
+        config.set("state.backend.fjall.memory", "1 gb");
+        config.set("state.backend.fjall.localdir", "/var/eddy");
+        let c = StateBackendConfig::from_configuration(&config).unwrap();
+        assert_eq!((c.kind, c.incremental), (StateBackendKind::Fjall, true));
+        assert_eq!(c.memory_budget().bytes(), 1 << 30);
+        assert_eq!(c.local_dir, Some(PathBuf::from("/var/eddy")));
+        for (text, bytes) in
+            [("512", 512), ("8mb", 8 << 20), ("8 MB", 8 << 20), ("3 kb", 3072), ("2g", 2 << 30)]
+        {
+            assert_eq!(MemorySize::parse_value(text).unwrap().bytes(), bytes, "{text}");
+        }
+        for bad in ["", "mb", "-1 mb", "1.5 gb", "3 parsecs", "99999999999999999999 tb"] {
+            assert!(MemorySize::parse_value(bad).is_err(), "{bad}");
+        }
+        assert_eq!(MemorySize::from_bytes(3072).to_value(), "3 kb");
+        assert_eq!(MemorySize::from_bytes(1000).to_value(), "1000 b");
+        let err = StateBackendKind::parse_value("rocksdb").unwrap_err();
+        assert!(err.contains("fjall"), "{err}");
+    }
+
+    #[test]
     fn to_yaml_reads_back_to_the_same_configuration() {
         let config: Configuration = [
             ("parallelism.default", "4"),

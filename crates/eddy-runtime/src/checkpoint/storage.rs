@@ -745,6 +745,61 @@ mod tests {
         assert!(err.contains("_metadata"), "{err}");
     }
 
+    /// Checkpoint `id` whose one stateful subtask references the shared files `shared` (names
+    /// under the job's shared directory).
+    fn checkpoint_referencing(id: u64, shared: &[&str]) -> CompletedCheckpoint {
+        let files: Vec<SharedFile> = shared
+            .iter()
+            .map(|name| SharedFile { path: format!("job/{SHARED_DIR}/{name}"), size: 1, crc32: crc32(&[7]) })
+            .collect();
+        let mut c = checkpoint(id);
+        c.operators[1].subtasks[0].state = Some(with_shared_files(&files, &[id as u8]).unwrap());
+        c
+    }
+
+    #[test]
+    fn shared_files_are_deleted_once_no_retained_checkpoint_references_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shared = tmp.path().join("job").join(SHARED_DIR);
+        let other_job = tmp.path().join("other").join(SHARED_DIR);
+        fs::create_dir_all(&shared).unwrap();
+        fs::create_dir_all(&other_job).unwrap();
+        for name in ["chk-1-a", "chk-1-b", "chk-2-c", "chk-2-aborted", "chk-4-in-progress"] {
+            fs::write(shared.join(name), [7]).unwrap();
+        }
+        fs::write(other_job.join("chk-1-x"), [7]).unwrap();
+        let mut store = file_store(tmp.path(), 1);
+        store.add(checkpoint_referencing(1, &["chk-1-a", "chk-1-b"])).unwrap();
+        assert_eq!(names(&shared), ["chk-1-a", "chk-1-b", "chk-2-aborted", "chk-2-c", "chk-4-in-progress"]);
+        // Checkpoint 3 keeps referencing chk-1-a: only chk-1-b and the aborted checkpoint 2's
+        // files go; checkpoint 4's (still in progress) stay, and so does the other job's file.
+        store.add(checkpoint_referencing(3, &["chk-1-a", "chk-3-d"])).unwrap();
+        assert_eq!(names(&shared), ["chk-1-a", "chk-4-in-progress"]);
+        assert_eq!(names(&other_job), ["chk-1-x"]);
+        let meta: serde_json::Value =
+            serde_json::from_slice(&fs::read(tmp.path().join("job/chk-3/_metadata")).unwrap()).unwrap();
+        assert_eq!(meta["operators"][1]["subtasks"][0]["shared"][0], "job/shared/chk-1-a");
+        // The operator gets its own bytes back behind the header.
+        let back = store.latest_restorable().unwrap().unwrap();
+        let bytes = back.operators[1].subtasks[0].state.as_deref().unwrap();
+        let (files, payload) = split_shared_files(bytes).unwrap();
+        assert_eq!((files.len(), payload), (2, &[3u8][..]));
+    }
+
+    #[test]
+    fn a_shared_file_reads_back_only_whole_and_inside_the_checkpoint_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = shared_file_path("job", 7, "kg3");
+        assert_eq!(path, "job/shared/chk-7-kg3");
+        let file = write_shared_file(tmp.path(), &path, b"entries").unwrap();
+        assert_eq!(read_shared_file(tmp.path(), &file).unwrap(), b"entries");
+        fs::write(tmp.path().join(&path), b"entriez").unwrap();
+        let err = read_shared_file(tmp.path(), &file).unwrap_err().to_string();
+        assert!(err.contains("chk-7-kg3") && err.contains("corrupt"), "{err}");
+        let escape = SharedFile { path: "../x".into(), ..file };
+        assert!(read_shared_file(tmp.path(), &escape).unwrap_err().to_string().contains("not the path"));
+    }
+
     #[test]
     fn an_unfinished_write_never_looks_like_a_checkpoint() {
         let tmp = tempfile::tempdir().unwrap();
