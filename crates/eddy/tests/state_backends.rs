@@ -318,7 +318,6 @@ fn state_many_times_the_memory_budget_is_kept_on_disk_and_read_back() {
         .execute_and_collect()
         .unwrap();
     let [(checked, wrong, on_disk)] = report[..] else { panic!("{report:?}") };
-    eprintln!("on disk: {on_disk}");
     assert_eq!((checked, wrong), (KEYS, 0), "every key read back its own payload");
     assert!(on_disk > 4 * BUDGET, "{on_disk} bytes on disk for a budget of {BUDGET}");
     assert_eq!(dir_size(local.path()), 0, "the working directory is removed when the task ends");

@@ -96,16 +96,6 @@ impl LsmStore {
         })
     }
 
-    /// The working directory (removed when the store is dropped).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Bytes the LSM tree takes on disk.
-    pub fn disk_space(&self) -> u64 {
-        self.keyspace.disk_space()
-    }
-
     /// A consistent view of everything written so far.
     pub fn view(&self) -> fjall::Snapshot {
         self.partition.snapshot()

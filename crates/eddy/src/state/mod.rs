@@ -209,15 +209,6 @@ impl<K: Key> KeyedState<K> {
         }
     }
 
-    /// The `fjall` backend's working directory and the bytes its LSM tree takes on disk
-    /// (`None` on the heap backend).
-    pub fn local_disk_usage(&self) -> Option<(std::path::PathBuf, u64)> {
-        match &self.backend {
-            Backend::Heap => None,
-            Backend::Lsm(store) => Some((store.dir().to_path_buf(), store.disk_space())),
-        }
-    }
-
     /// `key`'s value of the value state `desc`.
     pub fn value_state<'a, V: Data>(
         &'a mut self,
