@@ -727,6 +727,164 @@ impl ConfigValue for CheckpointingMode {
     }
 }
 
+/// Where keyed state lives (`state.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StateBackendKind {
+    /// In the task's memory, as typed hash maps (Flink's `HashMapStateBackend`).
+    #[default]
+    HashMap,
+    /// In an embedded LSM tree on local disk ([fjall](https://docs.rs/fjall)), for state larger
+    /// than memory: Eddy's counterpart of Flink's RocksDB backend.
+    Fjall,
+}
+
+impl StateBackendKind {
+    /// The configuration text: `hashmap` or `fjall`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StateBackendKind::HashMap => "hashmap",
+            StateBackendKind::Fjall => "fjall",
+        }
+    }
+}
+
+impl fmt::Display for StateBackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ConfigValue for StateBackendKind {
+    /// `hashmap` or `fjall`, in any case. `rocksdb` is refused with a pointer to `fjall`.
+    fn parse_value(s: &str) -> std::result::Result<Self, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("hashmap") {
+            Ok(StateBackendKind::HashMap)
+        } else if s.eq_ignore_ascii_case("fjall") {
+            Ok(StateBackendKind::Fjall)
+        } else if s.eq_ignore_ascii_case("rocksdb") {
+            Err("Eddy has no RocksDB backend: its embedded LSM state backend is 'fjall' (state larger \
+                 than memory, incremental checkpoints); use state.backend: fjall"
+                .to_string())
+        } else {
+            Err(format!("expected hashmap or fjall, found {s:?}"))
+        }
+    }
+
+    fn to_value(&self) -> String {
+        self.as_str().to_string()
+    }
+}
+
+/// An amount of memory in bytes, written as Flink's `MemorySize`: a whole number and an optional
+/// unit, `b`/`bytes`, `k`/`kb`/`kibibytes`, `m`/`mb`/`mebibytes`, `g`/`gb`/`gibibytes` or
+/// `t`/`tb`/`tebibytes` (any case, powers of 1024). A plain number means bytes.
+///
+/// ```
+/// use eddy_core::config::{ConfigValue, MemorySize};
+///
+/// assert_eq!(MemorySize::parse_value("64 mb").unwrap(), MemorySize::from_mebibytes(64));
+/// assert_eq!(MemorySize::parse_value("1536").unwrap().bytes(), 1536);
+/// assert_eq!(MemorySize::from_mebibytes(8).to_value(), "8 mb");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MemorySize(u64);
+
+/// Memory units, as (names, bytes per unit), largest first; the first name is written back.
+const MEMORY_UNITS: &[(&[&str], u64)] = &[
+    (&["tb", "t", "tebibytes"], 1 << 40),
+    (&["gb", "g", "gibibytes"], 1 << 30),
+    (&["mb", "m", "mebibytes"], 1 << 20),
+    (&["kb", "k", "kibibytes"], 1 << 10),
+    (&["b", "bytes"], 1),
+];
+
+impl MemorySize {
+    pub const fn from_bytes(bytes: u64) -> Self {
+        MemorySize(bytes)
+    }
+
+    pub const fn from_mebibytes(mebibytes: u64) -> Self {
+        MemorySize(mebibytes << 20)
+    }
+
+    pub const fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl ConfigValue for MemorySize {
+    fn parse_value(s: &str) -> std::result::Result<Self, String> {
+        let s = s.trim();
+        let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = (&s[..digits_end], s[digits_end..].trim());
+        if number.is_empty() {
+            return Err(format!(
+                "expected a memory size: a whole number with an optional unit, such as '64 mb' or \
+                 '1 gb' (a plain number means bytes), found {s:?}"
+            ));
+        }
+        let too_large = || format!("the memory size {s:?} is too large");
+        let count: u64 = number.parse().map_err(|_| too_large())?;
+        let per_unit = if unit.is_empty() {
+            1
+        } else {
+            let lower = unit.to_lowercase();
+            MEMORY_UNITS
+                .iter()
+                .find(|(names, _)| names.contains(&lower.as_str()))
+                .map(|&(_, bytes)| bytes)
+                .ok_or_else(|| format!("unknown memory unit {unit:?} (use b, kb, mb, gb or tb)"))?
+        };
+        count.checked_mul(per_unit).map(MemorySize).ok_or_else(too_large)
+    }
+
+    /// The largest unit that represents the size exactly, e.g. `64 mb`; zero is `0 b`.
+    fn to_value(&self) -> String {
+        let (names, per_unit) = MEMORY_UNITS
+            .iter()
+            .find(|(_, per_unit)| self.0 != 0 && self.0 / per_unit * per_unit == self.0)
+            .copied()
+            .unwrap_or((&["b"], 1));
+        format!("{} {}", self.0 / per_unit, names[0])
+    }
+}
+
+/// The keyed-state backend a job's operators use: `state.backend` and its options, plus where
+/// incremental snapshots put their files (set by the runtime for each job).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateBackendConfig {
+    pub kind: StateBackendKind,
+    /// `state.backend.incremental`.
+    pub incremental: bool,
+    /// `state.backend.fjall.localdir`; `None`: the system's temporary directory.
+    pub local_dir: Option<PathBuf>,
+    /// `state.backend.fjall.memory`.
+    pub memory: Option<MemorySize>,
+    /// `state.checkpoints.dir` and the job's id, when checkpoints go to a directory: incremental
+    /// snapshots write their files under `<dir>/<job-id>/shared/`.
+    pub checkpoints: Option<(PathBuf, String)>,
+}
+
+impl StateBackendConfig {
+    /// The settings `config` asks for; a bad value is an [`EddyError::Config`] naming its key.
+    /// The checkpoint directory and job id are left for the runtime to fill in.
+    pub fn from_configuration(config: &Configuration) -> Result<Self> {
+        Ok(StateBackendConfig {
+            kind: config.get(&options::STATE_BACKEND)?,
+            incremental: config.get(&options::STATE_BACKEND_INCREMENTAL)?,
+            local_dir: config.get_optional(&options::STATE_BACKEND_FJALL_LOCALDIR)?.map(PathBuf::from),
+            memory: Some(config.get(&options::STATE_BACKEND_FJALL_MEMORY)?),
+            checkpoints: None,
+        })
+    }
+
+    /// The memory budget of one operator subtask's fjall backend.
+    pub fn memory_budget(&self) -> MemorySize {
+        self.memory.unwrap_or(options::STATE_BACKEND_FJALL_MEMORY_DEFAULT)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Well-known options
 // ---------------------------------------------------------------------------------------------
@@ -735,7 +893,7 @@ impl ConfigValue for CheckpointingMode {
 pub mod options {
     use std::time::Duration;
 
-    use super::{CheckpointingMode, ConfigOption, RuntimeMode};
+    use super::{CheckpointingMode, ConfigOption, MemorySize, RuntimeMode, StateBackendKind};
     use crate::keygroup::UPPER_BOUND_MAX_PARALLELISM;
 
     /// Rejects 0.
@@ -1094,6 +1252,56 @@ pub mod options {
         false,
         "Allow restoring a savepoint whose state of removed operators is then dropped.",
     );
+
+    /// `state.backend`: where keyed state lives. `hashmap` (default): in memory, as typed hash
+    /// maps. `fjall`: in an embedded LSM tree on local disk, for state larger than memory.
+    /// `rocksdb` is refused with a pointer to `fjall`.
+    pub const STATE_BACKEND: ConfigOption<StateBackendKind> = ConfigOption::new(
+        "state.backend",
+        StateBackendKind::HashMap,
+        "Where keyed state lives: hashmap (in memory) or fjall (embedded LSM tree on local disk).",
+    );
+
+    /// `state.backend.incremental`: checkpoints of the `fjall` backend write only the key groups
+    /// changed since the previous checkpoint, as files under `<state.checkpoints.dir>/<job-id>/
+    /// shared/`, and reference the unchanged ones. Default false. Without `state.checkpoints.dir`
+    /// (or with the `hashmap` backend) checkpoints stay full, with a warning in the log.
+    /// Savepoints are always full.
+    pub const STATE_BACKEND_INCREMENTAL: ConfigOption<bool> = ConfigOption::new(
+        "state.backend.incremental",
+        false,
+        "Whether fjall checkpoints write only the key groups changed since the last checkpoint.",
+    );
+
+    /// `state.backend.fjall.localdir`: where the `fjall` backend keeps its working LSM trees,
+    /// one directory per operator subtask, removed when the task ends. No default: the system's
+    /// temporary directory.
+    pub const STATE_BACKEND_FJALL_LOCALDIR: ConfigOption<String> = ConfigOption::without_default(
+        "state.backend.fjall.localdir",
+        "The directory for the fjall backend's working files. Unset: the system temp directory.",
+    );
+
+    /// The default of [`STATE_BACKEND_FJALL_MEMORY`].
+    pub const STATE_BACKEND_FJALL_MEMORY_DEFAULT: MemorySize = MemorySize::from_mebibytes(64);
+
+    /// `state.backend.fjall.memory`: the memory budget of one operator subtask's `fjall`
+    /// backend (its write-back cache of decoded entries, block cache and write buffers).
+    /// Default `64 mb`, at least `4 mb`.
+    pub const STATE_BACKEND_FJALL_MEMORY: ConfigOption<MemorySize> = ConfigOption::new(
+        "state.backend.fjall.memory",
+        STATE_BACKEND_FJALL_MEMORY_DEFAULT,
+        "The memory budget of one operator subtask's fjall state backend, e.g. 64 mb.",
+    )
+    .with_validator(at_least_four_mb);
+
+    /// Rejects memory budgets under 4 MiB (fjall needs 1 MiB of write buffer at least).
+    pub fn at_least_four_mb(value: &MemorySize) -> Result<(), String> {
+        if value.bytes() >= 4 << 20 {
+            Ok(())
+        } else {
+            Err("must be at least 4 mb".to_string())
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1306,6 +1514,34 @@ fn quote_if(text: &str, special: &[char]) -> String {
 mod tests {
     use super::options::*;
     use super::*;
+
+    #[test]
+    fn state_backend_options_parse_like_flinks() {
+        let mut config = Configuration::new();
+        let defaults = StateBackendConfig::from_configuration(&config).unwrap();
+        assert_eq!((defaults.kind, defaults.incremental), (StateBackendKind::HashMap, false));
+        assert_eq!(defaults.memory_budget(), MemorySize::from_mebibytes(64));
+        config.set("state.backend", "FJALL");
+        config.set("state.backend.incremental", "true");
+        config.set("state.backend.fjall.memory", "1 gb");
+        config.set("state.backend.fjall.localdir", "/var/eddy");
+        let c = StateBackendConfig::from_configuration(&config).unwrap();
+        assert_eq!((c.kind, c.incremental), (StateBackendKind::Fjall, true));
+        assert_eq!(c.memory_budget().bytes(), 1 << 30);
+        assert_eq!(c.local_dir, Some(PathBuf::from("/var/eddy")));
+        for (text, bytes) in
+            [("512", 512), ("8mb", 8 << 20), ("8 MB", 8 << 20), ("3 kb", 3072), ("2g", 2 << 30)]
+        {
+            assert_eq!(MemorySize::parse_value(text).unwrap().bytes(), bytes, "{text}");
+        }
+        for bad in ["", "mb", "-1 mb", "1.5 gb", "3 parsecs", "99999999999999999999 tb"] {
+            assert!(MemorySize::parse_value(bad).is_err(), "{bad}");
+        }
+        assert_eq!(MemorySize::from_bytes(3072).to_value(), "3 kb");
+        assert_eq!(MemorySize::from_bytes(1000).to_value(), "1000 b");
+        let err = StateBackendKind::parse_value("rocksdb").unwrap_err();
+        assert!(err.contains("fjall"), "{err}");
+    }
 
     #[test]
     fn to_yaml_reads_back_to_the_same_configuration() {

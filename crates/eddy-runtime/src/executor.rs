@@ -138,6 +138,8 @@ pub struct ExecutionSettings {
     pub network_exchange: bool,
     /// `execution.checkpointing.*` and `state.checkpoints.*`.
     pub checkpointing: CheckpointConfig,
+    /// `state.backend.*`; the runtime adds the job's checkpoint directory and id.
+    pub state_backend: Arc<eddy_core::config::StateBackendConfig>,
 }
 
 impl ExecutionSettings {
@@ -428,6 +430,10 @@ impl LocalExecutor {
             return Err(EddyError::InvalidJob("the job has no operators; add a source and a sink".into()));
         }
         let job_id = new_job_id();
+        let mut settings = settings;
+        if let Some(dir) = &settings.checkpointing.directory {
+            Arc::make_mut(&mut settings.state_backend).checkpoints = Some((dir.clone(), job_id.clone()));
+        }
         let mut coordinator = match (settings.checkpointing.is_enabled(), jg.runtime_mode) {
             (true, RuntimeMode::Batch) => {
                 tracing::info!(job_id = %job_id, "checkpointing is not used in BATCH mode");
@@ -1111,6 +1117,7 @@ impl<'a> Builder<'a> {
             clock: self.settings.clock.clone(),
             auto_watermark_interval: self.settings.auto_watermark_interval.as_millis() as i64,
             checkpointing: self.settings.checkpointing.is_enabled() && self.mode != RuntimeMode::Batch,
+            state_backend: self.settings.state_backend.clone(),
         }
     }
 

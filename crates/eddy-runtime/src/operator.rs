@@ -54,6 +54,8 @@ pub struct OperatorContext {
     /// The job takes checkpoints: sinks with side effects commit only what a completed
     /// checkpoint covers.
     pub checkpointing: bool,
+    /// `state.backend` and its options: where keyed operators keep their state.
+    pub state_backend: std::sync::Arc<eddy_core::config::StateBackendConfig>,
 }
 
 impl OperatorContext {

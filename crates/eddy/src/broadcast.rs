@@ -62,6 +62,7 @@ use std::sync::Arc;
 
 use eddy_core::codec::{decode_value, encode_value};
 use eddy_core::{Batch, Data, EddyError, Key, Result};
+use eddy_runtime::checkpoint::storage::{split_shared_files, with_shared_files};
 use eddy_runtime::checkpoint::RestoredState;
 use eddy_runtime::time::ClockRef;
 use eddy_runtime::{Emitter, OperatorContext, TwoInputOperator};
@@ -613,7 +614,7 @@ where
             Ok(KeyedBroadcastProcessOperator {
                 key: key.clone(),
                 f: f.clone(),
-                core: KeyedCore::new(ctx.clock.clone()),
+                core: KeyedCore::new(ctx)?,
                 broadcast: BroadcastStateStore::new(&declared, &ctx.operator_name),
                 _t: PhantomData,
             })
@@ -746,6 +747,8 @@ where
             .states
             .iter()
             .map(|(old, bytes)| {
+                // The keyed part's shared files (incremental checkpoints) head the whole state.
+                let (_, bytes) = split_shared_files(bytes)?;
                 let s = decode_value::<KeyedBroadcastSnapshot>(bytes).map_err(|e| EddyError::BadInput {
                     location: format!(
                         "state of '{}', subtask {} of the checkpoint",
@@ -761,12 +764,19 @@ where
         self.broadcast.restore(&restored_part(restored, &parts, |s| &s.broadcast))
     }
 
-    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(&mut self, barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
+        let keyed = self.core.snapshot(barrier)?;
+        // The checkpoint storage finds the shared files an incremental snapshot references in
+        // a header at the front of an operator's bytes: moved from the keyed part to the whole.
+        let (shared, keyed) = split_shared_files(&keyed)?;
         let snapshot =
-            KeyedBroadcastSnapshot { keyed: self.core.snapshot()?, broadcast: self.broadcast.snapshot()? };
+            KeyedBroadcastSnapshot { keyed: keyed.to_vec(), broadcast: self.broadcast.snapshot()? };
         let mut bytes = Vec::new();
         encode_value(&snapshot, &mut bytes)?;
-        Ok(Some(bytes))
+        if shared.is_empty() {
+            return Ok(Some(bytes));
+        }
+        with_shared_files(&shared, &bytes).map(Some)
     }
 
     fn process_batch1(&mut self, batch: Batch<I>, out: &mut Emitter<O>) -> Result<()> {

@@ -595,7 +595,7 @@ where
             Ok(KeyedProcessOperator {
                 key: key.clone(),
                 f: f.clone(),
-                core: KeyedCore::new(ctx.clock.clone()),
+                core: KeyedCore::new(ctx)?,
                 _t: PhantomData,
             })
         })
@@ -732,7 +732,7 @@ where
                 key1: key1.clone(),
                 key2: key2.clone(),
                 f: f.clone(),
-                core: KeyedCore::new(ctx.clock.clone()),
+                core: KeyedCore::new(ctx)?,
                 _t: PhantomData,
             })
         })

@@ -294,6 +294,7 @@ impl StreamExecutionEnvironment {
             clock: self.clock.clone(),
             restart_strategy: RestartStrategy::from_configuration(c)?,
             checkpointing: CheckpointConfig::from_configuration(c)?,
+            state_backend: Arc::new(eddy_core::config::StateBackendConfig::from_configuration(c)?),
         })
     }
 

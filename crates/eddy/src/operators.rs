@@ -8,7 +8,9 @@ use std::collections::HashMap;
 
 use eddy_core::config::RuntimeMode;
 use eddy_core::keygroup::assign_to_key_group;
+use eddy_core::CheckpointBarrier;
 use eddy_core::{Batch, Data, Key, Result};
+use eddy_runtime::checkpoint::storage::{split_shared_files, with_shared_files};
 use eddy_runtime::checkpoint::RestoredState;
 use eddy_runtime::{Emitter, OneInputOperator, OperatorContext, TwoInputOperator};
 
@@ -156,6 +158,16 @@ pub(crate) const NOT_CHECKPOINTED: &str =
     "checkpoints do not cover window and join state yet: run jobs with \
      windows or joins without execution.checkpointing.interval (they restart from the beginning)";
 
+/// A placeholder for a snapshot moved out of a [`KeyedCoreSnapshot`].
+fn empty_snapshot() -> crate::state::KeyedStateSnapshot {
+    crate::state::KeyedStateSnapshot {
+        format_version: crate::state::SNAPSHOT_FORMAT_VERSION,
+        max_parallelism: 1,
+        states: Vec::new(),
+        shared: Vec::new(),
+    }
+}
+
 /// What a keyed operator's checkpoint holds: its keyed state by key group and its timers.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(bound = "K: Key")]
@@ -166,35 +178,52 @@ struct KeyedCoreSnapshot<K> {
 }
 
 impl<K: Key> KeyedCore<K> {
-    pub fn new(clock: ClockRef) -> Self {
-        KeyedCore {
+    /// Timers and keyed state on the backend the job's configuration names (`state.backend`).
+    pub fn new(ctx: &OperatorContext) -> Result<Self> {
+        Ok(KeyedCore {
             timers: InternalTimers::default(),
-            state: KeyedState::default(),
+            state: KeyedState::new(ctx.state_backend.clone(), ctx.max_parallelism)?,
             watermark: i64::MIN,
-            clock,
-            max_parallelism: eddy_core::keygroup::default_max_parallelism(1),
-        }
+            clock: ctx.clock.clone(),
+            max_parallelism: ctx.max_parallelism,
+        })
     }
 
-    /// Keyed state and timers as bytes, for a checkpoint.
-    pub fn snapshot(&self) -> Result<Vec<u8>> {
+    /// Keyed state and timers as bytes, for checkpoint or savepoint `barrier`: a savepoint is
+    /// always a full snapshot, a checkpoint may be incremental (`state.backend.incremental`),
+    /// its bytes then listing the shared files it references for the checkpoint storage.
+    pub fn snapshot(&mut self, barrier: &CheckpointBarrier) -> Result<Vec<u8>> {
+        let now = self.clock.now_ms();
+        let state = if barrier.kind.is_savepoint() {
+            self.state.snapshot(self.max_parallelism, now)?
+        } else {
+            self.state.checkpoint(self.max_parallelism, now, barrier.id)?
+        };
+        let shared: Vec<_> = state.shared.iter().map(|s| s.file.clone()).collect();
         let snapshot = KeyedCoreSnapshot {
-            state: self.state.snapshot(self.max_parallelism, self.clock.now_ms())?,
+            state,
             event_timers: self.timers.event.snapshot(),
             processing_timers: self.timers.processing.snapshot(),
         };
         let mut bytes = Vec::new();
         eddy_core::codec::encode_value(&snapshot, &mut bytes)?;
-        Ok(bytes)
+        if shared.is_empty() {
+            return Ok(bytes);
+        }
+        with_shared_files(&shared, &bytes)
     }
 
     /// Restores the keyed state and timers of the key groups this subtask owns, out of the
     /// snapshots of every old subtask that held some of them (only its own without a rescale).
     pub fn restore(&mut self, restored: &RestoredState) -> Result<()> {
-        let snapshots: Vec<KeyedCoreSnapshot<K>> =
-            restored.keyed().map(eddy_core::codec::decode_value).collect::<Result<_>>()?;
+        let decode = |bytes: &[u8]| -> Result<KeyedCoreSnapshot<K>> {
+            eddy_core::codec::decode_value(split_shared_files(bytes)?.1)
+        };
+        let snapshots: Vec<KeyedCoreSnapshot<K>> = restored.keyed().map(decode).collect::<Result<_>>()?;
         let range = restored.key_groups();
-        let states: Vec<_> = snapshots.iter().map(|s| s.state.clone()).collect();
+        let mut snapshots = snapshots;
+        let states: Vec<_> =
+            snapshots.iter_mut().map(|s| std::mem::replace(&mut s.state, empty_snapshot())).collect();
         self.state.restore(&states, range.clone())?;
         let max_parallelism = restored.max_parallelism;
         let mine = |timers: Vec<(i64, K)>| -> Vec<(i64, K)> {
@@ -303,8 +332,8 @@ where
         restored.map_or(Ok(()), |r| self.core.restore(r))
     }
 
-    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
-        self.core.snapshot().map(Some)
+    fn snapshot_state(&mut self, barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
+        self.core.snapshot(barrier).map(Some)
     }
 
     fn process_batch(&mut self, batch: Batch<I>, out: &mut Emitter<O>) -> Result<()> {
@@ -366,8 +395,8 @@ where
         restored.map_or(Ok(()), |r| self.core.restore(r))
     }
 
-    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
-        self.core.snapshot().map(Some)
+    fn snapshot_state(&mut self, barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
+        self.core.snapshot(barrier).map(Some)
     }
 
     fn process_batch1(&mut self, batch: Batch<I1>, out: &mut Emitter<O>) -> Result<()> {

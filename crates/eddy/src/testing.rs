@@ -96,7 +96,15 @@ impl<I: Data + Sync, O: Data> OneInputHarness<I, O> {
         mode: RuntimeMode,
         pipeline: impl FnOnce(DataStream<I>) -> DataStream<O>,
     ) -> Result<Self> {
-        Self::build_inner(mode, pipeline, None)
+        Self::build_inner(mode, pipeline, None, None)
+    }
+
+    /// Like [`build`](Self::build), with `config` (e.g. another `state.backend`).
+    pub fn build_configured(
+        config: &eddy_core::Configuration,
+        pipeline: impl FnOnce(DataStream<I>) -> DataStream<O>,
+    ) -> Result<Self> {
+        Self::build_inner(RuntimeMode::Streaming, pipeline, None, Some(config))
     }
 
     /// Like [`build`](Self::build), with the operator restored from `state`, what
@@ -105,15 +113,20 @@ impl<I: Data + Sync, O: Data> OneInputHarness<I, O> {
         pipeline: impl FnOnce(DataStream<I>) -> DataStream<O>,
         state: Option<Vec<u8>>,
     ) -> Result<Self> {
-        Self::build_inner(RuntimeMode::Streaming, pipeline, Some(state))
+        Self::build_inner(RuntimeMode::Streaming, pipeline, Some(state), None)
     }
 
     fn build_inner(
         mode: RuntimeMode,
         pipeline: impl FnOnce(DataStream<I>) -> DataStream<O>,
         restored: Option<Option<Vec<u8>>>,
+        config: Option<&eddy_core::Configuration>,
     ) -> Result<Self> {
-        let env = StreamExecutionEnvironment::local().with_parallelism(1);
+        let env = match config {
+            Some(c) => StreamExecutionEnvironment::with_configuration(c.clone()),
+            None => StreamExecutionEnvironment::local(),
+        }
+        .with_parallelism(1);
         let result = pipeline(env.from_collection(Vec::<I>::new()));
         let inner = env.inner.borrow();
         let node_id =
@@ -135,6 +148,9 @@ impl<I: Data + Sync, O: Data> OneInputHarness<I, O> {
             clock: ClockRef(clock.clone()),
             auto_watermark_interval: 200,
             checkpointing: false,
+            state_backend: Arc::new(eddy_core::config::StateBackendConfig::from_configuration(
+                &inner.config,
+            )?),
         };
         let output = Arc::new(Mutex::new(Vec::new()));
         let main = upcast_output::<O>(Box::new(Recorder(output.clone())));

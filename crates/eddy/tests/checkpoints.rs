@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use eddy::connectors::datagen::DataGeneratorSource;
 use eddy::prelude::*;
 use eddy::sink::{Sink, SinkContext, SinkWriter};
 use eddy::{Batch, Configuration};
@@ -518,8 +519,10 @@ fn a_two_input_operator_is_restored_with_exactly_the_records_before_its_barriers
     .with_parallelism(2);
     let result = Arc::new(Mutex::new(None));
     let r = result.clone();
-    let evens = env.from_sequence(1, N).map(|x| x * 2);
-    let odds = env.from_sequence(1, N).map(|x| x * 2 - 1);
+    // Throttled so that the job outlasts a few checkpoint intervals (at least 200 ms).
+    let sequence = || DataGeneratorSource::new(|i| i as i64 + 1, N as u64).with_rate(N as f64 * 5.0);
+    let evens = env.from_source(sequence(), "evens").map(|x| x * 2);
+    let odds = env.from_source(sequence(), "odds").map(|x| x * 2 - 1);
     evens
         .connect(&odds)
         .transform("SumBoth", move |_| {

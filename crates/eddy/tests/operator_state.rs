@@ -241,6 +241,7 @@ fn runtime(subtask: usize, parallelism: usize) -> RuntimeContext {
         clock: ClockRef(Arc::new(ManualClock::new(0))),
         auto_watermark_interval: 200,
         checkpointing: true,
+        state_backend: Default::default(),
     })
 }
 

@@ -15,12 +15,31 @@
 //! looks complete and is not. Reading one back checks every size and checksum; a missing,
 //! short or corrupt file is an error naming the file.
 //!
+//! # Shared files
+//!
+//! Incremental snapshots (`state.backend.incremental`) write state that does not change between
+//! checkpoints once, as immutable files under `<dir>/<job-id>/shared/`, and every later
+//! checkpoint that still holds that state references the same file. An operator's state bytes
+//! make their references visible to this layer by starting with a shared-file header
+//! ([`with_shared_files`]): the paths (relative to `<dir>`), sizes and CRC-32s of the files,
+//! then the operator's own bytes. The `_metadata` lists each subtask's shared files. The
+//! operator reads the files back itself when it restores ([`read_shared_file`] checks size and
+//! checksum, so a missing or corrupt file is an error naming it, and the restore falls back to
+//! an older checkpoint as for any unreadable state).
+//!
+//! A shared file is deleted once no retained checkpoint references it: after each completed
+//! checkpoint, the store sweeps `<dir>/<job-id>/shared/` and deletes the files that no retained
+//! checkpoint references and that were written for a checkpoint older than the oldest retained
+//! one (so files of checkpoints still in progress stay, and so do those of checkpoints that were
+//! aborted until a newer one completes). Only the job's own `shared/` directory is swept: files of
+//! another job that a restored checkpoint references are never deleted.
+//!
 //! [`CompletedCheckpointStore`] keeps the newest `state.checkpoints.num-retained` checkpoints
 //! and discards older ones. A restore takes the newest that reads back intact and falls back
 //! to older ones (with a warning) when it does not; when none does, the restore fails with
 //! every reason rather than silently starting from wrong state.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,6 +61,9 @@ const FORMAT_NAME: &str = "eddy-checkpoint";
 pub struct StoredCheckpoint {
     pub id: u64,
     pub location: CheckpointLocation,
+    /// The shared files its operators' state references (paths relative to the checkpoint
+    /// directory).
+    pub shared: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +83,11 @@ pub trait CheckpointStorage: Send {
     fn load(&self, stored: &StoredCheckpoint) -> Result<Arc<CompletedCheckpoint>>;
     /// Deletes a checkpoint that is no longer retained.
     fn discard(&mut self, stored: &StoredCheckpoint) -> Result<()>;
+    /// Deletes the job's shared files that `live` does not name and that were written for a
+    /// checkpoint before `oldest_retained`.
+    fn discard_shared(&mut self, _live: &HashSet<&str>, _oldest_retained: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Keeps completed checkpoints in memory (Flink's JobManager-heap storage).
@@ -73,7 +100,8 @@ impl CheckpointStorage for JobManagerCheckpointStorage {
     }
 
     fn store(&mut self, checkpoint: &Arc<CompletedCheckpoint>) -> Result<StoredCheckpoint> {
-        Ok(StoredCheckpoint { id: checkpoint.id, location: CheckpointLocation::Memory(checkpoint.clone()) })
+        let location = CheckpointLocation::Memory(checkpoint.clone());
+        Ok(StoredCheckpoint { id: checkpoint.id, location, shared: Vec::new() })
     }
 
     fn load(&self, stored: &StoredCheckpoint) -> Result<Arc<CompletedCheckpoint>> {
@@ -92,12 +120,13 @@ impl CheckpointStorage for JobManagerCheckpointStorage {
 #[derive(Debug, Clone)]
 pub struct FileSystemCheckpointStorage {
     job_dir: PathBuf,
+    job_id: String,
 }
 
 impl FileSystemCheckpointStorage {
     /// Checkpoints of job `job_id` under `dir` (`state.checkpoints.dir`).
     pub fn new(dir: &Path, job_id: &str) -> Self {
-        FileSystemCheckpointStorage { job_dir: dir.join(job_id) }
+        FileSystemCheckpointStorage { job_dir: dir.join(job_id), job_id: job_id.to_string() }
     }
 
     /// `<dir>/<job-id>`.
@@ -139,7 +168,8 @@ impl CheckpointStorage for FileSystemCheckpointStorage {
             let _ = fs::remove_dir_all(&temp);
             return Err(e);
         }
-        Ok(StoredCheckpoint { id: checkpoint.id, location: CheckpointLocation::Directory(target) })
+        let location = CheckpointLocation::Directory(target);
+        Ok(StoredCheckpoint { id: checkpoint.id, location, shared: Vec::new() })
     }
 
     fn load(&self, stored: &StoredCheckpoint) -> Result<Arc<CompletedCheckpoint>> {
@@ -156,6 +186,27 @@ impl CheckpointStorage for FileSystemCheckpointStorage {
             }
             CheckpointLocation::Memory(_) => Ok(()),
         }
+    }
+
+    fn discard_shared(&mut self, live: &HashSet<&str>, oldest_retained: u64) -> Result<()> {
+        let shared = self.job_dir.join(SHARED_DIR);
+        let entries = match fs::read_dir(&shared) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(EddyError::io("cannot list shared state files in", &shared, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| EddyError::io("cannot list shared state files in", &shared, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let relative = format!("{}/{SHARED_DIR}/{name}", self.job_id);
+            let written_for = shared_file_checkpoint(&name);
+            if live.contains(relative.as_str()) || written_for.is_none_or(|id| id >= oldest_retained) {
+                continue;
+            }
+            let path = entry.path();
+            fs::remove_file(&path).map_err(|e| EddyError::io("cannot delete shared state file", &path, e))?;
+        }
+        Ok(())
     }
 }
 
@@ -175,9 +226,12 @@ impl CompletedCheckpointStore {
         self.storage.describe()
     }
 
-    /// Stores `checkpoint` and discards what is no longer retained.
+    /// Stores `checkpoint` and discards what is no longer retained: older checkpoints, and the
+    /// shared files no retained checkpoint references.
     pub fn add(&mut self, checkpoint: CompletedCheckpoint) -> Result<StoredCheckpoint> {
-        let stored = self.storage.store(&Arc::new(checkpoint))?;
+        let shared = referenced_shared_files(&checkpoint)?;
+        let mut stored = self.storage.store(&Arc::new(checkpoint))?;
+        stored.shared = shared;
         self.retained.push_back(stored.clone());
         while self.retained.len() > self.num_retained {
             if let Some(old) = self.retained.pop_front() {
@@ -185,6 +239,12 @@ impl CompletedCheckpointStore {
                     tracing::warn!(checkpoint_id = old.id, error = %e, "cannot discard an old checkpoint");
                 }
             }
+        }
+        let live: HashSet<&str> =
+            self.retained.iter().flat_map(|c| c.shared.iter().map(String::as_str)).collect();
+        let oldest = self.retained.front().map_or(stored.id, |c| c.id);
+        if let Err(e) = self.storage.discard_shared(&live, oldest) {
+            tracing::warn!(checkpoint_id = stored.id, error = %e, "cannot delete unreferenced shared state files");
         }
         Ok(stored)
     }
@@ -256,6 +316,9 @@ struct SubtaskMetadata {
     /// Unaligned checkpoints: the records in flight on the subtask's inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     in_flight: Option<FileMetadata>,
+    /// The shared files its state references, relative to the checkpoint directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    shared: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -275,15 +338,18 @@ fn write_checkpoint(dir: &Path, c: &CompletedCheckpoint) -> Result<()> {
         };
         let mut subtasks = Vec::with_capacity(op.subtasks.len());
         for (i, s) in op.subtasks.iter().enumerate() {
-            let state = match &s.state {
-                Some(bytes) => Some(write_state_file(dir, &format!("{}-{i}", op.id), bytes)?),
-                None => None,
+            let (state, shared) = match &s.state {
+                Some(bytes) => {
+                    let shared = split_shared_files(bytes)?.0.into_iter().map(|f| f.path).collect();
+                    (Some(write_state_file(dir, &format!("{}-{i}", op.id), bytes)?), shared)
+                }
+                None => (None, Vec::new()),
             };
             let in_flight = match &s.in_flight {
                 Some(bytes) => Some(write_state_file(dir, &format!("{}-{i}-in-flight", op.id), bytes)?),
                 None => None,
             };
-            subtasks.push(SubtaskMetadata { subtask: i, finished: s.finished, state, in_flight });
+            subtasks.push(SubtaskMetadata { subtask: i, finished: s.finished, state, in_flight, shared });
         }
         operators.push(OperatorMetadata {
             id: op.id.clone(),
@@ -413,6 +479,120 @@ fn read_state_file(dir: &Path, f: &FileMetadata, metadata_path: &Path) -> Result
     let actual = format!("{:08x}", crc32(&bytes));
     if !actual.eq_ignore_ascii_case(&f.crc32) {
         return Err(bad(format!("checksum {actual}, the metadata says {}: the file is corrupt", f.crc32)));
+    }
+    Ok(bytes)
+}
+
+/// The directory of a job's shared files, under `<dir>/<job-id>/`.
+pub const SHARED_DIR: &str = "shared";
+/// The first bytes of operator state that references shared files.
+const SHARED_MAGIC: &[u8; 8] = b"EDDYSHR1";
+
+/// A shared file an operator's state references: where it is, relative to the checkpoint
+/// directory (`state.checkpoints.dir`, with `/` between components), and its size and CRC-32.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedFile {
+    pub path: String,
+    pub size: u64,
+    pub crc32: u32,
+}
+
+/// The path (relative to the checkpoint directory) for a shared file of job `job_id` written for
+/// checkpoint `checkpoint_id`; `name` must make it unique among that checkpoint's files.
+pub fn shared_file_path(job_id: &str, checkpoint_id: u64, name: &str) -> String {
+    format!("{job_id}/{SHARED_DIR}/chk-{checkpoint_id}-{name}")
+}
+
+/// The checkpoint a shared file (by file name) was written for.
+fn shared_file_checkpoint(name: &str) -> Option<u64> {
+    name.strip_prefix("chk-")?.split('-').next()?.parse().ok()
+}
+
+/// Operator state bytes that reference `files`: a header listing them, then `payload`.
+pub fn with_shared_files(files: &[SharedFile], payload: &[u8]) -> Result<Vec<u8>> {
+    let list = serde_json::to_vec(files).map_err(EddyError::user)?;
+    let mut bytes = Vec::with_capacity(SHARED_MAGIC.len() + 8 + list.len() + payload.len());
+    bytes.extend_from_slice(SHARED_MAGIC);
+    bytes.extend_from_slice(&(list.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&list);
+    bytes.extend_from_slice(payload);
+    Ok(bytes)
+}
+
+/// The shared files operator state bytes reference, and the operator's own bytes (all of
+/// `bytes` when there is no shared-file header).
+pub fn split_shared_files(bytes: &[u8]) -> Result<(Vec<SharedFile>, &[u8])> {
+    let Some(rest) = bytes.strip_prefix(SHARED_MAGIC.as_slice()) else {
+        return Ok((Vec::new(), bytes));
+    };
+    let bad = |reason: &str| EddyError::BadInput {
+        location: "operator state".into(),
+        reason: format!("shared-file header: {reason}"),
+    };
+    let (len, rest) = rest.split_first_chunk::<8>().ok_or_else(|| bad("truncated"))?;
+    let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|_| bad("bad length"))?;
+    if len > rest.len() {
+        return Err(bad("truncated"));
+    }
+    let files = serde_json::from_slice(&rest[..len]).map_err(|e| bad(&e.to_string()))?;
+    Ok((files, &rest[len..]))
+}
+
+/// The shared files every operator subtask of `checkpoint` references, without repeats.
+fn referenced_shared_files(checkpoint: &CompletedCheckpoint) -> Result<Vec<String>> {
+    let mut seen = HashSet::new();
+    for op in &checkpoint.operators {
+        for bytes in op.subtasks.iter().filter_map(|s| s.state.as_deref()) {
+            seen.extend(split_shared_files(bytes)?.0.into_iter().map(|f| f.path));
+        }
+    }
+    let mut shared: Vec<String> = seen.into_iter().collect();
+    shared.sort();
+    Ok(shared)
+}
+
+/// Checks that `relative` stays inside the checkpoint directory.
+fn shared_path(checkpoints_dir: &Path, relative: &str) -> Result<PathBuf> {
+    let plain = relative.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\\'));
+    if !plain {
+        return Err(EddyError::BadInput {
+            location: format!("checkpoint directory {}", checkpoints_dir.display()),
+            reason: format!("{relative:?} is not the path of a shared state file"),
+        });
+    }
+    Ok(checkpoints_dir.join(relative))
+}
+
+/// Writes the shared file `relative` (see [`shared_file_path`]) under `checkpoints_dir`, synced;
+/// the file appears whole or not at all.
+pub fn write_shared_file(checkpoints_dir: &Path, relative: &str, bytes: &[u8]) -> Result<SharedFile> {
+    let path = shared_path(checkpoints_dir, relative)?;
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|e| EddyError::io("cannot create shared state directory", parent, e))?;
+    }
+    let temp = path.with_extension("inprogress");
+    write_synced(&temp, bytes)?;
+    fs::rename(&temp, &path)
+        .map_err(|e| EddyError::io("cannot move the written shared file to", &path, e))?;
+    Ok(SharedFile { path: relative.to_string(), size: bytes.len() as u64, crc32: crc32(bytes) })
+}
+
+/// Reads the shared file `file` under `checkpoints_dir`, checking its size and checksum: a
+/// missing, short or corrupt file is an error naming it.
+pub fn read_shared_file(checkpoints_dir: &Path, file: &SharedFile) -> Result<Vec<u8>> {
+    let path = shared_path(checkpoints_dir, &file.path)?;
+    let bytes = fs::read(&path).map_err(|e| EddyError::io("cannot read shared state file", &path, e))?;
+    let bad = |reason: String| EddyError::BadInput { location: path.display().to_string(), reason };
+    if bytes.len() as u64 != file.size {
+        return Err(bad(format!("{} bytes, the checkpoint says {}", bytes.len(), file.size)));
+    }
+    let actual = crc32(&bytes);
+    if actual != file.crc32 {
+        return Err(bad(format!(
+            "checksum {actual:08x}, the checkpoint says {:08x}: the file is corrupt",
+            file.crc32
+        )));
     }
     Ok(bytes)
 }
@@ -585,6 +765,61 @@ mod tests {
         fs::remove_file(&meta).unwrap();
         let err = read_checkpoint(&tmp.path().join("job/chk-6")).unwrap_err().to_string();
         assert!(err.contains("_metadata"), "{err}");
+    }
+
+    /// Checkpoint `id` whose one stateful subtask references the shared files `shared` (names
+    /// under the job's shared directory).
+    fn checkpoint_referencing(id: u64, shared: &[&str]) -> CompletedCheckpoint {
+        let files: Vec<SharedFile> = shared
+            .iter()
+            .map(|name| SharedFile { path: format!("job/{SHARED_DIR}/{name}"), size: 1, crc32: crc32(&[7]) })
+            .collect();
+        let mut c = checkpoint(id);
+        c.operators[1].subtasks[0].state = Some(with_shared_files(&files, &[id as u8]).unwrap());
+        c
+    }
+
+    #[test]
+    fn shared_files_are_deleted_once_no_retained_checkpoint_references_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shared = tmp.path().join("job").join(SHARED_DIR);
+        let other_job = tmp.path().join("other").join(SHARED_DIR);
+        fs::create_dir_all(&shared).unwrap();
+        fs::create_dir_all(&other_job).unwrap();
+        for name in ["chk-1-a", "chk-1-b", "chk-2-c", "chk-2-aborted", "chk-4-in-progress"] {
+            fs::write(shared.join(name), [7]).unwrap();
+        }
+        fs::write(other_job.join("chk-1-x"), [7]).unwrap();
+        let mut store = file_store(tmp.path(), 1);
+        store.add(checkpoint_referencing(1, &["chk-1-a", "chk-1-b"])).unwrap();
+        assert_eq!(names(&shared), ["chk-1-a", "chk-1-b", "chk-2-aborted", "chk-2-c", "chk-4-in-progress"]);
+        // Checkpoint 3 keeps referencing chk-1-a: only chk-1-b and the aborted checkpoint 2's
+        // files go; checkpoint 4's (still in progress) stay, and so does the other job's file.
+        store.add(checkpoint_referencing(3, &["chk-1-a", "chk-3-d"])).unwrap();
+        assert_eq!(names(&shared), ["chk-1-a", "chk-4-in-progress"]);
+        assert_eq!(names(&other_job), ["chk-1-x"]);
+        let meta: serde_json::Value =
+            serde_json::from_slice(&fs::read(tmp.path().join("job/chk-3/_metadata")).unwrap()).unwrap();
+        assert_eq!(meta["operators"][1]["subtasks"][0]["shared"][0], "job/shared/chk-1-a");
+        // The operator gets its own bytes back behind the header.
+        let back = store.latest_restorable().unwrap().unwrap();
+        let bytes = back.operators[1].subtasks[0].state.as_deref().unwrap();
+        let (files, payload) = split_shared_files(bytes).unwrap();
+        assert_eq!((files.len(), payload), (2, &[3u8][..]));
+    }
+
+    #[test]
+    fn a_shared_file_reads_back_only_whole_and_inside_the_checkpoint_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = shared_file_path("job", 7, "kg3");
+        assert_eq!(path, "job/shared/chk-7-kg3");
+        let file = write_shared_file(tmp.path(), &path, b"entries").unwrap();
+        assert_eq!(read_shared_file(tmp.path(), &file).unwrap(), b"entries");
+        fs::write(tmp.path().join(&path), b"entriez").unwrap();
+        let err = read_shared_file(tmp.path(), &file).unwrap_err().to_string();
+        assert!(err.contains("chk-7-kg3") && err.contains("corrupt"), "{err}");
+        let escape = SharedFile { path: "../x".into(), ..file };
+        assert!(read_shared_file(tmp.path(), &escape).unwrap_err().to_string().contains("not the path"));
     }
 
     #[test]

@@ -270,6 +270,7 @@ fn ctx() -> OperatorContext {
         clock: ClockRef::system(),
         auto_watermark_interval: 0,
         checkpointing: false,
+        state_backend: Default::default(),
     }
 }
 

@@ -89,6 +89,7 @@ impl<Op: TwoInputOperator> TwoInputHarness<Op> {
             clock: ClockRef(Arc::new(ManualClock::new(0))),
             auto_watermark_interval: 200,
             checkpointing: false,
+            state_backend: Default::default(),
         };
         op.open(&ctx)?;
         let output: Log<Op::Out> = Arc::default();

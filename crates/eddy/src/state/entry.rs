@@ -161,23 +161,61 @@ impl<UK: Key, UV: Data> Entry for MapEntry<UK, UV> {
     }
 }
 
+/// One key's entry in the LSM backend's write-back cache: the decoded entry (`None`: the key
+/// has none) and whether it changed since it was loaded or last written back.
+pub(crate) struct Cached<E> {
+    pub entry: Option<E>,
+    pub dirty: bool,
+    pub key_group: u16,
+}
+
+/// What a handle reads and writes: a table of the heap backend, or the current key's cached
+/// entry in the LSM backend (which writes it back when it is evicted or snapshotted).
+enum Store<'a, K, E> {
+    /// The state could not be reached (the error went to the function's context).
+    Detached,
+    Heap(&'a mut Map<K, E>),
+    Cached(&'a mut Cached<E>),
+}
+
 /// One key's entry in one state table, as a state handle reaches it.
 ///
 /// A handle whose state could not be reached (the error went to the function's context) is
 /// detached: it reads as empty and ignores writes.
 pub(crate) struct Access<'a, K, E> {
-    entries: Option<&'a mut Map<K, E>>,
+    store: Store<'a, K, E>,
     key: &'a K,
     ttl: Option<TtlNow>,
 }
 
+/// Applies TTL to an entry before a read (see [`Access::read_with`]); false if nothing is left.
+fn read_under_ttl<E: Entry>(e: &mut E, t: TtlNow, returns: bool) -> bool {
+    let left = if t.return_expired {
+        e.retain_stamps(|s| s != RETURNED)
+    } else {
+        e.retain_stamps(|s| !t.expired(s))
+    };
+    if left && returns {
+        e.map_stamps(|s| match t.expired(s) {
+            true => RETURNED,
+            false if t.refresh_on_read => t.now,
+            false => s,
+        });
+    }
+    left
+}
+
 impl<'a, K: Key, E: Entry> Access<'a, K, E> {
     pub fn new(entries: &'a mut Map<K, E>, key: &'a K, ttl: Option<TtlNow>) -> Self {
-        Access { entries: Some(entries), key, ttl }
+        Access { store: Store::Heap(entries), key, ttl }
+    }
+
+    pub fn cached(slot: &'a mut Cached<E>, key: &'a K, ttl: Option<TtlNow>) -> Self {
+        Access { store: Store::Cached(slot), key, ttl }
     }
 
     pub fn detached(key: &'a K) -> Self {
-        Access { entries: None, key, ttl: None }
+        Access { store: Store::Detached, key, ttl: None }
     }
 
     pub fn ttl(&self) -> Option<TtlNow> {
@@ -189,9 +227,26 @@ impl<'a, K: Key, E: Entry> Access<'a, K, E> {
         self.ttl.map(|t| t.now)
     }
 
-    /// The entry as stored, without TTL checks (for maps, whose entries expire one by one).
+    /// The entry as stored, without TTL checks, for a caller that may change it (maps, whose
+    /// entries expire one by one).
     pub fn stored(&mut self) -> Option<&mut E> {
-        self.entries.as_deref_mut()?.get_mut(self.key)
+        match &mut self.store {
+            Store::Detached => None,
+            Store::Heap(map) => map.get_mut(self.key),
+            Store::Cached(c) => {
+                c.dirty = true;
+                c.entry.as_mut()
+            }
+        }
+    }
+
+    /// The entry as stored, for a caller that only reads it.
+    pub fn peek(&self) -> Option<&E> {
+        match &self.store {
+            Store::Detached => None,
+            Store::Heap(map) => map.get(self.key),
+            Store::Cached(c) => c.entry.as_ref(),
+        }
     }
 
     /// The entry as a read that returns it sees it (see [`Access::read_with`]).
@@ -204,61 +259,85 @@ impl<'a, K: Key, E: Entry> Access<'a, K, E> {
     /// entry, expired values it returns are marked for removal by the next read
     /// (`ReturnExpiredIfNotCleanedUp`), and `OnReadAndWrite` refreshes the others.
     pub fn read_with(&mut self, returns: bool) -> Option<&mut E> {
-        let map = self.entries.as_deref_mut()?;
-        if let Some(t) = self.ttl {
-            let e = map.get_mut(self.key)?;
-            let left = if t.return_expired {
-                e.retain_stamps(|s| s != RETURNED)
-            } else {
-                e.retain_stamps(|s| !t.expired(s))
-            };
-            if !left {
-                map.remove(self.key);
-                return None;
+        let ttl = self.ttl;
+        match &mut self.store {
+            Store::Detached => None,
+            Store::Heap(map) => {
+                if let Some(t) = ttl {
+                    if !read_under_ttl(map.get_mut(self.key)?, t, returns) {
+                        map.remove(self.key);
+                        return None;
+                    }
+                }
+                map.get_mut(self.key)
             }
-            if returns {
-                e.map_stamps(|s| match t.expired(s) {
-                    true => RETURNED,
-                    false if t.refresh_on_read => t.now,
-                    false => s,
-                });
+            Store::Cached(c) => {
+                if let Some(t) = ttl {
+                    c.dirty = true;
+                    if !read_under_ttl(c.entry.as_mut()?, t, returns) {
+                        c.entry = None;
+                        return None;
+                    }
+                }
+                c.entry.as_mut()
             }
         }
-        map.get_mut(self.key)
     }
 
     /// Updates the entry with `value`, or creates it from `value` if the key has none.
     pub fn upsert<T>(&mut self, value: T, update: impl FnOnce(&mut E, T), create: impl FnOnce(T) -> E) {
-        let Some(map) = self.entries.as_deref_mut() else { return };
-        match map.get_mut(self.key) {
-            Some(e) => update(e, value),
-            None => {
-                map.insert(self.key.clone(), create(value));
+        match &mut self.store {
+            Store::Detached => {}
+            Store::Heap(map) => match map.get_mut(self.key) {
+                Some(e) => update(e, value),
+                None => {
+                    map.insert(self.key.clone(), create(value));
+                }
+            },
+            Store::Cached(c) => {
+                c.dirty = true;
+                match &mut c.entry {
+                    Some(e) => update(e, value),
+                    None => c.entry = Some(create(value)),
+                }
             }
         }
     }
 
     /// Replaces the entry by `f(old entry)`; `None` removes it.
     pub fn replace(&mut self, f: impl FnOnce(Option<E>) -> Option<E>) {
-        let Some(map) = self.entries.as_deref_mut() else { return };
-        match map.remove_entry(self.key) {
-            Some((k, e)) => {
-                if let Some(new) = f(Some(e)) {
-                    map.insert(k, new);
+        match &mut self.store {
+            Store::Detached => {}
+            Store::Heap(map) => match map.remove_entry(self.key) {
+                Some((k, e)) => {
+                    if let Some(new) = f(Some(e)) {
+                        map.insert(k, new);
+                    }
                 }
-            }
-            None => {
-                if let Some(new) = f(None) {
-                    map.insert(self.key.clone(), new);
+                None => {
+                    if let Some(new) = f(None) {
+                        map.insert(self.key.clone(), new);
+                    }
                 }
+            },
+            Store::Cached(c) => {
+                c.dirty = true;
+                c.entry = f(c.entry.take());
             }
         }
     }
 
     /// Removes the key's entry.
     pub fn clear(&mut self) {
-        if let Some(map) = self.entries.as_deref_mut() {
-            map.remove(self.key);
+        match &mut self.store {
+            Store::Detached => {}
+            Store::Heap(map) => {
+                map.remove(self.key);
+            }
+            Store::Cached(c) => {
+                c.dirty |= c.entry.is_some();
+                c.entry = None;
+            }
         }
     }
 }

@@ -36,11 +36,7 @@ macro_rules! keyed_state_descriptor {
             }
 
             fn keys_in<K: Key>(&self, state: &mut KeyedState<K>) -> Result<Vec<K>> {
-                if !state.slots.iter().any(|s| s.name == self.name()) {
-                    return Ok(Vec::new());
-                }
-                let ttl = self.ttl_config().copied();
-                Ok(state.table::<$entry>(self.name(), $kind, ttl)?.keys().cloned().collect())
+                state.keys_of::<$entry>(self.name(), $kind, self.ttl_config().copied())
             }
         }
     };
@@ -59,10 +55,6 @@ impl<IN: 'static, ACC: Data, OUT: 'static> KeyedStateDescriptor for AggregatingS
     }
 
     fn keys_in<K: Key>(&self, state: &mut KeyedState<K>) -> Result<Vec<K>> {
-        if !state.slots.iter().any(|s| s.name == self.name()) {
-            return Ok(Vec::new());
-        }
-        let ttl = self.ttl_config().copied();
-        Ok(state.table::<Stamped<ACC>>(self.name(), StateKind::Aggregating, ttl)?.keys().cloned().collect())
+        state.keys_of::<Stamped<ACC>>(self.name(), StateKind::Aggregating, self.ttl_config().copied())
     }
 }

@@ -36,7 +36,7 @@ impl<'a, K: Key, UK: Key, UV: Data> MapState<'a, K, UK, UV> {
                 return None;
             }
         }
-        self.access.stored()?.get(key).map(|e| &e.value)
+        self.access.peek()?.get(key).map(|e| &e.value)
     }
 
     /// Applies TTL to the entry of `key` before a read returns it (as `Access::read` does for

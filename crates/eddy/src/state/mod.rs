@@ -94,10 +94,12 @@
 //! since only the descriptor knows the types; state never named again is carried over to the
 //! next snapshot as it is.
 
+mod backend;
 mod descriptors;
 mod entry;
 mod keys;
 mod list;
+mod lsm;
 mod map;
 mod snapshot;
 mod ttl;
@@ -106,20 +108,26 @@ mod value;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
+use eddy_core::config::{StateBackendConfig, StateBackendKind};
 use eddy_core::keygroup::UPPER_BOUND_MAX_PARALLELISM;
 use eddy_core::{Data, EddyError, Key, Result};
 use serde::{Deserialize, Serialize};
 
+use backend::{Backend, Content, Incremental};
 pub use descriptors::{
     AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor,
     ValueStateDescriptor,
 };
 pub use keys::KeyedStateDescriptor;
 pub use list::ListState;
+use lsm::{LsmStore, LsmTable};
 pub use map::MapState;
-use snapshot::{select_key_groups, StateTable, Table};
-pub use snapshot::{KeyGroupState, KeyedStateSnapshot, StateSnapshot, SNAPSHOT_FORMAT_VERSION};
+use snapshot::{select_key_groups, Table};
+pub use snapshot::{
+    KeyGroupFile, KeyGroupState, KeyedStateSnapshot, SharedKeyGroup, StateSnapshot, SNAPSHOT_FORMAT_VERSION,
+};
 pub use ttl::{StateTtlConfig, StateVisibility, UpdateType};
 pub use value::{AggregatingState, ReducingState, ValueState};
 
@@ -153,8 +161,16 @@ impl fmt::Display for StateKind {
 ///
 /// Operators reach it through the function's context; tests and checkpoints use it directly.
 /// The accessors take the current processing time `now`, which only TTL reads.
+///
+/// Where the entries live is the backend's business (`state.backend`): typed hash maps in
+/// memory (`hashmap`, [`KeyedState::default`]) or an embedded LSM tree on local disk (`fjall`,
+/// see [`KeyedState::new`]). The handles, their semantics and the snapshot format are the same
+/// on both, so a savepoint taken on one restores on the other.
 pub struct KeyedState<K> {
     slots: Vec<Slot<K>>,
+    backend: Backend,
+    config: Arc<StateBackendConfig>,
+    incremental: Incremental,
 }
 
 struct Slot<K> {
@@ -163,22 +179,38 @@ struct Slot<K> {
     content: Content<K>,
 }
 
-enum Content<K> {
-    /// Restored bytes, waiting for a descriptor to say their types.
-    Restored {
-        max_parallelism: usize,
-        snapshot: StateSnapshot,
-    },
-    Live(Box<dyn StateTable<K>>),
-}
-
 impl<K: Key> Default for KeyedState<K> {
+    /// Keyed state on the heap backend.
     fn default() -> Self {
-        KeyedState { slots: Vec::new() }
+        KeyedState {
+            slots: Vec::new(),
+            backend: Backend::Heap,
+            config: Arc::default(),
+            incremental: Incremental::new(),
+        }
     }
 }
 
 impl<K: Key> KeyedState<K> {
+    /// Keyed state on the backend `config` names, its keys grouped for `max_parallelism`.
+    /// The `fjall` backend opens its LSM tree in a new directory now, removed on drop.
+    pub fn new(config: Arc<StateBackendConfig>, max_parallelism: usize) -> Result<Self> {
+        check_max_parallelism(max_parallelism)?;
+        let backend = match config.kind {
+            StateBackendKind::HashMap => Backend::Heap,
+            StateBackendKind::Fjall => Backend::Lsm(LsmStore::open(&config, max_parallelism)?),
+        };
+        Ok(KeyedState { slots: Vec::new(), backend, config, incremental: Incremental::new() })
+    }
+
+    /// The backend the state lives in.
+    pub fn backend(&self) -> StateBackendKind {
+        match self.backend {
+            Backend::Heap => StateBackendKind::HashMap,
+            Backend::Lsm(_) => StateBackendKind::Fjall,
+        }
+    }
+
     /// `key`'s value of the value state `desc`.
     pub fn value_state<'a, V: Data>(
         &'a mut self,
@@ -187,8 +219,7 @@ impl<K: Key> KeyedState<K> {
         now: i64,
     ) -> Result<ValueState<'a, K, V>> {
         let ttl = desc.ttl_config().copied();
-        let entries = self.table::<Stamped<V>>(desc.name(), StateKind::Value, ttl)?;
-        Ok(ValueState::new(Access::new(entries, key, ttl.map(|c| c.at(now)))))
+        Ok(ValueState::new(self.access::<Stamped<V>>(desc.name(), StateKind::Value, ttl, key, now)?))
     }
 
     /// `key`'s list of the list state `desc`.
@@ -199,8 +230,7 @@ impl<K: Key> KeyedState<K> {
         now: i64,
     ) -> Result<ListState<'a, K, V>> {
         let ttl = desc.ttl_config().copied();
-        let entries = self.table::<ListEntry<V>>(desc.name(), StateKind::List, ttl)?;
-        Ok(ListState::new(Access::new(entries, key, ttl.map(|c| c.at(now)))))
+        Ok(ListState::new(self.access::<ListEntry<V>>(desc.name(), StateKind::List, ttl, key, now)?))
     }
 
     /// `key`'s map of the map state `desc`.
@@ -211,8 +241,7 @@ impl<K: Key> KeyedState<K> {
         now: i64,
     ) -> Result<MapState<'a, K, UK, UV>> {
         let ttl = desc.ttl_config().copied();
-        let entries = self.table::<MapEntry<UK, UV>>(desc.name(), StateKind::Map, ttl)?;
-        Ok(MapState::new(Access::new(entries, key, ttl.map(|c| c.at(now)))))
+        Ok(MapState::new(self.access::<MapEntry<UK, UV>>(desc.name(), StateKind::Map, ttl, key, now)?))
     }
 
     /// `key`'s value of the reducing state `desc`.
@@ -223,8 +252,8 @@ impl<K: Key> KeyedState<K> {
         now: i64,
     ) -> Result<ReducingState<'a, K, V>> {
         let ttl = desc.ttl_config().copied();
-        let entries = self.table::<Stamped<V>>(desc.name(), StateKind::Reducing, ttl)?;
-        Ok(ReducingState::new(Access::new(entries, key, ttl.map(|c| c.at(now))), &*desc.reduce))
+        let access = self.access::<Stamped<V>>(desc.name(), StateKind::Reducing, ttl, key, now)?;
+        Ok(ReducingState::new(access, &*desc.reduce))
     }
 
     /// `key`'s accumulator of the aggregating state `desc`.
@@ -235,25 +264,32 @@ impl<K: Key> KeyedState<K> {
         now: i64,
     ) -> Result<AggregatingState<'a, K, IN, ACC, OUT>> {
         let ttl = desc.ttl_config().copied();
-        let entries = self.table::<Stamped<ACC>>(desc.name(), StateKind::Aggregating, ttl)?;
-        Ok(AggregatingState::new(Access::new(entries, key, ttl.map(|c| c.at(now))), &*desc.function))
+        let access = self.access::<Stamped<ACC>>(desc.name(), StateKind::Aggregating, ttl, key, now)?;
+        Ok(AggregatingState::new(access, &*desc.function))
     }
 
     /// Whether no state holds an entry for any key.
     pub fn is_empty(&self) -> bool {
         self.slots.iter().all(|s| match &s.content {
             Content::Restored { snapshot, .. } => snapshot.key_groups.is_empty(),
-            Content::Live(table) => table.is_empty(),
+            Content::Heap(table) => table.is_empty(),
+            Content::Lsm(table) => match &self.backend {
+                Backend::Lsm(store) => table.is_empty(store),
+                Backend::Heap => true,
+            },
         })
     }
 
-    /// Writes all state as bytes per state and key group, keys grouped for `max_parallelism`.
-    /// With `cleanup_full_snapshot`, entries expired at `now` are left out.
-    pub fn snapshot(&self, max_parallelism: usize, now: i64) -> Result<KeyedStateSnapshot> {
+    /// Writes all state as bytes per state and key group, keys grouped for `max_parallelism`
+    /// (a full, canonical snapshot: what savepoints hold). With `cleanup_full_snapshot`,
+    /// entries expired at `now` are left out.
+    pub fn snapshot(&mut self, max_parallelism: usize, now: i64) -> Result<KeyedStateSnapshot> {
         check_max_parallelism(max_parallelism)?;
+        self.flush()?;
+        let view = self.backend.view(max_parallelism)?;
         let mut states = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
-            states.push(match &slot.content {
+            let key_groups = match &slot.content {
                 Content::Restored { max_parallelism: restored, snapshot } => {
                     if *restored != max_parallelism && !snapshot.key_groups.is_empty() {
                         return Err(EddyError::InvalidJob(format!(
@@ -262,32 +298,107 @@ impl<K: Key> KeyedState<K> {
                             slot.name
                         )));
                     }
-                    snapshot.clone()
+                    snapshot.key_groups.clone()
                 }
-                Content::Live(table) => StateSnapshot {
-                    name: slot.name.clone(),
-                    kind: slot.kind,
-                    value_types: table.value_types(),
-                    ttl: table.ttl().is_some(),
-                    key_groups: table.snapshot(max_parallelism, now)?,
-                },
-            });
+                Content::Heap(table) => table.snapshot(max_parallelism, now)?,
+                Content::Lsm(table) => {
+                    let mut groups = Vec::new();
+                    for key_group in 0..max_parallelism {
+                        if let Some(bytes) = self.backend.key_group_bytes(&view, &**table, key_group, now)? {
+                            groups.push(KeyGroupState { key_group, bytes });
+                        }
+                    }
+                    groups
+                }
+            };
+            states.push(self.header(slot, key_groups));
         }
-        Ok(KeyedStateSnapshot { format_version: SNAPSHOT_FORMAT_VERSION, max_parallelism, states })
+        Ok(KeyedStateSnapshot {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            max_parallelism,
+            states,
+            shared: Vec::new(),
+        })
+    }
+
+    /// The snapshot for checkpoint `checkpoint_id`: incremental when `state.backend.incremental`
+    /// is set, the backend is `fjall` and checkpoints go to a directory (only the key groups
+    /// written to since the previous snapshot are written, each as a new file under
+    /// `<dir>/<job-id>/shared/`; the others are referenced from earlier checkpoints), otherwise
+    /// the same as [`snapshot`](Self::snapshot).
+    ///
+    /// The files are written before this returns (the runtime has no asynchronous part yet).
+    pub fn checkpoint(
+        &mut self,
+        max_parallelism: usize,
+        now: i64,
+        checkpoint_id: u64,
+    ) -> Result<KeyedStateSnapshot> {
+        if !self.incremental_possible() {
+            return self.snapshot(max_parallelism, now);
+        }
+        check_max_parallelism(max_parallelism)?;
+        self.flush()?;
+        let view = self.backend.view(max_parallelism)?;
+        let (Some((dir, job_id)), Backend::Lsm(store)) = (&self.config.checkpoints, &self.backend) else {
+            return Err(EddyError::user("incremental checkpoint without an LSM backend"));
+        };
+        let changed: Vec<usize> = (0..max_parallelism).filter(|&kg| store.changed[kg]).collect();
+        for key_group in changed {
+            let mut states = Vec::new();
+            for slot in &self.slots {
+                let bytes = match &slot.content {
+                    Content::Restored { snapshot, .. } => snapshot
+                        .key_groups
+                        .binary_search_by_key(&key_group, |g| g.key_group)
+                        .ok()
+                        .map(|i| snapshot.key_groups[i].bytes.clone()),
+                    Content::Lsm(table) => self.backend.key_group_bytes(&view, &**table, key_group, now)?,
+                    Content::Heap(_) => None,
+                };
+                if let Some(bytes) = bytes {
+                    states.push((slot.name.clone(), bytes));
+                }
+            }
+            if states.is_empty() {
+                self.incremental.base.remove(&key_group);
+                continue;
+            }
+            let file = KeyGroupFile { format_version: SNAPSHOT_FORMAT_VERSION, key_group, states };
+            let mut bytes = Vec::new();
+            eddy_core::codec::encode_value(&file, &mut bytes)?;
+            let name = format!("{:016x}-kg{key_group}", self.incremental.token);
+            let path = eddy_runtime::checkpoint::storage::shared_file_path(job_id, checkpoint_id, &name);
+            let file = eddy_runtime::checkpoint::storage::write_shared_file(dir, &path, &bytes)?;
+            self.incremental.base.insert(key_group, file);
+        }
+        if let Backend::Lsm(store) = &mut self.backend {
+            store.changed.fill(false);
+        }
+        let states = self.slots.iter().map(|slot| self.header(slot, Vec::new())).collect();
+        let shared = self
+            .incremental
+            .base
+            .iter()
+            .map(|(&key_group, file)| SharedKeyGroup { key_group, file: file.clone() })
+            .collect();
+        Ok(KeyedStateSnapshot { format_version: SNAPSHOT_FORMAT_VERSION, max_parallelism, states, shared })
     }
 
     /// Replaces all state by the key groups in `key_groups` of `snapshots` (the snapshots of
     /// all subtasks before a rescale, or just this subtask's own).
     ///
     /// The snapshots are checked here (same max parallelism, known format, key groups in range,
-    /// no key group twice, one kind per name); the entries are decoded and checked when a
-    /// descriptor first names their state.
+    /// no key group twice, one kind per name); the shared files of incremental snapshots are
+    /// read and checked (size and CRC-32: a missing or corrupt file is an error naming it); the
+    /// entries are decoded and checked when a descriptor first names their state.
     pub fn restore(
         &mut self,
         snapshots: &[KeyedStateSnapshot],
         key_groups: RangeInclusive<usize>,
     ) -> Result<()> {
-        let (max_parallelism, states) = select_key_groups(snapshots, key_groups)?;
+        let (resolved, shared) = backend::resolve_shared(snapshots, &key_groups, &self.config)?;
+        let (max_parallelism, states) = select_key_groups(&resolved, key_groups.clone())?;
         self.slots = states
             .into_iter()
             .map(|snapshot| Slot {
@@ -296,26 +407,142 @@ impl<K: Key> KeyedState<K> {
                 content: Content::Restored { max_parallelism, snapshot },
             })
             .collect();
+        self.incremental.base.clear();
+        if let Backend::Lsm(store) = &mut self.backend {
+            *store = LsmStore::open(&self.config, store.max_parallelism)?;
+            if store.max_parallelism == max_parallelism {
+                // Key groups restored from shared files are unchanged until written to; the
+                // others are written whole by the next incremental checkpoint.
+                for kg in key_groups {
+                    store.changed[kg] = !shared.contains_key(&kg);
+                }
+                self.incremental.base = shared;
+            }
+        }
         Ok(())
     }
 
-    /// The entries of state `name`, created on first use, decoded on first use after a restore,
-    /// and checked against the kind, types and TTL the caller expects.
-    fn table<E: Entry>(
+    /// The name, kind, types and TTL flag of `slot`, with `key_groups`.
+    fn header(&self, slot: &Slot<K>, key_groups: Vec<KeyGroupState>) -> StateSnapshot {
+        let (value_types, ttl) = match &slot.content {
+            Content::Restored { snapshot, .. } => (snapshot.value_types.clone(), snapshot.ttl),
+            Content::Heap(t) => (t.value_types(), t.ttl().is_some()),
+            Content::Lsm(t) => (t.value_types(), t.ttl().is_some()),
+        };
+        StateSnapshot { name: slot.name.clone(), kind: slot.kind, value_types, ttl, key_groups }
+    }
+
+    /// Whether checkpoints can be incremental; warns once when they are asked to be and cannot.
+    fn incremental_possible(&mut self) -> bool {
+        if !self.config.incremental {
+            return false;
+        }
+        let why = match (&self.backend, &self.config.checkpoints) {
+            (Backend::Lsm(_), Some(_)) => return true,
+            (Backend::Heap, _) => "the hashmap backend takes full snapshots",
+            (Backend::Lsm(_), None) => "checkpoints are kept in memory (state.checkpoints.dir is not set)",
+        };
+        if !self.incremental.warned {
+            self.incremental.warned = true;
+            tracing::warn!(reason = why, "state.backend.incremental is set, but checkpoints are full");
+        }
+        false
+    }
+
+    /// Writes every LSM state's changed cached entries back to the tree.
+    fn flush(&mut self) -> Result<()> {
+        if let Backend::Lsm(store) = &mut self.backend {
+            for slot in &mut self.slots {
+                if let Content::Lsm(table) = &mut slot.content {
+                    table.flush(store)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys holding an entry of state `name` (of entries `E`), in a fixed order: by key
+    /// group on the `fjall` backend, in the heap map's (seeded) order on the heap. None if the
+    /// state was never written or restored.
+    pub(crate) fn keys_of<E: Entry>(
         &mut self,
         name: &str,
         kind: StateKind,
         ttl: Option<StateTtlConfig>,
-    ) -> Result<&mut Map<K, E>> {
-        let slot = match self.slots.iter().position(|s| s.name == name) {
-            Some(i) => &mut self.slots[i],
+    ) -> Result<Vec<K>> {
+        if !self.slots.iter().any(|s| s.name == name) {
+            return Ok(Vec::new());
+        }
+        let i = self.slot_index::<E>(name, kind, ttl)?;
+        // The tree then holds every entry the cache had changed.
+        self.flush()?;
+        let lost =
+            || EddyError::InvalidJob(format!("keyed state '{name}' does not hold {}", E::value_types()));
+        match (&self.slots[i].content, &self.backend) {
+            (Content::Heap(table), _) => {
+                let table = table.as_any().downcast_ref::<Table<K, E>>().ok_or_else(lost)?;
+                Ok(table.entries.keys().cloned().collect())
+            }
+            (Content::Lsm(table), Backend::Lsm(store)) => {
+                let id = table.id();
+                let view = store.view();
+                let mut keys = Vec::new();
+                for key_group in 0..store.max_parallelism {
+                    for kv in store.scan(&view, key_group, id) {
+                        let (key, _) = kv?;
+                        keys.push(eddy_core::codec::decode_value::<K>(&key[4..])?);
+                    }
+                }
+                Ok(keys)
+            }
+            _ => Err(lost()),
+        }
+    }
+
+    /// A handle on `key`'s entry in state `name`; see [`KeyedState::slot_index`].
+    fn access<'a, E: Entry>(
+        &'a mut self,
+        name: &str,
+        kind: StateKind,
+        ttl: Option<StateTtlConfig>,
+        key: &'a K,
+        now: i64,
+    ) -> Result<Access<'a, K, E>> {
+        let i = self.slot_index::<E>(name, kind, ttl)?;
+        let ttl_now = ttl.map(|c| c.at(now));
+        let lost =
+            || EddyError::InvalidJob(format!("keyed state '{name}' does not hold {}", E::value_types()));
+        match (&mut self.slots[i].content, &mut self.backend) {
+            (Content::Heap(table), _) => {
+                let table = table.as_any_mut().downcast_mut::<Table<K, E>>().ok_or_else(lost)?;
+                Ok(Access::new(&mut table.entries, key, ttl_now))
+            }
+            (Content::Lsm(table), Backend::Lsm(store)) => {
+                let table = table.as_any_mut().downcast_mut::<LsmTable<K, E>>().ok_or_else(lost)?;
+                Ok(Access::cached(table.slot(key, store)?, key, ttl_now))
+            }
+            _ => Err(lost()),
+        }
+    }
+
+    /// The position of state `name`, created on first use, decoded on first use after a
+    /// restore, and checked against the kind, types and TTL the caller expects.
+    fn slot_index<E: Entry>(
+        &mut self,
+        name: &str,
+        kind: StateKind,
+        ttl: Option<StateTtlConfig>,
+    ) -> Result<usize> {
+        let i = match self.slots.iter().position(|s| s.name == name) {
+            Some(i) => i,
             None => {
-                let table: Box<dyn StateTable<K>> = Box::new(Table::<K, E>::new(ttl));
-                self.slots.push(Slot { name: name.to_string(), kind, content: Content::Live(table) });
-                self.slots.last_mut().expect("just pushed")
+                let content = self.new_table::<E>(name, ttl)?;
+                self.slots.push(Slot { name: name.to_string(), kind, content });
+                self.slots.len() - 1
             }
         };
         let misuse = |what: String| EddyError::InvalidJob(format!("keyed state '{name}' {what}"));
+        let slot = &self.slots[i];
         if slot.kind != kind {
             return Err(misuse(format!("is a {} state, not a {kind} state", slot.kind)));
         }
@@ -323,7 +550,7 @@ impl<K: Key> KeyedState<K> {
             let with = |t: bool| if t { "with" } else { "without" };
             misuse(format!("was written {} TTL and is now used {} TTL", with(was), with(ttl.is_some())))
         };
-        if let Content::Restored { max_parallelism, snapshot } = &slot.content {
+        if let Content::Restored { snapshot, .. } = &slot.content {
             if snapshot.ttl != ttl.is_some() {
                 return Err(ttl_mismatch(snapshot.ttl));
             }
@@ -331,27 +558,86 @@ impl<K: Key> KeyedState<K> {
                 let (was, now) = (&snapshot.value_types, E::value_types());
                 return Err(misuse(format!("was written holding {was} and is now read as {now}")));
             }
-            let mut table = Table::<K, E>::new(ttl);
-            for kg in &snapshot.key_groups {
-                table.restore_key_group(name, *max_parallelism, kg)?;
+            // Decoded into a new table that replaces the bytes only once all decode: after an
+            // error the state stays unreadable rather than half restored.
+            let mut content = self.new_table::<E>(name, ttl)?;
+            if let Content::Restored { max_parallelism, snapshot } = &self.slots[i].content {
+                restore_table::<K, E>(&mut content, &mut self.backend, name, *max_parallelism, snapshot)?;
             }
-            slot.content = Content::Live(Box::new(table));
+            self.slots[i].content = content;
         }
-        let Content::Live(table) = &mut slot.content else {
-            unreachable!("restored state was made live above")
+        let (had_ttl, right_type) = match &mut self.slots[i].content {
+            Content::Heap(t) => (t.ttl().is_some(), t.as_any().is::<Table<K, E>>()),
+            Content::Lsm(t) => (t.ttl().is_some(), t.as_any().is::<LsmTable<K, E>>()),
+            Content::Restored { .. } => unreachable!("restored state was made live above"),
         };
-        if table.ttl().is_some() != ttl.is_some() {
-            return Err(ttl_mismatch(table.ttl().is_some()));
+        if had_ttl != ttl.is_some() {
+            return Err(ttl_mismatch(had_ttl));
         }
-        if !table.as_any().is::<Table<K, E>>() {
-            return Err(misuse(format!("holds {}, not {}", table.value_types(), E::value_types())));
+        if !right_type {
+            let types = match &self.slots[i].content {
+                Content::Heap(t) => t.value_types(),
+                Content::Lsm(t) => t.value_types(),
+                Content::Restored { .. } => String::new(),
+            };
+            return Err(misuse(format!("holds {types}, not {}", E::value_types())));
         }
-        table.set_ttl(ttl);
-        match table.as_any_mut().downcast_mut::<Table<K, E>>() {
-            Some(t) => Ok(&mut t.entries),
-            None => Err(misuse(format!("does not hold {}", E::value_types()))),
+        match &mut self.slots[i].content {
+            Content::Heap(t) => t.set_ttl(ttl),
+            Content::Lsm(t) => t.set_ttl(ttl),
+            Content::Restored { .. } => {}
         }
+        Ok(i)
     }
+
+    /// An empty table of entries `E` in this state's backend.
+    fn new_table<E: Entry>(&mut self, name: &str, ttl: Option<StateTtlConfig>) -> Result<Content<K>> {
+        Ok(match &mut self.backend {
+            Backend::Heap => Content::Heap(Box::new(Table::<K, E>::new(ttl))),
+            Backend::Lsm(store) => {
+                let id = u16::try_from(self.incremental.next_state_id).map_err(|_| {
+                    EddyError::InvalidJob("an operator can have at most 65536 keyed states".into())
+                })?;
+                self.incremental.next_state_id += 1;
+                Content::Lsm(Box::new(LsmTable::<K, E>::new(name, id, ttl, store)))
+            }
+        })
+    }
+}
+
+/// Decodes the restored key groups of state `name` into `content`, a new, empty table.
+fn restore_table<K: Key, E: Entry>(
+    content: &mut Content<K>,
+    backend: &mut Backend,
+    name: &str,
+    max_parallelism: usize,
+    snapshot: &StateSnapshot,
+) -> Result<()> {
+    match (content, backend) {
+        (Content::Heap(t), _) => {
+            if let Some(t) = t.as_any_mut().downcast_mut::<Table<K, E>>() {
+                for kg in &snapshot.key_groups {
+                    t.restore_key_group(name, max_parallelism, kg)?;
+                }
+            }
+        }
+        (Content::Lsm(t), Backend::Lsm(store)) => {
+            if store.max_parallelism != max_parallelism && !snapshot.key_groups.is_empty() {
+                return Err(EddyError::InvalidJob(format!(
+                    "keyed state '{name}' was written with max parallelism {max_parallelism}, the \
+                     operator has {}",
+                    store.max_parallelism
+                )));
+            }
+            if let Some(t) = t.as_any_mut().downcast_mut::<LsmTable<K, E>>() {
+                for kg in &snapshot.key_groups {
+                    t.restore_key_group(max_parallelism, kg, store)?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 pub(crate) fn check_max_parallelism(max_parallelism: usize) -> Result<()> {

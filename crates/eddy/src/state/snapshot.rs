@@ -2,12 +2,13 @@
 
 use std::any::Any;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::RangeInclusive;
 
 use eddy_core::codec::{decode_value, encode_value};
 use eddy_core::keygroup::assign_to_key_group;
 use eddy_core::{EddyError, Key, Result};
+use eddy_runtime::checkpoint::storage::SharedFile;
 use serde::{Deserialize, Serialize};
 
 use super::entry::{Entry, RETURNED};
@@ -15,7 +16,8 @@ use super::ttl::StateTtlConfig;
 use super::{check_max_parallelism, Map, StateKind};
 
 /// The version of the snapshot layout written by this build; restore refuses any other.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// Version 2 added the references to shared key-group files of incremental checkpoints.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
 /// All keyed state of one operator instance, as bytes per state and key group.
 ///
@@ -28,6 +30,26 @@ pub struct KeyedStateSnapshot {
     /// The max parallelism keys were grouped by: restore needs the same.
     pub max_parallelism: usize,
     pub states: Vec<StateSnapshot>,
+    /// Incremental checkpoints only: the key groups whose entries are in shared files, one
+    /// file per key group holding every state's entries of it (see [`KeyGroupFile`]); the
+    /// `states` then list only names, kinds and types. Empty in a full snapshot.
+    pub shared: Vec<SharedKeyGroup>,
+}
+
+/// A key group of an incremental checkpoint, kept in a shared file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedKeyGroup {
+    pub key_group: usize,
+    pub file: SharedFile,
+}
+
+/// The content of a shared key-group file: the entries of every state in one key group, as
+/// `(state name, bytes as in KeyGroupState)`. Encoded with `eddy_core::codec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGroupFile {
+    pub format_version: u32,
+    pub key_group: usize,
+    pub states: Vec<(String, Vec<u8>)>,
 }
 
 impl KeyedStateSnapshot {
@@ -62,12 +84,12 @@ pub struct KeyGroupState {
 ///
 /// Checks the layout: one format version and max parallelism, key groups in range and not
 /// twice, one kind and TTL flag per name. The entries are checked when they are decoded.
-pub(crate) fn select_key_groups(
-    snapshots: &[KeyedStateSnapshot],
+pub(crate) fn select_key_groups<S: std::borrow::Borrow<KeyedStateSnapshot>>(
+    snapshots: &[S],
     range: RangeInclusive<usize>,
 ) -> Result<(usize, Vec<StateSnapshot>)> {
     let bad = |reason: String| EddyError::BadInput { location: "keyed state snapshot".into(), reason };
-    let Some(max_parallelism) = snapshots.first().map(|s| s.max_parallelism) else {
+    let Some(max_parallelism) = snapshots.first().map(|s| s.borrow().max_parallelism) else {
         return Ok((0, Vec::new()));
     };
     check_max_parallelism(max_parallelism).map_err(|e| bad(e.to_string()))?;
@@ -78,6 +100,7 @@ pub(crate) fn select_key_groups(
     }
     let mut selected: Vec<StateSnapshot> = Vec::new();
     for s in snapshots {
+        let s: &KeyedStateSnapshot = s.borrow();
         if s.format_version != SNAPSHOT_FORMAT_VERSION {
             let v = s.format_version;
             return Err(bad(format!("format version {v} (this build reads {SNAPSHOT_FORMAT_VERSION})")));
@@ -171,31 +194,44 @@ impl<K: Key, E: Entry> Table<K, E> {
         max_parallelism: usize,
         kg: &KeyGroupState,
     ) -> Result<()> {
-        let bad = |reason: String| EddyError::BadInput {
-            location: format!("keyed state '{name}', key group {}", kg.key_group),
-            reason,
-        };
-        let entries: Vec<(K, E)> = decode_value(&kg.bytes).map_err(|e| match e {
-            EddyError::BadInput { location, reason } => bad(format!("{location}: {reason}")),
-            other => bad(other.to_string()),
-        })?;
-        for (key, entry) in entries {
-            let actual = assign_to_key_group(&key, max_parallelism);
+        let entries: Vec<(K, E)> = decode_key_group(name, max_parallelism, kg, self.ttl.is_some())?;
+        self.entries.extend(entries);
+        Ok(())
+    }
+}
+
+/// Decodes and checks the entries of one key group of state `name`: every key in that key
+/// group, none twice, entries well formed; empty entries are left out.
+pub(crate) fn decode_key_group<K: Key, E: Entry>(
+    name: &str,
+    max_parallelism: usize,
+    kg: &KeyGroupState,
+    has_ttl: bool,
+) -> Result<Vec<(K, E)>> {
+    let bad = |reason: String| EddyError::BadInput {
+        location: format!("keyed state '{name}', key group {}", kg.key_group),
+        reason,
+    };
+    let mut entries: Vec<(K, E)> = decode_value(&kg.bytes).map_err(|e| match e {
+        EddyError::BadInput { location, reason } => bad(format!("{location}: {reason}")),
+        other => bad(other.to_string()),
+    })?;
+    {
+        let mut seen = HashSet::with_capacity(entries.len());
+        for (key, entry) in &entries {
+            let actual = assign_to_key_group(key, max_parallelism);
             if actual != kg.key_group {
-                return Err(bad(format!(
-                    "holds a key of key group {actual} (max parallelism {max_parallelism})"
-                )));
+                let m = max_parallelism;
+                return Err(bad(format!("holds a key of key group {actual} (max parallelism {m})")));
             }
-            entry.check(self.ttl.is_some()).map_err(bad)?;
-            if entry.is_empty() {
-                continue;
-            }
-            if self.entries.insert(key, entry).is_some() {
+            entry.check(has_ttl).map_err(bad)?;
+            if !seen.insert(key) {
                 return Err(bad("holds the same key twice".into()));
             }
         }
-        Ok(())
     }
+    entries.retain(|(_, e)| !e.is_empty());
+    Ok(entries)
 }
 
 impl<K: Key, E: Entry> StateTable<K> for Table<K, E> {

@@ -432,6 +432,7 @@ fn operator_context() -> OperatorContext {
         clock: ClockRef(Arc::new(ManualClock::new(0))),
         auto_watermark_interval: 200,
         checkpointing: false,
+        state_backend: Default::default(),
     }
 }
 

@@ -1,0 +1,320 @@
+//! The `fjall` backend: keyed state in an embedded LSM tree on local disk, for state larger
+//! than memory.
+//!
+//! Every operator subtask opens its own fjall keyspace in a fresh directory under
+//! `state.backend.fjall.localdir` (the system's temporary directory by default), removed when
+//! the subtask's state is dropped. All its states share one partition; an entry's LSM key is
+//!
+//! ```text
+//! [key group: u16 big-endian][state id: u16 big-endian][the key, encoded with eddy_core::codec]
+//! ```
+//!
+//! so the entries of one key group are one contiguous key range (a snapshot or a rescale reads
+//! them with one prefix scan), and the value is the codec-encoded entry, TTL stamps included.
+//!
+//! In front of fjall each state keeps a bounded write-back cache of decoded entries: a state
+//! handle works on the cached entry (loaded on first access), and changed entries are encoded
+//! and written back in one batch when the cache is full and before every snapshot. Hot keys
+//! therefore cost what they cost on the heap backend; a miss costs an LSM lookup and a decode.
+//! The budget (`state.backend.fjall.memory`) is split: half for these caches, a quarter each for
+//! fjall's block cache and its write buffers.
+
+use std::any::Any;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use eddy_core::codec::{decode_value, encode_value};
+use eddy_core::config::StateBackendConfig;
+use eddy_core::keygroup::assign_to_key_group;
+use eddy_core::{EddyError, Key, Result};
+
+use super::entry::{Cached, Entry, RETURNED};
+use super::snapshot::{decode_key_group, KeyGroupState};
+use super::ttl::StateTtlConfig;
+use super::Map;
+
+/// Bytes a cached entry costs besides its encoded size: the hash map's slot and bookkeeping.
+const CACHE_OVERHEAD: usize = 48;
+
+/// One operator subtask's LSM tree, and what its states' caches share.
+pub(crate) struct LsmStore {
+    keyspace: fjall::Keyspace,
+    partition: fjall::PartitionHandle,
+    dir: PathBuf,
+    /// The key groups keys are grouped by (the operator's max parallelism).
+    pub max_parallelism: usize,
+    /// Bytes the write-back caches of all states may hold together.
+    cache_budget: usize,
+    /// Live states (for their share of the cache budget).
+    tables: usize,
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+    /// Key groups written to since the last snapshot (what an incremental snapshot rewrites).
+    pub changed: Vec<bool>,
+}
+
+impl fmt::Debug for LsmStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LsmStore").field("dir", &self.dir).finish()
+    }
+}
+
+impl LsmStore {
+    /// Opens an empty LSM tree in a new directory under the configured local directory.
+    pub fn open(config: &StateBackendConfig, max_parallelism: usize) -> Result<Self> {
+        let parent = config.local_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let dir = parent.join(format!("eddy-fjall-{:016x}", eddy_core::random::random_seed()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| EddyError::io("cannot create the fjall state directory", &dir, e))?;
+        let budget = config.memory_budget().bytes() as usize;
+        let quarter = (budget / 4).max(1 << 20);
+        let keyspace = fjall::Config::new(&dir)
+            .temporary(true)
+            .manual_journal_persist(true)
+            .cache_size(quarter as u64)
+            .max_write_buffer_size(quarter as u64)
+            .flush_workers(1)
+            .compaction_workers(1)
+            .open()
+            .map_err(|e| lsm_error(&dir, "cannot open the fjall keyspace", e))?;
+        let options = fjall::PartitionCreateOptions::default()
+            .manual_journal_persist(true)
+            .max_memtable_size(u32::try_from(quarter / 2).unwrap_or(u32::MAX));
+        let partition = keyspace
+            .open_partition("keyed-state", options)
+            .map_err(|e| lsm_error(&dir, "cannot open the fjall partition", e))?;
+        Ok(LsmStore {
+            keyspace,
+            partition,
+            dir,
+            max_parallelism,
+            cache_budget: budget / 2,
+            tables: 0,
+            key_buf: Vec::new(),
+            value_buf: Vec::new(),
+            changed: vec![false; max_parallelism],
+        })
+    }
+
+    /// A consistent view of everything written so far.
+    pub fn view(&self) -> fjall::Snapshot {
+        self.partition.snapshot()
+    }
+
+    /// Fills `key_buf` with the LSM key of `key` in state `state` and key group `key_group`.
+    fn encode_key<K: Key>(&mut self, key_group: u16, state: u16, key: &K) -> Result<()> {
+        self.key_buf.clear();
+        self.key_buf.extend_from_slice(&key_group.to_be_bytes());
+        self.key_buf.extend_from_slice(&state.to_be_bytes());
+        encode_value(key, &mut self.key_buf)
+    }
+
+    /// The entries of state `state` in key group `key_group` of `view`, as (encoded key,
+    /// encoded entry) pairs in key order.
+    pub fn scan<'v>(
+        &'v self,
+        view: &'v fjall::Snapshot,
+        key_group: usize,
+        state: u16,
+    ) -> impl Iterator<Item = Result<(fjall::Slice, fjall::Slice)>> + 'v {
+        let mut prefix = [0u8; 4];
+        prefix[..2].copy_from_slice(&(key_group as u16).to_be_bytes());
+        prefix[2..].copy_from_slice(&state.to_be_bytes());
+        view.prefix(prefix).map(move |kv| kv.map_err(|e| lsm_error(&self.dir, "cannot read state", e)))
+    }
+
+    /// The cache capacity, in entries, of one of the live states whose entries take about
+    /// `entry_bytes` each.
+    fn capacity(&self, entry_bytes: usize) -> usize {
+        (self.cache_budget / self.tables.max(1) / entry_bytes.max(1)).max(16)
+    }
+}
+
+fn lsm_error(dir: &Path, what: &str, e: impl fmt::Display) -> EddyError {
+    EddyError::user(format!("fjall state backend in {}: {what}: {e}", dir.display()))
+}
+
+/// A state table of any entry type in the LSM backend.
+pub(crate) trait LsmStateTable<K>: Send {
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn id(&self) -> u16;
+    fn value_types(&self) -> String;
+    fn ttl(&self) -> Option<StateTtlConfig>;
+    fn set_ttl(&mut self, ttl: Option<StateTtlConfig>);
+    /// Writes the changed cached entries back to the LSM tree, marking their key groups.
+    fn flush(&mut self, store: &mut LsmStore) -> Result<()>;
+    /// Appends a stored entry (its encoded key and value) to a snapshot's key-group bytes, as
+    /// the heap backend would write it at `now`; false if the snapshot leaves it out.
+    fn snapshot_entry(&self, key: &[u8], value: &[u8], now: i64, out: &mut Vec<u8>) -> Result<bool>;
+    /// Whether the state holds no entry (cached or stored); an unreadable tree counts as not
+    /// empty.
+    fn is_empty(&self, store: &LsmStore) -> bool;
+}
+
+/// The entries of one state in the LSM backend, and their write-back cache.
+pub(crate) struct LsmTable<K, E> {
+    name: String,
+    id: u16,
+    cache: Map<K, Cached<E>>,
+    ttl: Option<StateTtlConfig>,
+    /// The cache holds at most this many entries.
+    capacity: usize,
+    /// The average encoded size of an entry (key and value) seen at the last write-back.
+    entry_bytes: usize,
+}
+
+impl<K: Key, E: Entry> LsmTable<K, E> {
+    pub fn new(name: &str, id: u16, ttl: Option<StateTtlConfig>, store: &mut LsmStore) -> Self {
+        store.tables += 1;
+        let entry_bytes = std::mem::size_of::<(K, Cached<E>)>() + CACHE_OVERHEAD;
+        let capacity = store.capacity(entry_bytes);
+        LsmTable { name: name.to_string(), id, cache: Map::default(), ttl, capacity, entry_bytes }
+    }
+
+    /// The cached entry of `key`, loaded from the LSM tree if it is not cached.
+    pub fn slot(&mut self, key: &K, store: &mut LsmStore) -> Result<&mut Cached<E>> {
+        if !self.cache.contains_key(key) {
+            self.load(key, store)?;
+        }
+        self.cache.get_mut(key).ok_or_else(|| EddyError::user("state cache lost an entry it loaded"))
+    }
+
+    fn load(&mut self, key: &K, store: &mut LsmStore) -> Result<()> {
+        if self.cache.len() >= self.capacity {
+            self.flush(store)?;
+            self.cache.clear();
+        }
+        let key_group = assign_to_key_group(key, store.max_parallelism) as u16;
+        store.encode_key(key_group, self.id, key)?;
+        let stored = store
+            .partition
+            .get(&store.key_buf)
+            .map_err(|e| lsm_error(&store.dir, &format!("cannot read state '{}'", self.name), e))?;
+        let entry = match stored {
+            Some(bytes) => Some(decode_value::<E>(&bytes).map_err(|e| EddyError::BadInput {
+                location: format!("keyed state '{}', key group {key_group}", self.name),
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        self.cache.insert(key.clone(), Cached { entry, dirty: false, key_group });
+        Ok(())
+    }
+
+    /// Decodes the entries of one restored key group and writes them to the LSM tree.
+    pub fn restore_key_group(
+        &mut self,
+        max_parallelism: usize,
+        kg: &KeyGroupState,
+        store: &mut LsmStore,
+    ) -> Result<()> {
+        let entries: Vec<(K, E)> = decode_key_group(&self.name, max_parallelism, kg, self.ttl.is_some())?;
+        let mut batch = store.keyspace.batch();
+        for (key, entry) in &entries {
+            store.encode_key(kg.key_group as u16, self.id, key)?;
+            store.value_buf.clear();
+            encode_value(entry, &mut store.value_buf)?;
+            batch.insert(&store.partition, store.key_buf.as_slice(), store.value_buf.as_slice());
+        }
+        batch.commit().map_err(|e| lsm_error(&store.dir, "cannot write restored state", e))
+    }
+}
+
+impl<K: Key, E: Entry> LsmStateTable<K> for LsmTable<K, E> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn id(&self) -> u16 {
+        self.id
+    }
+
+    fn value_types(&self) -> String {
+        E::value_types()
+    }
+
+    fn ttl(&self) -> Option<StateTtlConfig> {
+        self.ttl
+    }
+
+    fn set_ttl(&mut self, ttl: Option<StateTtlConfig>) {
+        self.ttl = ttl;
+    }
+
+    fn flush(&mut self, store: &mut LsmStore) -> Result<()> {
+        let mut batch = store.keyspace.batch();
+        let (mut written, mut bytes) = (0usize, 0usize);
+        for (key, c) in self.cache.iter_mut().filter(|(_, c)| c.dirty) {
+            store.encode_key(c.key_group, self.id, key)?;
+            match &c.entry {
+                Some(entry) if !entry.is_empty() => {
+                    store.value_buf.clear();
+                    encode_value(entry, &mut store.value_buf)?;
+                    bytes += store.key_buf.len() + store.value_buf.len();
+                    written += 1;
+                    batch.insert(&store.partition, store.key_buf.as_slice(), store.value_buf.as_slice());
+                }
+                _ => batch.remove(&store.partition, store.key_buf.as_slice()),
+            }
+            store.changed[c.key_group as usize] = true;
+            c.dirty = false;
+        }
+        batch
+            .commit()
+            .map_err(|e| lsm_error(&store.dir, &format!("cannot write state '{}'", self.name), e))?;
+        if let Some(average) = bytes.checked_div(written) {
+            self.entry_bytes = std::mem::size_of::<(K, Cached<E>)>() + CACHE_OVERHEAD + average;
+            self.capacity = store.capacity(self.entry_bytes);
+        }
+        Ok(())
+    }
+
+    fn is_empty(&self, store: &LsmStore) -> bool {
+        if self.cache.values().any(|c| c.entry.is_some()) {
+            return false;
+        }
+        let view = store.view();
+        for key_group in 0..store.max_parallelism {
+            for kv in store.scan(&view, key_group, self.id) {
+                let Ok((key, _)) = kv else { return false };
+                // A key deleted in the cache and not yet written back does not count.
+                match decode_value::<K>(&key[4..]) {
+                    Ok(k) if self.cache.get(&k).is_some_and(|c| c.entry.is_none()) => continue,
+                    _ => return false,
+                }
+            }
+        }
+        true
+    }
+
+    fn snapshot_entry(&self, key: &[u8], value: &[u8], now: i64, out: &mut Vec<u8>) -> Result<bool> {
+        let Some(ttl) = self.ttl else {
+            out.extend_from_slice(key);
+            out.extend_from_slice(value);
+            return Ok(true);
+        };
+        let entry: E = decode_value(value).map_err(|e| EddyError::BadInput {
+            location: format!("keyed state '{}'", self.name),
+            reason: e.to_string(),
+        })?;
+        let t = ttl.at(now);
+        let kept = if ttl.cleanup_full_snapshot {
+            entry.filtered(|s| !t.expired(s))
+        } else {
+            entry.filtered(|s| s != RETURNED)
+        };
+        match kept {
+            Some(entry) => {
+                out.extend_from_slice(key);
+                encode_value(&*entry, out)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
