@@ -151,11 +151,6 @@ pub(crate) struct KeyedCore<K> {
     pub max_parallelism: usize,
 }
 
-/// Why a window or join operator declines a checkpoint.
-pub(crate) const NOT_CHECKPOINTED: &str =
-    "checkpoints do not cover window and join state yet: run jobs with \
-     windows or joins without execution.checkpointing.interval (they restart from the beginning)";
-
 /// What a keyed operator's checkpoint holds: its keyed state by key group and its timers.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(bound = "K: Key")]

@@ -10,15 +10,25 @@
 //! Event time bounds the buffers: an element older than the operator's watermark is late and is
 //! dropped (or sent to a side output), and each buffered element is removed by an event-time
 //! cleanup timer once no element that is not late could still join it.
+//!
+//! A checkpoint holds the buffers per key group and key; the cleanup timers follow from the
+//! buffered timestamps and are registered again on restore. After a restore, elements are
+//! late against the event time their key's subtask had reached before it until the new
+//! watermark catches up (see `windowing::checkpoint`), so replayed late elements are dropped
+//! as they were before.
 
-use crate::operators::NOT_CHECKPOINTED;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use eddy_core::keygroup::key_group_range_for_operator;
 use eddy_core::{Batch, Data, EddyError, Key, Result, NO_TIMESTAMP};
+use eddy_runtime::checkpoint::RestoredState;
 use eddy_runtime::{Emitter, MainOutput, OperatorContext, SideOutputs, TwoInputOperator};
 use serde::{Deserialize, Serialize};
+
+use crate::windowing::checkpoint::{cut_by_key_group, KeyedSnapshot, Restore, RestoredTime, FORMAT_VERSION};
 
 use crate::datastream::{ConnectedStreams, DataStream, KeyedStream};
 use crate::functions::{Collector, Context, OutputTag, RuntimeContext};
@@ -306,8 +316,18 @@ pub(crate) struct IntervalJoinOperator<K, L, R, O, KL, KR, P> {
     /// bucket's timestamp.
     cleanup: TimerQueue<(K, Side, i64)>,
     watermark: i64,
+    /// Event time reached before a restore, per key group.
+    restored_time: RestoredTime,
+    /// The key groups of this subtask and their number (set in `open`).
+    key_groups: RangeInclusive<usize>,
+    max_parallelism: usize,
     _o: PhantomData<fn() -> O>,
 }
+
+/// The buffers of one key in a checkpoint: `(timestamp, elements)` per side.
+type BufferedKey<L, R> = (Vec<(i64, Vec<L>)>, Vec<(i64, Vec<R>)>);
+
+const OPERATOR: &str = "interval join";
 
 impl<K, L, R, O, KL, KR, P> IntervalJoinOperator<K, L, R, O, KL, KR, P>
 where
@@ -329,8 +349,49 @@ where
             buffers: KeyMap::default(),
             cleanup: TimerQueue::default(),
             watermark: i64::MIN,
+            restored_time: RestoredTime::default(),
+            key_groups: 0..=0,
+            max_parallelism: 1,
             _o: PhantomData,
         }
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>> {
+        let entries = self.buffers.iter().map(|(key, b)| {
+            let left: Vec<(i64, &Vec<L>)> = b.left.iter().map(|(ts, v)| (*ts, v)).collect();
+            let right: Vec<(i64, &Vec<R>)> = b.right.iter().map(|(ts, v)| (*ts, v)).collect();
+            (key, (left, right))
+        });
+        KeyedSnapshot {
+            format_version: FORMAT_VERSION,
+            operator: OPERATOR.into(),
+            max_parallelism: self.max_parallelism,
+            times: self.restored_time.snapshot(&self.key_groups, self.watermark, Vec::new()),
+            shared: Vec::new(),
+            key_groups: cut_by_key_group(entries, self.max_parallelism)?,
+        }
+        .encode()
+    }
+
+    /// The buffers of the key groups this subtask owns, and their cleanup timers.
+    fn restore(&mut self, restored: &RestoredState) -> Result<()> {
+        let restore = Restore::read(restored, OPERATOR)?;
+        let entries: Vec<(K, BufferedKey<L, R>)> = restore.entries()?;
+        let right_upper = 0i64.saturating_sub(self.bounds.lower);
+        for (key, (left, right)) in entries {
+            for (ts, _) in &left {
+                self.cleanup
+                    .register(&(key.clone(), Side::Left, *ts), Self::cleanup_time(*ts, self.bounds.upper));
+            }
+            for (ts, _) in &right {
+                self.cleanup.register(&(key.clone(), Side::Right, *ts), Self::cleanup_time(*ts, right_upper));
+            }
+            let buffers = self.buffers.entry(key).or_default();
+            buffers.left.extend(left);
+            buffers.right.extend(right);
+        }
+        self.restored_time = restore.times();
+        Ok(())
     }
 
     /// Flink's cleanup time: once the watermark passes it, no element that is not late can
@@ -345,10 +406,10 @@ where
 
     fn process_left(&mut self, value: L, ts: i64, out: &mut Emitter<O>) -> Result<()> {
         let (main, side) = out.split();
-        if self.is_late(Side::Left, ts)? {
+        let key = (self.key_left)(&value);
+        if self.is_late(Side::Left, ts, &key)? {
             return emit_late(side, self.late.left.as_deref(), value, ts);
         }
-        let key = (self.key_left)(&value);
         let buffers = self.buffers.entry(key.clone()).or_default();
         let (lower, upper) = (ts.saturating_add(self.bounds.lower), ts.saturating_add(self.bounds.upper));
         if lower <= upper {
@@ -365,10 +426,10 @@ where
 
     fn process_right(&mut self, value: R, ts: i64, out: &mut Emitter<O>) -> Result<()> {
         let (main, side) = out.split();
-        if self.is_late(Side::Right, ts)? {
+        let key = (self.key_right)(&value);
+        if self.is_late(Side::Right, ts, &key)? {
             return emit_late(side, self.late.right.as_deref(), value, ts);
         }
-        let key = (self.key_right)(&value);
         let buffers = self.buffers.entry(key.clone()).or_default();
         // Seen from the right, the left partners lie at ts - upper ..= ts - lower.
         let (lower, upper) = (ts.saturating_sub(self.bounds.upper), ts.saturating_sub(self.bounds.lower));
@@ -386,7 +447,7 @@ where
     }
 
     /// Flink drops elements below the watermark (an element at the watermark still joins).
-    fn is_late(&self, side: Side, ts: i64) -> Result<bool> {
+    fn is_late(&self, side: Side, ts: i64, key: &K) -> Result<bool> {
         if ts == NO_TIMESTAMP {
             let which = if side == Side::Left { "left (first)" } else { "right (second)" };
             return Err(EddyError::User(format!(
@@ -394,7 +455,7 @@ where
                  need meaningful event timestamps (assign them with assign_timestamps_and_watermarks)"
             )));
         }
-        Ok(ts < self.watermark)
+        Ok(ts < self.restored_time.time_of(key, self.watermark))
     }
 
     fn remove_bucket(&mut self, key: &K, side: Side, ts: i64) {
@@ -468,17 +529,22 @@ where
     KR: Fn(&R) -> K + Send + 'static,
     P: ProcessJoinFunction<L, R, O>,
 {
-    /// Window and join state is not in checkpoints yet: a checkpoint fails loudly instead of
-    /// restoring this operator empty while its sources resume mid-stream.
-    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
-        Err(eddy_core::EddyError::InvalidJob(NOT_CHECKPOINTED.into()))
-    }
-
     type In1 = L;
     type In2 = R;
     type Out = O;
 
+    fn initialize_state(&mut self, restored: Option<&RestoredState>) -> Result<()> {
+        restored.map_or(Ok(()), |r| self.restore(r))
+    }
+
+    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
+        self.snapshot().map(Some)
+    }
+
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.max_parallelism = ctx.max_parallelism;
+        self.key_groups =
+            key_group_range_for_operator(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
         self.f.open(&RuntimeContext { op: ctx.clone() })
     }
 
@@ -492,6 +558,7 @@ where
 
     fn process_watermark(&mut self, watermark: i64, out: &mut Emitter<O>) -> Result<()> {
         self.watermark = watermark;
+        self.restored_time.release(watermark);
         while let Some((_, (key, side, ts))) = self.cleanup.pop_due(watermark) {
             self.remove_bucket(&key, side, ts);
         }

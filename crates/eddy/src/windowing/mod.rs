@@ -73,6 +73,7 @@
 
 mod aligned;
 pub mod assigners;
+pub(crate) mod checkpoint;
 pub mod evictors;
 pub mod functions;
 mod operator;
