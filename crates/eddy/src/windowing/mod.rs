@@ -82,6 +82,8 @@ pub mod triggers;
 pub mod window;
 
 #[cfg(test)]
+mod checkpoint_tests;
+#[cfg(test)]
 mod tests;
 
 pub use assigners::{
