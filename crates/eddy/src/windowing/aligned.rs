@@ -138,6 +138,9 @@ pub(crate) struct AlignedWindowOperator<T, K, KF, AG: IncrementalAgg<T>, WF, W> 
 
 const OPERATOR: &str = "aligned window";
 
+/// A key's accumulators in a checkpoint: `(pane start, accumulator)`.
+type PaneAccs<Acc> = Vec<(i64, Acc)>;
+
 /// The settings of an aligned window operator.
 #[derive(Clone)]
 pub(crate) struct AlignedSpec {
@@ -416,7 +419,7 @@ where
         for pending in restore.shared::<Vec<i64>>()? {
             self.pending.extend(pending);
         }
-        let entries: Vec<(K, Vec<(i64, AG::Acc)>)> = restore.entries()?;
+        let entries: Vec<(K, PaneAccs<AG::Acc>)> = restore.entries()?;
         for (key, panes) in entries {
             for (start, acc) in panes {
                 let idx = match self.find_pane(start) {

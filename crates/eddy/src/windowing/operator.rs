@@ -216,6 +216,9 @@ struct EntryIn<W, Acc, S> {
 
 const OPERATOR: &str = "window";
 
+/// The keys and their windows read back from a checkpoint.
+type RestoredKeys<K, W, Acc, S> = Vec<(K, Vec<EntryIn<W, Acc, S>>)>;
+
 fn domain_of(event_time: bool) -> TimeDomain {
     if event_time {
         TimeDomain::EventTime
@@ -622,7 +625,7 @@ where
     /// Takes the windows and timers of the key groups this subtask owns out of the snapshots.
     fn restore(&mut self, restored: &RestoredState) -> Result<()> {
         let restore = Restore::read(restored, OPERATOR)?;
-        let keys: Vec<(K, Vec<EntryIn<A::Window, C::Acc, Tr::State>>)> = restore.entries()?;
+        let keys: RestoredKeys<K, A::Window, C::Acc, Tr::State> = restore.entries()?;
         let mut timers: Vec<(u64, bool, i64, K, A::Window)> = Vec::new();
         for (key, windows) in keys {
             let entries = entries_of(&mut self.keys, &key);
