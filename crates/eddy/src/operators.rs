@@ -153,11 +153,6 @@ pub(crate) struct KeyedCore<K> {
     pub max_parallelism: usize,
 }
 
-/// Why a window or join operator declines a checkpoint.
-pub(crate) const NOT_CHECKPOINTED: &str =
-    "checkpoints do not cover window and join state yet: run jobs with \
-     windows or joins without execution.checkpointing.interval (they restart from the beginning)";
-
 /// A placeholder for a snapshot moved out of a [`KeyedCoreSnapshot`].
 fn empty_snapshot() -> crate::state::KeyedStateSnapshot {
     crate::state::KeyedStateSnapshot {

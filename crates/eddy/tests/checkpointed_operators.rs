@@ -1,7 +1,7 @@
 //! The built-in keyed operators under checkpoints: keyed `sum` and a `KeyedProcessFunction`
 //! with value state restore their state from the latest checkpoint after a failure, so the
-//! final counts equal a failure-free run's; window operators refuse checkpoints loudly rather
-//! than losing state.
+//! final counts equal a failure-free run's. Window and join operators are covered by
+//! `window_checkpoints.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -171,38 +171,6 @@ fn a_keyed_process_function_restores_its_value_state_from_the_checkpoint() {
         .process(CountWithState { count: ValueStateDescriptor::new("count") })
         .uid("count");
     assert_eq!(run(env, counts), expected());
-}
-
-#[test]
-fn a_window_operator_fails_the_job_loudly_instead_of_checkpointing_without_its_state() {
-    let mut config = Configuration::new();
-    config.set("execution.checkpointing.interval", "20 ms");
-    // (With checkpointing on, the default strategy would restart it again and again.)
-    config.set("restart-strategy.type", "none");
-    let env = StreamExecutionEnvironment::with_configuration(config).with_parallelism(1);
-    env.from_generator(u64::MAX, |i| i as i64)
-        .key_by(|v: &i64| v % 3)
-        .count_window(10)
-        .reduce(|a: i64, b: i64| a + b)
-        .sink_to(MaxPerKeyDiscard, "discard");
-    let client = env.execute_async("windows with checkpoints").unwrap();
-    assert!(client.wait_timeout(JOB_LIMIT).is_terminal(), "the job did not end within {JOB_LIMIT:?}");
-    let err = client.wait().unwrap_err().to_string();
-    assert!(err.contains("checkpoints do not cover window and join state yet"), "{err}");
-}
-
-struct MaxPerKeyDiscard;
-
-impl Sink<i64> for MaxPerKeyDiscard {
-    fn create_writer(&self, _: &SinkContext) -> Result<Box<dyn SinkWriter<i64>>> {
-        Ok(Box::new(MaxPerKeyDiscard))
-    }
-}
-
-impl SinkWriter<i64> for MaxPerKeyDiscard {
-    fn write_batch(&mut self, _: Batch<i64>) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// Keeps a sum per key and reports it 10 ms (event time) after each key's first record.

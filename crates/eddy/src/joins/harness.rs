@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use eddy_core::config::RuntimeMode;
+use eddy_core::element::{CheckpointBarrier, CheckpointType};
 use eddy_core::{Batch, Data, Result, NO_TIMESTAMP};
+use eddy_runtime::checkpoint::RestoredState;
 use eddy_runtime::time::{ClockRef, ManualClock};
 use eddy_runtime::{Emitter, OperatorContext, Output, TwoInputOperator};
 
@@ -76,12 +78,23 @@ pub(crate) struct TwoInputHarness<Op: TwoInputOperator> {
 }
 
 impl<Op: TwoInputOperator> TwoInputHarness<Op> {
-    pub fn open(mut op: Op) -> Result<Self> {
+    pub fn open(op: Op) -> Result<Self> {
+        Self::open_subtask(op, 0, 1, None)
+    }
+
+    /// Opens subtask `index` of `parallelism` (max parallelism 128), restored from `restored`.
+    pub fn open_subtask(
+        mut op: Op,
+        index: usize,
+        parallelism: usize,
+        restored: Option<&RestoredState>,
+    ) -> Result<Self> {
+        op.initialize_state(restored)?;
         let ctx = OperatorContext {
             job_name: "harness".into(),
             operator_name: "operator under test".into(),
-            subtask_index: 0,
-            parallelism: 1,
+            subtask_index: index,
+            parallelism,
             max_parallelism: 128,
             attempt: 0,
             runtime_mode: RuntimeMode::Streaming,
@@ -140,6 +153,12 @@ impl<Op: TwoInputOperator> TwoInputHarness<Op> {
     /// The records emitted since the last call, with their timestamps.
     pub fn take_records(&mut self) -> Vec<(Op::Out, Option<i64>)> {
         take(&self.output)
+    }
+
+    /// What the operator writes at a checkpoint barrier.
+    pub fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
+        let barrier = CheckpointBarrier { id: 1, timestamp: 0, kind: CheckpointType::Checkpoint };
+        self.op.snapshot_state(&barrier)
     }
 }
 

@@ -10,15 +10,25 @@
 //! Event time bounds the buffers: an element older than the operator's watermark is late and is
 //! dropped (or sent to a side output), and each buffered element is removed by an event-time
 //! cleanup timer once no element that is not late could still join it.
+//!
+//! A checkpoint holds the buffers per key group and key; the cleanup timers follow from the
+//! buffered timestamps and are registered again on restore. After a restore, elements are
+//! late against the event time their key's subtask had reached before it until the new
+//! watermark catches up (see `windowing::checkpoint`), so replayed late elements are dropped
+//! as they were before.
 
-use crate::operators::NOT_CHECKPOINTED;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use eddy_core::keygroup::key_group_range_for_operator;
 use eddy_core::{Batch, Data, EddyError, Key, Result, NO_TIMESTAMP};
+use eddy_runtime::checkpoint::RestoredState;
 use eddy_runtime::{Emitter, MainOutput, OperatorContext, SideOutputs, TwoInputOperator};
 use serde::{Deserialize, Serialize};
+
+use crate::windowing::checkpoint::{cut_by_key_group, KeyedSnapshot, Restore, RestoredTime, FORMAT_VERSION};
 
 use crate::datastream::{ConnectedStreams, DataStream, KeyedStream};
 use crate::functions::{Collector, Context, OutputTag, RuntimeContext};
@@ -306,8 +316,18 @@ pub(crate) struct IntervalJoinOperator<K, L, R, O, KL, KR, P> {
     /// bucket's timestamp.
     cleanup: TimerQueue<(K, Side, i64)>,
     watermark: i64,
+    /// Event time reached before a restore, per key group.
+    restored_time: RestoredTime,
+    /// The key groups of this subtask and their number (set in `open`).
+    key_groups: RangeInclusive<usize>,
+    max_parallelism: usize,
     _o: PhantomData<fn() -> O>,
 }
+
+/// The buffers of one key in a checkpoint: `(timestamp, elements)` per side.
+type BufferedKey<L, R> = (Vec<(i64, Vec<L>)>, Vec<(i64, Vec<R>)>);
+
+const OPERATOR: &str = "interval join";
 
 impl<K, L, R, O, KL, KR, P> IntervalJoinOperator<K, L, R, O, KL, KR, P>
 where
@@ -329,8 +349,49 @@ where
             buffers: KeyMap::default(),
             cleanup: TimerQueue::default(),
             watermark: i64::MIN,
+            restored_time: RestoredTime::default(),
+            key_groups: 0..=0,
+            max_parallelism: 1,
             _o: PhantomData,
         }
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>> {
+        let entries = self.buffers.iter().map(|(key, b)| {
+            let left: Vec<(i64, &Vec<L>)> = b.left.iter().map(|(ts, v)| (*ts, v)).collect();
+            let right: Vec<(i64, &Vec<R>)> = b.right.iter().map(|(ts, v)| (*ts, v)).collect();
+            (key, (left, right))
+        });
+        KeyedSnapshot {
+            format_version: FORMAT_VERSION,
+            operator: OPERATOR.into(),
+            max_parallelism: self.max_parallelism,
+            times: self.restored_time.snapshot(&self.key_groups, self.watermark, Vec::new()),
+            shared: Vec::new(),
+            key_groups: cut_by_key_group(entries, self.max_parallelism)?,
+        }
+        .encode()
+    }
+
+    /// The buffers of the key groups this subtask owns, and their cleanup timers.
+    fn restore(&mut self, restored: &RestoredState) -> Result<()> {
+        let restore = Restore::read(restored, OPERATOR)?;
+        let entries: Vec<(K, BufferedKey<L, R>)> = restore.entries()?;
+        let right_upper = 0i64.saturating_sub(self.bounds.lower);
+        for (key, (left, right)) in entries {
+            for (ts, _) in &left {
+                self.cleanup
+                    .register(&(key.clone(), Side::Left, *ts), Self::cleanup_time(*ts, self.bounds.upper));
+            }
+            for (ts, _) in &right {
+                self.cleanup.register(&(key.clone(), Side::Right, *ts), Self::cleanup_time(*ts, right_upper));
+            }
+            let buffers = self.buffers.entry(key).or_default();
+            buffers.left.extend(left);
+            buffers.right.extend(right);
+        }
+        self.restored_time = restore.times();
+        Ok(())
     }
 
     /// Flink's cleanup time: once the watermark passes it, no element that is not late can
@@ -345,10 +406,10 @@ where
 
     fn process_left(&mut self, value: L, ts: i64, out: &mut Emitter<O>) -> Result<()> {
         let (main, side) = out.split();
-        if self.is_late(Side::Left, ts)? {
+        let key = (self.key_left)(&value);
+        if self.is_late(Side::Left, ts, &key)? {
             return emit_late(side, self.late.left.as_deref(), value, ts);
         }
-        let key = (self.key_left)(&value);
         let buffers = self.buffers.entry(key.clone()).or_default();
         let (lower, upper) = (ts.saturating_add(self.bounds.lower), ts.saturating_add(self.bounds.upper));
         if lower <= upper {
@@ -365,10 +426,10 @@ where
 
     fn process_right(&mut self, value: R, ts: i64, out: &mut Emitter<O>) -> Result<()> {
         let (main, side) = out.split();
-        if self.is_late(Side::Right, ts)? {
+        let key = (self.key_right)(&value);
+        if self.is_late(Side::Right, ts, &key)? {
             return emit_late(side, self.late.right.as_deref(), value, ts);
         }
-        let key = (self.key_right)(&value);
         let buffers = self.buffers.entry(key.clone()).or_default();
         // Seen from the right, the left partners lie at ts - upper ..= ts - lower.
         let (lower, upper) = (ts.saturating_sub(self.bounds.upper), ts.saturating_sub(self.bounds.lower));
@@ -386,7 +447,7 @@ where
     }
 
     /// Flink drops elements below the watermark (an element at the watermark still joins).
-    fn is_late(&self, side: Side, ts: i64) -> Result<bool> {
+    fn is_late(&self, side: Side, ts: i64, key: &K) -> Result<bool> {
         if ts == NO_TIMESTAMP {
             let which = if side == Side::Left { "left (first)" } else { "right (second)" };
             return Err(EddyError::User(format!(
@@ -394,7 +455,7 @@ where
                  need meaningful event timestamps (assign them with assign_timestamps_and_watermarks)"
             )));
         }
-        Ok(ts < self.watermark)
+        Ok(ts < self.restored_time.time_of(key, self.watermark))
     }
 
     fn remove_bucket(&mut self, key: &K, side: Side, ts: i64) {
@@ -468,17 +529,22 @@ where
     KR: Fn(&R) -> K + Send + 'static,
     P: ProcessJoinFunction<L, R, O>,
 {
-    /// Window and join state is not in checkpoints yet: a checkpoint fails loudly instead of
-    /// restoring this operator empty while its sources resume mid-stream.
-    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
-        Err(eddy_core::EddyError::InvalidJob(NOT_CHECKPOINTED.into()))
-    }
-
     type In1 = L;
     type In2 = R;
     type Out = O;
 
+    fn initialize_state(&mut self, restored: Option<&RestoredState>) -> Result<()> {
+        restored.map_or(Ok(()), |r| self.restore(r))
+    }
+
+    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
+        self.snapshot().map(Some)
+    }
+
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.max_parallelism = ctx.max_parallelism;
+        self.key_groups =
+            key_group_range_for_operator(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
         self.f.open(&RuntimeContext { op: ctx.clone() })
     }
 
@@ -492,6 +558,7 @@ where
 
     fn process_watermark(&mut self, watermark: i64, out: &mut Emitter<O>) -> Result<()> {
         self.watermark = watermark;
+        self.restored_time.release(watermark);
         while let Some((_, (key, side, ts))) = self.cleanup.pop_due(watermark) {
             self.remove_bucket(&key, side, ts);
         }
@@ -937,6 +1004,92 @@ mod tests {
     fn passthrough_ev(l: &Ev, r: &Ev, _: &mut JoinContext, out: &mut Collector<(Ev, Ev)>) -> Result<()> {
         out.collect((l.clone(), r.clone()));
         Ok(())
+    }
+
+    /// Left and right records of three keys, out of order by up to 12 ms, with watermarks on
+    /// both inputs that leave some records late.
+    fn checkpoint_steps() -> Vec<(usize, Option<Elem>, i64)> {
+        let keys = ["a", "b", "c"];
+        let mut steps = Vec::new();
+        let mut max_ts = i64::MIN;
+        for i in 0..80i64 {
+            let ts = i * 2 + (i * 7 % 13) - 6;
+            let side = (i % 3 == 0) as usize;
+            let c = if side == 0 { 'L' } else { 'R' };
+            steps.push((side, Some(elem(keys[(i / 2 % 3) as usize], ts, c)), ts));
+            max_ts = max_ts.max(ts);
+            if i % 5 == 4 {
+                steps.push((2, None, max_ts - 3));
+            }
+        }
+        steps.push((2, None, i64::MAX));
+        steps
+    }
+
+    fn join_subtask(
+        index: usize,
+        parallelism: usize,
+        restored: Option<&RestoredState>,
+    ) -> TwoInputHarness<PassOp> {
+        let bounds = JoinBounds::new(-8, 10, true, false);
+        let op: PassOp = IntervalJoinOperator::new(key_of, key_of, passthrough, bounds, LateTags::default());
+        TwoInputHarness::open_subtask(op, index, parallelism, restored).unwrap()
+    }
+
+    type Pairs = Vec<((Elem, Elem), Option<i64>)>;
+
+    /// Runs `steps` (input 0 or 1 with an element, or a watermark on both) on the subtasks, each
+    /// record on the subtask owning its key.
+    fn run_join(subtasks: &mut [TwoInputHarness<PassOp>], steps: &[(usize, Option<Elem>, i64)]) -> Pairs {
+        let p = subtasks.len();
+        for (input, e, ts) in steps {
+            let Some(e) = e else {
+                subtasks.iter_mut().for_each(|t| t.watermark_both(*ts).unwrap());
+                continue;
+            };
+            let t = &mut subtasks[eddy_core::keygroup::assign_key_to_operator(&key_of(e), 128, p)];
+            match input {
+                0 => t.element1(e.clone(), Some(*ts)).unwrap(),
+                _ => t.element2(e.clone(), Some(*ts)).unwrap(),
+            }
+        }
+        subtasks.iter_mut().flat_map(|t| t.take_records()).collect()
+    }
+
+    #[test]
+    fn interval_join_buffers_survive_restore_and_rescale() {
+        let steps = checkpoint_steps();
+        let whole = run_join(&mut [join_subtask(0, 1, None)], &steps);
+        assert!(whole.len() > 20, "{whole:?}");
+        let sorted = |mut v: Pairs| {
+            v.sort();
+            v
+        };
+        for cut in 1..steps.len() {
+            for (from, to) in [(1, 1), (2, 3), (2, 1)] {
+                let mut before: Vec<_> = (0..from).map(|i| join_subtask(i, from, None)).collect();
+                let mut out = run_join(&mut before, &steps[..cut]);
+                let states: Vec<(usize, Vec<u8>)> =
+                    before.iter_mut().enumerate().map(|(i, t)| (i, t.snapshot().unwrap().unwrap())).collect();
+                let restored = |subtask| RestoredState {
+                    states: states.clone(),
+                    old_parallelism: from,
+                    subtask,
+                    parallelism: to,
+                    max_parallelism: 128,
+                    operator_name: "interval join".into(),
+                };
+                let mut after: Vec<_> = (0..to).map(|i| join_subtask(i, to, Some(&restored(i)))).collect();
+                out.extend(run_join(&mut after, &steps[cut..]));
+                if from == to {
+                    assert_eq!(out, whole, "restored after step {cut}");
+                } else {
+                    assert_eq!(sorted(out), sorted(whole.clone()), "{from} -> {to} after step {cut}");
+                }
+                // Cleanup goes on after the restore: nothing is left at the end.
+                assert!(after.iter().all(|t| t.op.buffered() == (0, 0) && t.op.pending_timers() == 0));
+            }
+        }
     }
 
     #[test]

@@ -25,21 +25,32 @@
 //! accepts it is late data (side output or dropped and counted), if `ts + lateness <=
 //! watermark`.
 //!
+//! **Checkpoints.** The accumulators are written per key group and key, as `(pane start,
+//! accumulator)` pairs, with the ends of the windows not fired yet; a restore rebuilds the panes
+//! of its key groups from them. The pending window ends are shared by all keys, so after a
+//! rescale that merges subtasks which had fired different windows, each key's old subtask
+//! decides whether a window had already fired for it ([`super::checkpoint::RestoredTime`]);
+//! no per-key timers are needed for that either, and nothing is added per record once the
+//! restored time has been caught up with.
+//!
 //! Processing-time windows use this operator only when windows do not overlap
 //! (`size <= slide`): a pane then belongs to one window, so a window that fired and receives
 //! an element in the same millisecond fires again with that element alone, as in Flink.
 
-use crate::operators::NOT_CHECKPOINTED;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, VecDeque};
 use std::marker::PhantomData;
+use std::ops::RangeInclusive;
 
 use eddy_core::config::RuntimeMode;
+use eddy_core::keygroup::key_group_range_for_operator;
 use eddy_core::{Batch, Data, EddyError, Key, Result, NO_TIMESTAMP};
+use eddy_runtime::checkpoint::RestoredState;
 use eddy_runtime::time::ClockRef;
 use eddy_runtime::{Emitter, OneInputOperator, OperatorContext};
 
 use super::assigners::Alignment;
+use super::checkpoint::{cut_by_key_group, KeyedSnapshot, Restore, RestoredTime, FORMAT_VERSION};
 use super::functions::{FireContext, IncrementalAgg, InternalWindowFn};
 use super::operator::cleanup_time;
 use super::window::{TimeWindow, Window};
@@ -115,8 +126,20 @@ pub(crate) struct AlignedWindowOperator<T, K, KF, AG: IncrementalAgg<T>, WF, W> 
     last: Option<(i64, usize)>,
     /// Late elements dropped because no side output for late data was set.
     pub num_late_records_dropped: u64,
+    /// The time up to which windows have fired (event or processing time).
+    reached: i64,
+    /// Time reached before a restore, per key group (see [`super::checkpoint`]).
+    restored_time: RestoredTime,
+    /// The key groups of this subtask and their number (set in `open`).
+    key_groups: RangeInclusive<usize>,
+    max_parallelism: usize,
     _t: PhantomData<fn(T) -> W>,
 }
+
+const OPERATOR: &str = "aligned window";
+
+/// A key's accumulators in a checkpoint: `(pane start, accumulator)`.
+type PaneAccs<Acc> = Vec<(i64, Acc)>;
 
 /// The settings of an aligned window operator.
 #[derive(Clone)]
@@ -155,6 +178,10 @@ where
             clock: ctx.clock.clone(),
             last: None,
             num_late_records_dropped: 0,
+            reached: i64::MIN,
+            restored_time: RestoredTime::default(),
+            key_groups: 0..=0,
+            max_parallelism: 1,
             _t: PhantomData,
         })
     }
@@ -180,12 +207,16 @@ where
         Some(i)
     }
 
-    /// Creates the pane `[start, end)` if a window that is not late contains it.
-    fn create_pane(&mut self, start: i64, end: i64) -> Option<usize> {
+    /// Creates the pane `[start, end)` if a window that is not late at `watermark` contains it.
+    fn create_pane(&mut self, start: i64, end: i64, watermark: i64) -> Option<usize> {
         let (first_end, last_end) = self.panes_of.windows_of(start, end)?;
-        if self.event_time && self.cleanup(last_end) <= self.watermark {
+        if self.event_time && self.cleanup(last_end) <= watermark {
             return None;
         }
+        Some(self.insert_pane(start, first_end, last_end))
+    }
+
+    fn insert_pane(&mut self, start: i64, first_end: i64, last_end: i64) -> usize {
         let pos = self.panes.partition_point(|p| p.start < start);
         self.panes.insert(pos, Pane { start, first_end, last_end, accs: KeyMap::default() });
         self.last = Some((start, pos));
@@ -198,23 +229,30 @@ where
             let Some(next) = e.checked_add(self.panes_of.slide) else { break };
             e = next;
         }
-        Some(pos)
+        pos
     }
 
     /// Adds one element; `t` is the time that assigns it (event or processing time).
     #[inline]
     fn add(&mut self, value: T, t: i64, ts: i64, out: &mut Emitter<WF::Out>) -> Result<()> {
         let Some((start, end)) = self.panes_of.pane_of(t) else { return Ok(()) };
+        let key = (self.key)(&value);
+        // After a restore, the event time the key's subtask had reached until the watermark
+        // catches up with it: elements late then are late now.
+        let wm =
+            if self.event_time { self.restored_time.time_of(&key, self.watermark) } else { self.watermark };
         let idx = match self.find_pane(start) {
+            Some(i) if wm != self.watermark && self.cleanup(self.panes[i].last_end) <= wm => {
+                return self.skip(value, ts, wm, out)
+            }
             Some(i) => i,
-            None => match self.create_pane(start, end) {
+            None => match self.create_pane(start, end, wm) {
                 Some(i) => i,
-                None => return self.skip(value, ts, out),
+                None => return self.skip(value, ts, wm, out),
             },
         };
-        let key = (self.key)(&value);
         let pane = &mut self.panes[idx];
-        let refire = self.lateness > 0 && pane.first_end.wrapping_sub(1) <= self.watermark;
+        let refire = self.lateness > 0 && pane.first_end.wrapping_sub(1) <= wm;
         let fired_key = refire.then(|| key.clone());
         match pane.accs.entry(key) {
             Entry::Occupied(mut o) => self.agg.add(o.get_mut(), value),
@@ -223,14 +261,14 @@ where
             }
         }
         match fired_key {
-            Some(k) => self.refire(idx, &k, out),
+            Some(k) => self.refire(idx, &k, wm, out),
             None => Ok(()),
         }
     }
 
-    /// An element that no window accepts.
-    fn skip(&mut self, value: T, ts: i64, out: &mut Emitter<WF::Out>) -> Result<()> {
-        if self.event_time && ts.saturating_add(self.lateness) <= self.watermark {
+    /// An element that no window accepts, at event time `watermark`.
+    fn skip(&mut self, value: T, ts: i64, watermark: i64, out: &mut Emitter<WF::Out>) -> Result<()> {
+        if self.event_time && ts.saturating_add(self.lateness) <= watermark {
             match &self.late_tag {
                 Some(tag) => out.side_output(tag, value, ts)?,
                 None => self.num_late_records_dropped += 1,
@@ -241,12 +279,12 @@ where
 
     /// Fires again, for `key`, the windows of pane `idx` that already fired and are not late
     /// (latest first, as Flink iterates an element's windows).
-    fn refire(&mut self, idx: usize, key: &K, out: &mut Emitter<WF::Out>) -> Result<()> {
+    fn refire(&mut self, idx: usize, key: &K, watermark: i64, out: &mut Emitter<WF::Out>) -> Result<()> {
         let (first_end, last_end) = (self.panes[idx].first_end, self.panes[idx].last_end);
         let mut e = last_end;
         while e >= first_end {
-            if e.wrapping_sub(1) <= self.watermark {
-                if self.cleanup(e) <= self.watermark {
+            if e.wrapping_sub(1) <= watermark {
+                if self.cleanup(e) <= watermark {
                     break;
                 }
                 self.fire_key(e, key, out)?;
@@ -291,11 +329,17 @@ where
             return Ok(());
         }
         let window = Self::window(start, end)?;
-        let Self { panes, agg, wf, clock, watermark, .. } = self;
+        let Self { panes, agg, wf, clock, watermark, restored_time, .. } = self;
         let (main, side) = out.split();
         let mut fire = FireContext { watermark: *watermark, clock, side };
+        // Keys for which the window had fired before a restore (only while catching up).
+        let restored = &*restored_time;
+        let fired = |k: &K| restored.is_active() && restored.fired(k, end);
         if hi - lo == 1 {
             for (k, acc) in &panes[lo].accs {
+                if fired(k) {
+                    continue;
+                }
                 if let Some(r) = agg.result(acc) {
                     wf.apply_one(k, &window, r, &mut fire, main)?;
                 }
@@ -314,6 +358,9 @@ where
             }
         }
         for (k, acc) in &merged {
+            if fired(k) {
+                continue;
+            }
             if let Some(r) = agg.result(acc) {
                 wf.apply_one(k, &window, r, &mut fire, main)?;
             }
@@ -338,6 +385,69 @@ where
         if self.panes.len() != before {
             self.last = None;
         }
+        self.reached = self.reached.max(time);
+        self.restored_time.release(time);
+        Ok(())
+    }
+
+    /// The accumulators per key group and key, `(pane start, accumulator)`, and the windows not
+    /// fired yet.
+    fn snapshot(&self) -> Result<Vec<u8>> {
+        let mut by_key: KeyMap<&K, Vec<(i64, &AG::Acc)>> = KeyMap::default();
+        for pane in &self.panes {
+            for (k, acc) in &pane.accs {
+                by_key.entry(k).or_default().push((pane.start, acc));
+            }
+        }
+        let pending: Vec<i64> = self.pending.iter().copied().collect();
+        let mut shared = Vec::new();
+        eddy_core::codec::encode_value(&pending, &mut shared)?;
+        KeyedSnapshot {
+            format_version: FORMAT_VERSION,
+            operator: OPERATOR.into(),
+            max_parallelism: self.max_parallelism,
+            times: self.restored_time.snapshot(&self.key_groups, self.reached, pending),
+            shared,
+            key_groups: cut_by_key_group(by_key.into_iter(), self.max_parallelism)?,
+        }
+        .encode()
+    }
+
+    /// Rebuilds the panes of the key groups this subtask owns.
+    fn restore(&mut self, restored: &RestoredState) -> Result<()> {
+        let restore = Restore::read(restored, OPERATOR)?;
+        for pending in restore.shared::<Vec<i64>>()? {
+            self.pending.extend(pending);
+        }
+        let entries: Vec<(K, PaneAccs<AG::Acc>)> = restore.entries()?;
+        for (key, panes) in entries {
+            for (start, acc) in panes {
+                let idx = match self.find_pane(start) {
+                    Some(i) => i,
+                    None => {
+                        let geometry = self.panes_of.pane_of(start).filter(|p| p.0 == start);
+                        let Some((first_end, last_end)) =
+                            geometry.and_then(|(s, e)| self.panes_of.windows_of(s, e))
+                        else {
+                            return Err(EddyError::BadInput {
+                                location: format!("checkpointed state of '{}'", restored.operator_name),
+                                reason: format!(
+                                    "{start} is not the start of a pane of windows of size {} and slide {}",
+                                    self.panes_of.size, self.panes_of.slide
+                                ),
+                            });
+                        };
+                        // The windows were pending or had fired as the snapshot says.
+                        let pending = std::mem::take(&mut self.pending);
+                        let i = self.insert_pane(start, first_end, last_end);
+                        self.pending = pending;
+                        i
+                    }
+                };
+                self.panes[idx].accs.insert(key.clone(), acc);
+            }
+        }
+        self.restored_time = restore.times();
         Ok(())
     }
 
@@ -357,16 +467,21 @@ where
     WF: InternalWindowFn<AG::Result, K, W>,
     W: Window,
 {
-    /// Window and join state is not in checkpoints yet: a checkpoint fails loudly instead of
-    /// restoring this operator empty while its sources resume mid-stream.
-    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
-        Err(eddy_core::EddyError::InvalidJob(NOT_CHECKPOINTED.into()))
-    }
-
     type In = T;
     type Out = WF::Out;
 
+    fn initialize_state(&mut self, restored: Option<&RestoredState>) -> Result<()> {
+        restored.map_or(Ok(()), |r| self.restore(r))
+    }
+
+    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
+        self.snapshot().map(Some)
+    }
+
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.max_parallelism = ctx.max_parallelism;
+        self.key_groups =
+            key_group_range_for_operator(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
         self.wf.open(&RuntimeContext { op: ctx.clone() })
     }
 

@@ -214,7 +214,8 @@ pub(crate) struct FireContext<'a> {
 
 /// Incremental aggregation inside the crate: `reduce` or an [`AggregateFunction`].
 pub(crate) trait IncrementalAgg<T>: Clone + Send + Sync + 'static {
-    type Acc: Clone + Send + 'static;
+    /// Serializable: accumulators are window state, which checkpoints hold.
+    type Acc: Data;
     type Result;
     /// The accumulator of one element.
     fn create(&mut self, value: T) -> Self::Acc;
@@ -266,7 +267,7 @@ impl<A: Clone, ACC, OUT> Clone for AggregateAgg<A, ACC, OUT> {
 
 impl<T, ACC, OUT, A> IncrementalAgg<T> for AggregateAgg<A, ACC, OUT>
 where
-    ACC: Clone + Send + 'static,
+    ACC: Data,
     OUT: 'static,
     A: AggregateFunction<T, ACC, OUT>,
 {
@@ -473,7 +474,8 @@ where
 
 /// What the window operator stores per key and window, and how it becomes output.
 pub(crate) trait WindowContents<T, K, W>: Clone + Send + Sync + 'static {
-    type Acc: Send + 'static;
+    /// Serializable: window contents are state, which checkpoints hold.
+    type Acc: Data;
     type Out: Data;
 
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()>;
@@ -547,7 +549,7 @@ pub(crate) struct Buffered<WF> {
     pub wf: WF,
 }
 
-impl<T: Send + 'static, K, W, WF: InternalWindowFn<T, K, W>> WindowContents<T, K, W> for Buffered<WF> {
+impl<T: Data, K, W, WF: InternalWindowFn<T, K, W>> WindowContents<T, K, W> for Buffered<WF> {
     type Acc = Vec<T>;
     type Out = WF::Out;
 
@@ -583,7 +585,7 @@ pub(crate) struct Evicting<E, WF> {
     pub wf: WF,
 }
 
-impl<T: Send + 'static, K, W, E, WF> WindowContents<T, K, W> for Evicting<E, WF>
+impl<T: Data, K, W, E, WF> WindowContents<T, K, W> for Evicting<E, WF>
 where
     E: Evictor<T, W>,
     WF: InternalWindowFn<T, K, W>,

@@ -67,12 +67,22 @@
 //! window operator, which follows Flink's `WindowOperator` step by step: per key and window
 //! it keeps the contents, the trigger's state and the timers.
 //!
+//! **Checkpoints.** Window operators are part of checkpoints: each key's windows with their
+//! contents, trigger state and timers (or, on the aligned operator, its pane accumulators) are
+//! written per key group, so a job restarts from its latest checkpoint with its windows as
+//! they were, also at another parallelism. Accumulators and buffered elements are therefore
+//! serializable (`ACC: Data`). After a restore the watermark starts again from `i64::MIN`, as
+//! in Flink, but elements that were late before the checkpoint stay late until event time has
+//! caught up, and windows that had fired do not fire again. The `checkpoint` module has the format
+//! and why window state stays on the heap rather than in keyed state.
+//!
 //! **Differences from Flink.** Processing-time assigners read the clock once per batch of
 //! records rather than per record. Per-window state in process functions
 //! (`windowState()`/`globalState()`) is not available yet.
 
 mod aligned;
 pub mod assigners;
+pub(crate) mod checkpoint;
 pub mod evictors;
 pub mod functions;
 mod operator;
@@ -80,6 +90,8 @@ mod stream;
 pub mod triggers;
 pub mod window;
 
+#[cfg(test)]
+mod checkpoint_tests;
 #[cfg(test)]
 mod tests;
 

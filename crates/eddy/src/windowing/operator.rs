@@ -11,21 +11,30 @@
 //! into the new window (Flink keeps a "state window" indirection instead, because its state
 //! backends cannot rename state cheaply; the results are the same).
 //!
+//! **Checkpoints.** A snapshot holds, per key group, each key's windows with their contents,
+//! trigger state and live timers (with their registration order, so that timers due at the
+//! same time fire in the same order after a restore). Merged session windows need no
+//! bookkeeping of their own: they are windows like the others. See [`super::checkpoint`].
+//!
 //! In BATCH mode only the final watermark (`i64::MAX`) arrives. It fires every event-time
 //! timer, then every processing-time timer, and the timer service is quiesced, as in Flink's
 //! batch timer service: timers registered while these fire are ignored.
 
-use crate::operators::NOT_CHECKPOINTED;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::marker::PhantomData;
+use std::ops::RangeInclusive;
 
 use eddy_core::config::RuntimeMode;
+use eddy_core::keygroup::key_group_range_for_operator;
 use eddy_core::{Batch, Data, EddyError, Key, Result};
+use eddy_runtime::checkpoint::RestoredState;
 use eddy_runtime::time::ClockRef;
 use eddy_runtime::{Emitter, OneInputOperator, OperatorContext};
+use serde::{Deserialize, Serialize};
 
 use super::assigners::{WindowAssigner, WindowAssignerContext};
+use super::checkpoint::{cut_by_key_group, KeyedSnapshot, Restore, RestoredTime, FORMAT_VERSION};
 use super::functions::{FireContext, WindowContents};
 use super::triggers::{TimerRequest, Trigger, TriggerContext};
 use super::window::Window;
@@ -176,7 +185,46 @@ where
     scratch: Vec<A::Window>,
     /// Late elements dropped because no side output for late data was set.
     pub num_late_records_dropped: u64,
+    /// Event time reached before a restore, per key group (see [`super::checkpoint`]).
+    restored_time: RestoredTime,
+    /// The key groups of this subtask and their number (set in `open`).
+    key_groups: RangeInclusive<usize>,
+    max_parallelism: usize,
     _t: PhantomData<fn(T)>,
+}
+
+/// What the window operator's snapshot holds for one window of a key.
+#[derive(Serialize)]
+#[serde(bound = "")]
+struct EntryOut<'a, W: Serialize, Acc: Serialize, S: Serialize> {
+    window: &'a W,
+    contents: &'a Option<Acc>,
+    trigger: &'a S,
+    /// `(event time?, time, registration order)`.
+    timers: Vec<(bool, i64, u64)>,
+}
+
+/// [`EntryOut`] read back.
+#[derive(Deserialize)]
+#[serde(bound = "W: Deserialize<'de>, Acc: Deserialize<'de>, S: Deserialize<'de>")]
+struct EntryIn<W, Acc, S> {
+    window: W,
+    contents: Option<Acc>,
+    trigger: S,
+    timers: Vec<(bool, i64, u64)>,
+}
+
+const OPERATOR: &str = "window";
+
+/// The keys and their windows read back from a checkpoint.
+type RestoredKeys<K, W, Acc, S> = Vec<(K, Vec<EntryIn<W, Acc, S>>)>;
+
+fn domain_of(event_time: bool) -> TimeDomain {
+    if event_time {
+        TimeDomain::EventTime
+    } else {
+        TimeDomain::ProcessingTime
+    }
 }
 
 /// When the state of `window` is cleaned up: its max timestamp plus the allowed lateness for
@@ -246,6 +294,9 @@ where
             assigned: Vec::new(),
             scratch: Vec::new(),
             num_late_records_dropped: 0,
+            restored_time: RestoredTime::default(),
+            key_groups: 0..=0,
+            max_parallelism: 1,
             _t: PhantomData,
         }
     }
@@ -254,16 +305,19 @@ where
         cleanup_time(window.max_timestamp(), self.event_time, self.spec.lateness)
     }
 
-    fn is_window_late(&self, window: &A::Window) -> bool {
-        self.event_time && self.cleanup_time(window) <= self.watermark
+    fn is_window_late(&self, window: &A::Window, watermark: i64) -> bool {
+        self.event_time && self.cleanup_time(window) <= watermark
     }
 
-    fn is_element_late(&self, timestamp: i64) -> bool {
-        self.event_time && timestamp.saturating_add(self.spec.lateness) <= self.watermark
+    fn is_element_late(&self, timestamp: i64, watermark: i64) -> bool {
+        self.event_time && timestamp.saturating_add(self.spec.lateness) <= watermark
     }
 
     fn process_element(&mut self, value: T, ts: i64, now: i64, out: &mut Emitter<C::Out>) -> Result<()> {
         let key = (self.spec.key)(&value);
+        // The event time this key had reached, for lateness: the watermark, or after a restore
+        // the time its subtask had reached before, until the watermark catches up.
+        let wm = self.restored_time.time_of(&key, self.watermark);
         let mut windows = std::mem::take(&mut self.assigned);
         windows.clear();
         self.spec.assigner.assign_windows(&value, ts, &WindowAssignerContext::new(now), &mut windows)?;
@@ -271,8 +325,8 @@ where
         let mut value = Some(value);
         let n = windows.len();
         for (i, window) in windows.drain(..).enumerate() {
-            let window = if self.merging { self.add_merging_window(&key, window, now)? } else { window };
-            if self.is_window_late(&window) {
+            let window = if self.merging { self.add_merging_window(&key, window, now, wm)? } else { window };
+            if self.is_window_late(&window, wm) {
                 if self.merging {
                     self.retire(&key, &window);
                 }
@@ -281,11 +335,11 @@ where
             skipped = false;
             let v = if i + 1 == n { value.take() } else { value.clone() };
             if let Some(v) = v {
-                self.add_to_window(&key, window, v, ts, now, out)?;
+                self.add_to_window(&key, window, v, (ts, now, wm), out)?;
             }
         }
         self.assigned = windows;
-        if skipped && self.is_element_late(ts) {
+        if skipped && self.is_element_late(ts, wm) {
             match (&self.spec.late_tag, value) {
                 (Some(tag), Some(v)) => out.side_output(tag, v, ts)?,
                 _ => self.num_late_records_dropped += 1,
@@ -304,13 +358,11 @@ where
         key: &K,
         window: A::Window,
         value: T,
-        ts: i64,
-        now: i64,
+        (ts, now, watermark): (i64, i64, i64),
         out: &mut Emitter<C::Out>,
     ) -> Result<()> {
         let cleanup = self.cleanup_time(&window);
         let cleanup_domain = self.cleanup_domain();
-        let watermark = self.watermark;
         let Self { keys, spec, contents, timers, requests, clock, .. } = self;
         let entries = entries_of(keys, key);
         let idx = match entries.iter().position(|e| e.window == window) {
@@ -359,7 +411,7 @@ where
 
     /// Adds `new` to the windows of `key`, merging as the assigner says, and returns the
     /// window the element belongs to (Flink's `MergingWindowSet.addWindow`).
-    fn add_merging_window(&mut self, key: &K, new: A::Window, now: i64) -> Result<A::Window> {
+    fn add_merging_window(&mut self, key: &K, new: A::Window, now: i64, wm: i64) -> Result<A::Window> {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend(self.entries(key).iter().map(|e| e.window.clone()));
@@ -382,7 +434,7 @@ where
             if group.is_empty() || (group.len() == 1 && group[0] == result) {
                 continue;
             }
-            self.merge(key, result, &group, now)?;
+            self.merge(key, result, &group, now, wm)?;
         }
         let entries = self.entries(key);
         if (result_window == new && !merged_new) && !entries.iter().any(|e| e.window == new) {
@@ -392,12 +444,11 @@ where
     }
 
     /// Merges the windows `merged` of `key` into the new window `result`.
-    fn merge(&mut self, key: &K, result: A::Window, merged: &[A::Window], now: i64) -> Result<()> {
-        if self.event_time && result.max_timestamp().saturating_add(self.spec.lateness) <= self.watermark {
+    fn merge(&mut self, key: &K, result: A::Window, merged: &[A::Window], now: i64, wm: i64) -> Result<()> {
+        if self.event_time && result.max_timestamp().saturating_add(self.spec.lateness) <= wm {
             return Err(EddyError::user(format!(
                 "The end timestamp of an event-time window cannot become earlier than the current \
-                 watermark by merging. Current watermark: {} window: {:?}",
-                self.watermark, result
+                 watermark by merging. Current watermark: {wm} window: {result:?}"
             )));
         }
         if !self.event_time && result.max_timestamp() <= now {
@@ -415,15 +466,15 @@ where
         }
         let mut target = WindowEntry::new(result);
         let states: Vec<Tr::State> = old.iter().map(|e| e.trigger.clone()).collect();
-        let Self { spec, contents, timers, requests, watermark, .. } = self;
+        let Self { spec, contents, timers, requests, .. } = self;
         {
-            let mut ctx = TriggerContext::new(&mut target.trigger, *watermark, now, requests);
+            let mut ctx = TriggerContext::new(&mut target.trigger, wm, now, requests);
             spec.trigger.on_merge(&target.window, &states, &mut ctx);
         }
         timers.apply(requests, key, &target.window, &mut target.timers);
         for mut m in old {
             {
-                let mut ctx = TriggerContext::new(&mut m.trigger, *watermark, now, requests);
+                let mut ctx = TriggerContext::new(&mut m.trigger, wm, now, requests);
                 spec.trigger.clear(&m.window, &mut ctx);
             }
             // The merged window is gone, and with it its timers: its requests change nothing.
@@ -528,6 +579,79 @@ where
         self.fire_timers(TimeDomain::ProcessingTime, i64::MAX, out)
     }
 
+    /// The windows of every key with their live timers, cut by key group.
+    fn snapshot(&self) -> Result<Vec<u8>> {
+        // A live timer's order is that of its earliest heap entry (later ones are re-registrations
+        // of a timer deleted before).
+        let mut order: KeyMap<(&K, &A::Window, bool, i64), u64> = KeyMap::default();
+        for (event_time, heap) in [(true, &self.timers.event), (false, &self.timers.processing)] {
+            for t in heap {
+                let seq = order.entry((&t.key, &t.window, event_time, t.time)).or_insert(t.seq);
+                *seq = (*seq).min(t.seq);
+            }
+        }
+        let entries = self.keys.iter().map(|(key, entries)| {
+            let windows: Vec<_> = entries
+                .iter()
+                .map(|e| EntryOut {
+                    window: &e.window,
+                    contents: &e.contents,
+                    trigger: &e.trigger,
+                    timers: e
+                        .timers
+                        .iter()
+                        .map(|&(domain, time)| {
+                            let event_time = domain == TimeDomain::EventTime;
+                            let seq =
+                                order.get(&(key, &e.window, event_time, time)).copied().unwrap_or(u64::MAX);
+                            (event_time, time, seq)
+                        })
+                        .collect(),
+                })
+                .collect();
+            (key, windows)
+        });
+        KeyedSnapshot {
+            format_version: FORMAT_VERSION,
+            operator: OPERATOR.into(),
+            max_parallelism: self.max_parallelism,
+            times: self.restored_time.snapshot(&self.key_groups, self.watermark, Vec::new()),
+            shared: Vec::new(),
+            key_groups: cut_by_key_group(entries, self.max_parallelism)?,
+        }
+        .encode()
+    }
+
+    /// Takes the windows and timers of the key groups this subtask owns out of the snapshots.
+    fn restore(&mut self, restored: &RestoredState) -> Result<()> {
+        let restore = Restore::read(restored, OPERATOR)?;
+        let keys: RestoredKeys<K, A::Window, C::Acc, Tr::State> = restore.entries()?;
+        let mut timers: Vec<(u64, bool, i64, K, A::Window)> = Vec::new();
+        for (key, windows) in keys {
+            let entries = entries_of(&mut self.keys, &key);
+            for w in windows {
+                let mut entry = WindowEntry::new(w.window);
+                entry.contents = w.contents;
+                entry.trigger = w.trigger;
+                for (event_time, time, seq) in w.timers {
+                    entry.timers.push((domain_of(event_time), time));
+                    timers.push((seq, event_time, time, key.clone(), entry.window.clone()));
+                }
+                entries.push(entry);
+            }
+        }
+        timers.sort_by_key(|t| t.0);
+        for (_, event_time, time, key, window) in timers {
+            self.timers.seq += 1;
+            let timer = Timer { time, seq: self.timers.seq, key, window };
+            self.timers.heap(domain_of(event_time)).push(timer);
+        }
+        if self.event_time {
+            self.restored_time = restore.times();
+        }
+        Ok(())
+    }
+
     /// Open windows (for tests).
     #[cfg(test)]
     pub fn open_windows(&self) -> usize {
@@ -544,16 +668,21 @@ where
     Tr: Trigger<T, A::Window>,
     C: WindowContents<T, K, A::Window>,
 {
-    /// Window and join state is not in checkpoints yet: a checkpoint fails loudly instead of
-    /// restoring this operator empty while its sources resume mid-stream.
-    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
-        Err(eddy_core::EddyError::InvalidJob(NOT_CHECKPOINTED.into()))
-    }
-
     type In = T;
     type Out = C::Out;
 
+    fn initialize_state(&mut self, restored: Option<&RestoredState>) -> Result<()> {
+        restored.map_or(Ok(()), |r| self.restore(r))
+    }
+
+    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
+        self.snapshot().map(Some)
+    }
+
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.max_parallelism = ctx.max_parallelism;
+        self.key_groups =
+            key_group_range_for_operator(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
         self.contents.open(&RuntimeContext { op: ctx.clone() })
     }
 
@@ -568,6 +697,7 @@ where
 
     fn process_watermark(&mut self, watermark: i64, out: &mut Emitter<C::Out>) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
+        self.restored_time.release(self.watermark);
         if self.batch && watermark == i64::MAX {
             self.fire_all(out)?;
         } else {

@@ -201,7 +201,7 @@ where
     /// Aggregates the elements of each window with an [`AggregateFunction`], incrementally.
     pub fn aggregate<ACC, OUT, AG>(&self, agg: AG) -> DataStream<OUT>
     where
-        ACC: Clone + Send + 'static,
+        ACC: Data,
         OUT: Data,
         AG: AggregateFunction<T, ACC, OUT>,
     {
@@ -228,7 +228,7 @@ where
     /// Aggregates incrementally; the process function gets the single result with the window.
     pub fn aggregate_with<ACC, V, OUT, AG, P>(&self, agg: AG, f: P) -> DataStream<OUT>
     where
-        ACC: Clone + Send + 'static,
+        ACC: Data,
         V: 'static,
         OUT: Data,
         AG: AggregateFunction<T, ACC, V>,
@@ -513,7 +513,7 @@ where
 
     pub fn aggregate<ACC, OUT, AG>(&self, agg: AG) -> DataStream<OUT>
     where
-        ACC: Clone + Send + 'static,
+        ACC: Data,
         OUT: Data,
         AG: AggregateFunction<T, ACC, OUT>,
     {
@@ -538,7 +538,7 @@ where
 
     pub fn aggregate_with<ACC, V, OUT, AG, P>(&self, agg: AG, f: P) -> DataStream<OUT>
     where
-        ACC: Clone + Send + 'static,
+        ACC: Data,
         V: 'static,
         OUT: Data,
         AG: AggregateFunction<T, ACC, V>,
