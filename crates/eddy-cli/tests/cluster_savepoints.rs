@@ -250,7 +250,10 @@ fn savepoints_through_the_rest_api_and_restores_that_do_not_fit() {
     cli.push(out3.to_str().unwrap());
     let (ok, stdout, stderr) = cluster.eddy(&cli);
     assert!(!ok, "{stdout}");
-    assert!(stderr.contains("'Source: File Source'") && stderr.contains("--allowNonRestoredState"), "{stderr}");
+    assert!(
+        stderr.contains("'Source: File Source'") && stderr.contains("--allowNonRestoredState"),
+        "{stderr}"
+    );
     let failed = job_id_from(&stdout);
     assert_eq!(cluster.job_state(&failed), "FAILED");
     cli.insert(5, "-n");
