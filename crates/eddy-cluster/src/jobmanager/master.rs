@@ -10,10 +10,15 @@
 //! start, after its backoff. The master owns the attempt; it learns everything through
 //! [`JobEvent`]s, so the RPC handlers never wait on it except for a registration's answer.
 //!
-//! A job that checkpoints has one [`CheckpointCoordinator`] for its whole life, made from the
-//! operators the first workers describe. It runs while an attempt's workers run (from their
-//! deployment on, see [`crate::checkpoints`]); a restarted attempt starts from its latest
-//! completed checkpoint, which each worker receives with its deployment.
+//! A STREAMING job has one [`CheckpointCoordinator`] for its whole life (also without periodic
+//! checkpoints: it takes savepoints), made from the operators the first workers describe. It
+//! runs while an attempt's workers run (from their deployment on, see [`crate::checkpoints`]),
+//! and its savepoint trigger is in the job's entry meanwhile (see [`crate::savepoints`]); a
+//! restarted attempt starts from its latest completed checkpoint, which each worker receives
+//! with its deployment. A job submitted with `execution.savepoint.path` starts its first
+//! attempt from that savepoint, read at submission and checked against the operators once the
+//! workers describe them; at another parallelism each worker gets every old subtask's state of
+//! the rescaled operators.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
