@@ -1,4 +1,5 @@
-//! `eddy`: run, list and cancel jobs on a cluster; start its JobManager and TaskManagers.
+//! `eddy`: run, list, cancel and stop jobs on a cluster, take their savepoints; start the
+//! cluster's JobManager and TaskManagers.
 
 mod cluster;
 
@@ -47,6 +48,27 @@ enum Command {
         target: Target,
         job_id: String,
     },
+    /// Take a savepoint of a running job; the job goes on.
+    Savepoint {
+        #[command(flatten)]
+        target: Target,
+        job_id: String,
+        /// Where the savepoint folder goes (default: the job's state.savepoints.dir).
+        target_directory: Option<PathBuf>,
+    },
+    /// Stop a job with a savepoint: its sources stop, the savepoint is taken, the job finishes.
+    Stop {
+        #[command(flatten)]
+        target: Target,
+        /// Where the savepoint folder goes (default: the job's state.savepoints.dir).
+        #[arg(short = 'p', long = "savepointPath", value_name = "DIRECTORY")]
+        savepoint_path: Option<PathBuf>,
+        /// End the input first (maximum watermark): every timer and window fires before the
+        /// savepoint. Without it the job is suspended, with what is pending in the savepoint.
+        #[arg(short = 'd', long)]
+        drain: bool,
+        job_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -84,6 +106,14 @@ struct RunArgs {
     /// Submit and return; do not wait for the job to end.
     #[arg(short = 'd', long)]
     detached: bool,
+    /// Start the job from this savepoint (or retained checkpoint) folder, at any parallelism
+    /// (execution.savepoint.path).
+    #[arg(short = 's', long = "fromSavepoint", value_name = "PATH")]
+    from_savepoint: Option<PathBuf>,
+    /// With --fromSavepoint: skip state of operators the job no longer has instead of failing
+    /// (execution.savepoint.ignore-unclaimed-state).
+    #[arg(short = 'n', long = "allowNonRestoredState", requires = "from_savepoint")]
+    allow_non_restored_state: bool,
     /// The job binary.
     binary: PathBuf,
     /// The job's own arguments.
@@ -134,6 +164,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     };
     if let Some(p) = parallelism {
         overrides.set(eddy_core::config::options::PARALLELISM_DEFAULT.key, p.to_string());
+    }
+    if let Some(path) = &args.from_savepoint {
+        let path = absolute(path)?;
+        overrides.set(eddy_core::config::options::SAVEPOINT_PATH.key, path.to_string_lossy().as_ref());
+        let key = eddy_core::config::options::SAVEPOINT_IGNORE_UNCLAIMED_STATE.key;
+        overrides.set(key, args.allow_non_restored_state.to_string());
     }
     let mut properties = std::env::var(PROPERTIES_ENV).unwrap_or_default();
     if !properties.is_empty() && !properties.ends_with('\n') {
@@ -236,6 +272,36 @@ fn cancel(target: Target, job_id: String) -> Result<()> {
     }
 }
 
+/// `path` from this directory: the JobManager resolves paths from its own.
+fn absolute(path: &std::path::Path) -> Result<PathBuf> {
+    std::path::absolute(path)
+        .map_err(|e| EddyError::user(format!("cannot make the path {} absolute: {e}", path.display())))
+}
+
+fn savepoint(target: Target, job_id: String, directory: Option<PathBuf>) -> Result<()> {
+    let client = rest_client(&target, &configuration(&target.properties)?)?;
+    let directory = directory.as_deref().map(absolute).transpose()?;
+    println!("Triggering savepoint for job {job_id}.");
+    let trigger = client.trigger_savepoint(&job_id, directory.as_deref().and_then(|d| d.to_str()), false)?;
+    println!("Waiting for response...");
+    let path = client.wait_for_savepoint(&job_id, &trigger)?;
+    println!("Savepoint completed. Path: {path}");
+    println!("Resume a job from it with: eddy run --fromSavepoint {path} <job binary> ...");
+    Ok(())
+}
+
+fn stop(target: Target, job_id: String, directory: Option<PathBuf>, drain: bool) -> Result<()> {
+    let client = rest_client(&target, &configuration(&target.properties)?)?;
+    let directory = directory.as_deref().map(absolute).transpose()?;
+    let how = if drain { "Draining" } else { "Suspending" };
+    println!("{how} job \"{job_id}\" with a savepoint.");
+    let trigger =
+        client.stop_with_savepoint(&job_id, directory.as_deref().and_then(|d| d.to_str()), drain)?;
+    let path = client.wait_for_savepoint(&job_id, &trigger)?;
+    println!("Savepoint completed. Path: {path}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -260,6 +326,12 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::List { target, all } => list(target, all).map(|_| ExitCode::SUCCESS),
         Command::Cancel { target, job_id } => cancel(target, job_id).map(|_| ExitCode::SUCCESS),
+        Command::Savepoint { target, job_id, target_directory } => {
+            savepoint(target, job_id, target_directory).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Stop { target, savepoint_path, drain, job_id } => {
+            stop(target, job_id, savepoint_path, drain).map(|_| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

@@ -70,28 +70,41 @@ pub fn operator_from_proto(o: &proto::CheckpointedOperator) -> CheckpointedOpera
 }
 
 /// Checkpoint `c` for a worker that runs the subtasks `slots` (subtask `s` of every vertex
-/// for each slot `s`): the state of other subtasks is left out.
-pub fn checkpoint_for_worker(c: &CompletedCheckpoint, slots: &[usize]) -> CheckpointState {
+/// for each slot `s`) of a job whose operators are `operators`. An operator that runs at the
+/// parallelism it was checkpointed at gets only the state of the worker's own subtasks; one
+/// that runs at another parallelism (a savepoint restored after rescaling) gets every old
+/// subtask's state, for each new subtask to take its share from. State of operators the job
+/// does not have stays behind.
+pub fn checkpoint_for_worker(
+    c: &CompletedCheckpoint,
+    slots: &[usize],
+    operators: &[CheckpointedOperator],
+) -> CheckpointState {
     let operators = c
         .operators
         .iter()
-        .map(|o| proto::OperatorCheckpointState {
-            id: o.id.clone(),
-            uid: o.uid.clone(),
-            name: o.name.clone(),
-            parallelism: o.parallelism as u32,
-            max_parallelism: o.max_parallelism as u32,
-            coordinator: o.coordinator.clone(),
-            subtasks: o
-                .subtasks
-                .iter()
-                .enumerate()
-                .map(|(s, st)| proto::SubtaskCheckpointState {
-                    finished: st.finished,
-                    state: if slots.contains(&s) { st.state.clone() } else { None },
-                    in_flight: if slots.contains(&s) { st.in_flight.clone() } else { None },
-                })
-                .collect(),
+        .filter_map(|o| Some((o, operators.iter().find(|op| op.id == o.id)?)))
+        .map(|(o, now)| {
+            let rescaled = now.parallelism != o.parallelism;
+            let shipped = |s: usize| rescaled || slots.contains(&s);
+            proto::OperatorCheckpointState {
+                id: o.id.clone(),
+                uid: o.uid.clone(),
+                name: o.name.clone(),
+                parallelism: o.parallelism as u32,
+                max_parallelism: o.max_parallelism as u32,
+                coordinator: o.coordinator.clone(),
+                subtasks: o
+                    .subtasks
+                    .iter()
+                    .enumerate()
+                    .map(|(s, st)| proto::SubtaskCheckpointState {
+                        finished: st.finished,
+                        state: if shipped(s) { st.state.clone() } else { None },
+                        in_flight: if shipped(s) { st.in_flight.clone() } else { None },
+                    })
+                    .collect(),
+            }
         })
         .collect();
     CheckpointState {
@@ -411,22 +424,51 @@ mod tests {
         }
     }
 
+    fn described(parallelism: usize) -> Vec<CheckpointedOperator> {
+        vec![CheckpointedOperator {
+            id: "op".into(),
+            uid: Some("u".into()),
+            name: "Source".into(),
+            vertex: 0,
+            parallelism,
+            max_parallelism: 128,
+            source: true,
+        }]
+    }
+
     #[test]
     fn a_worker_gets_the_state_of_its_own_subtasks_only() {
         let c = checkpoint();
-        let mine = checkpoint_from_proto(checkpoint_for_worker(&c, &[0, 1])).unwrap();
+        let ops = described(3);
+        let mine = checkpoint_from_proto(checkpoint_for_worker(&c, &[0, 1], &ops)).unwrap();
         let op = &mine.operators[0];
         assert_eq!(op.subtasks[0].state, Some(vec![1]));
         assert!(op.subtasks[1].finished, "finished flags travel for every subtask");
         assert_eq!(op.subtasks[2], SubtaskState { finished: false, state: None, in_flight: None });
         assert_eq!((op.coordinator.clone(), op.uid.clone()), (Some(vec![0; 8]), Some("u".into())));
-        let all = checkpoint_from_proto(checkpoint_for_worker(&c, &[0, 1, 2])).unwrap();
+        let all = checkpoint_from_proto(checkpoint_for_worker(&c, &[0, 1, 2], &ops)).unwrap();
         assert_eq!(all, c, "with every slot the checkpoint travels unchanged");
     }
 
     #[test]
+    fn after_rescaling_every_worker_gets_every_old_subtasks_state() {
+        let c = checkpoint();
+        for p in [2, 5] {
+            let one_slot = checkpoint_from_proto(checkpoint_for_worker(&c, &[1], &described(p))).unwrap();
+            assert_eq!(one_slot, c, "at parallelism {p} each new subtask picks its share of all old state");
+        }
+    }
+
+    #[test]
+    fn state_of_operators_the_job_does_not_have_stays_behind() {
+        let c = checkpoint();
+        let shipped = checkpoint_from_proto(checkpoint_for_worker(&c, &[0, 1, 2], &[])).unwrap();
+        assert!(shipped.operators.is_empty(), "{shipped:?}");
+    }
+
+    #[test]
     fn a_checkpoint_of_unknown_type_is_an_error() {
-        let mut p = checkpoint_for_worker(&checkpoint(), &[0]);
+        let mut p = checkpoint_for_worker(&checkpoint(), &[0], &described(3));
         p.kind = "SNAPSHOT".into();
         let e = checkpoint_from_proto(p).unwrap_err().to_string();
         assert!(e.contains("checkpoint 7") && e.contains("SNAPSHOT"), "{e}");

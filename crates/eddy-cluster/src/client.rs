@@ -167,6 +167,76 @@ impl RestClient {
         self.answer(&format!("cancel job {job_id}"), request.send_empty()).map(|_| ())
     }
 
+    /// Starts a savepoint of a running job into `target_directory` (default: the job's
+    /// `state.savepoints.dir`), cancelling the job after it with `cancel_job`; returns the
+    /// trigger id to follow with [`wait_for_savepoint`](Self::wait_for_savepoint).
+    pub fn trigger_savepoint(
+        &self,
+        job_id: &str,
+        target_directory: Option<&str>,
+        cancel_job: bool,
+    ) -> Result<String> {
+        let body = json!({ "target-directory": target_directory, "cancel-job": cancel_job });
+        self.operation(
+            &format!("/jobs/{job_id}/savepoints"),
+            &format!("trigger a savepoint of job {job_id}"),
+            body,
+        )
+    }
+
+    /// Stops a job with a savepoint into `target_directory` (default: the job's
+    /// `state.savepoints.dir`); with `drain` its sources end their input first. Returns the
+    /// trigger id.
+    pub fn stop_with_savepoint(
+        &self,
+        job_id: &str,
+        target_directory: Option<&str>,
+        drain: bool,
+    ) -> Result<String> {
+        let body = json!({ "targetDirectory": target_directory, "drain": drain });
+        self.operation(&format!("/jobs/{job_id}/stop"), &format!("stop job {job_id} with a savepoint"), body)
+    }
+
+    fn operation(&self, path: &str, action: &str, body: Value) -> Result<String> {
+        let request = self
+            .auth(self.agent.post(format!("{}{path}", self.base)))
+            .header("Content-Type", "application/json");
+        let (_, value) = self.answer(action, request.send(body.to_string()))?;
+        value.get("request-id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
+            EddyError::user(format!("cannot {action}: the JobManager sent no request id: {value}"))
+        })
+    }
+
+    /// Polls a savepoint operation until it completes; returns the savepoint's path, or the
+    /// reason it failed as the error.
+    pub fn wait_for_savepoint(&self, job_id: &str, trigger_id: &str) -> Result<String> {
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let v = self.get(&format!("/jobs/{job_id}/savepoints/{trigger_id}"))?;
+            match v.pointer("/status/id").and_then(Value::as_str) {
+                Some("IN_PROGRESS") => {}
+                Some("COMPLETED") => {
+                    if let Some(location) = v.pointer("/operation/location").and_then(Value::as_str) {
+                        return Ok(location.to_string());
+                    }
+                    let cause = v.pointer("/operation/failure-cause");
+                    let message = cause
+                        .and_then(|c| c.get("message").or(c.get("stack-trace")))
+                        .and_then(Value::as_str)
+                        .map_or_else(|| v.to_string(), str::to_string);
+                    return Err(EddyError::user(format!("the savepoint of job {job_id} failed: {message}")));
+                }
+                _ => {
+                    return Err(EddyError::user(format!(
+                        "the JobManager answered the savepoint status of job {job_id} with {v}"
+                    )))
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
     pub fn job_state(&self, job_id: &str) -> Result<JobState> {
         let v = self.get(&format!("/jobs/{job_id}"))?;
         Ok(JobState {

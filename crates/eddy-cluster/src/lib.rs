@@ -10,7 +10,9 @@ pub mod jobmanager;
 pub mod options;
 pub mod rest;
 mod rest_checkpoints;
+mod rest_savepoints;
 pub mod rpc;
+pub mod savepoints;
 pub mod taskmanager;
 pub mod worker;
 

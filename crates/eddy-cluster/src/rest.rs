@@ -5,7 +5,7 @@
 //! Job submission is two requests, as with Flink's jar upload and run: `POST /artifacts` with
 //! the job binary as the body (stored by its SHA-256, size-limited by `rest.upload.max-size`),
 //! then `POST /jobs` naming the artifact. Requests that start or stop code (uploads,
-//! submissions, cancellation) need `Authorization: Bearer <rest.submission.token>` when a token
+//! submissions, cancellation, savepoints and stop-with-savepoint) need `Authorization: Bearer <rest.submission.token>` when a token
 //! is configured, and are refused when the server is reachable from other machines without one.
 
 use std::collections::BTreeMap;
@@ -46,6 +46,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/jobs/{jobid}/checkpoints/config"),
     ("get", "/jobs/{jobid}/checkpoints/details/{checkpointid}"),
     ("get", "/jobs/{jobid}/checkpoints/details/{checkpointid}/subtasks/{vertexid}"),
+    ("post", "/jobs/{jobid}/savepoints"),
+    ("get", "/jobs/{jobid}/savepoints/{triggerid}"),
+    ("post", "/jobs/{jobid}/stop"),
     ("post", "/artifacts"),
     ("get", "/artifacts/{artifactid}"),
     ("get", "/openapi.json"),
@@ -93,6 +96,9 @@ pub fn router(jm: Jm) -> Router {
             "/jobs/{jobid}/checkpoints/details/{checkpointid}/subtasks/{vertexid}",
             get(crate::rest_checkpoints::subtasks),
         )
+        .route("/jobs/{jobid}/savepoints", post(crate::rest_savepoints::trigger))
+        .route("/jobs/{jobid}/savepoints/{triggerid}", get(crate::rest_savepoints::status))
+        .route("/jobs/{jobid}/stop", post(crate::rest_savepoints::stop))
         .route("/artifacts", post(upload))
         .route("/artifacts/{id}", get(artifact))
         .route("/openapi.json", get(openapi))
@@ -114,11 +120,11 @@ async fn openapi() -> Response {
 }
 
 /// Checks the bearer token of a request that starts or stops code.
-fn authorize(jm: &JobManager, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(jm: &JobManager, headers: &HeaderMap) -> Result<(), ApiError> {
     match &jm.token {
         None if jm.rest_exposed => Err(ApiError(
             StatusCode::FORBIDDEN,
-            "job submission, uploads and cancellation are disabled: the REST API is reachable from other \
+            "job submission, uploads, cancellation and savepoints are disabled: the REST API is reachable from other \
              machines and rest.submission.token is not configured"
                 .into(),
         )),

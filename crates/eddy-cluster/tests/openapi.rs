@@ -512,6 +512,32 @@ fn a_running_jobmanager_answers_as_documented() {
     }
     api.call("patch", "/jobs/{jobid}", &format!("/jobs/{checkpointed}?mode=cancel"), None);
 
+    // Savepoints: refused for unknown jobs, bad bodies and jobs that do not run (this one's
+    // binary never deploys); unknown operations are 404. A submission from a savepoint that
+    // cannot be read is refused.
+    let trigger = "/jobs/{jobid}/savepoints";
+    let status_route = "/jobs/{jobid}/savepoints/{triggerid}";
+    let stop = "/jobs/{jobid}/stop";
+    api.expect(404, "post", trigger, "/jobs/nope/savepoints", json_body(json!({})));
+    api.expect(404, "post", stop, "/jobs/nope/stop", None);
+    api.expect(400, "post", trigger, &format!("/jobs/{job}/savepoints"), json_body(json!({"cancel": true})));
+    api.expect(400, "post", stop, &format!("/jobs/{job}/stop"), json_body(json!({"drain": "yes"})));
+    let body = json!({"target-directory": "/tmp/savepoints", "cancel-job": false, "formatType": "CANONICAL"});
+    let refused =
+        api.expect(409, "post", trigger, &format!("/jobs/{checkpointed}/savepoints"), json_body(body));
+    assert!(refused["errors"][0].as_str().unwrap().contains(&checkpointed), "{refused}");
+    api.expect(409, "post", stop, &format!("/jobs/{checkpointed}/stop"), None);
+    api.expect(404, "get", status_route, &format!("/jobs/{job}/savepoints/0123"), None);
+    api.expect(404, "get", status_route, "/jobs/nope/savepoints/0123", None);
+    let mut from_savepoint = submission(&artifact);
+    from_savepoint["savepointPath"] = json!("/no/such/savepoint");
+    from_savepoint["allowNonRestoredState"] = json!(true);
+    let mut errors = Vec::new();
+    check(&api.doc, &request_schema, &from_savepoint, "$", &mut errors);
+    assert!(errors.is_empty(), "the submission does not match the document: {errors:?}");
+    let refused = api.expect(400, "post", "/jobs", "/jobs", json_body(from_savepoint));
+    assert!(refused["errors"][0].as_str().unwrap().contains("/no/such/savepoint"), "{refused}");
+
     // Cancellation: a bad mode, an unknown job, then the job (which may already have failed,
     // its binary being no program), and again once it has ended.
     api.expect(400, "patch", "/jobs/{jobid}", &format!("/jobs/{job}?mode=stop"), None);

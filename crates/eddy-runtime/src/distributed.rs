@@ -668,10 +668,11 @@ pub fn build_restored_worker_tasks(
     builder.build_tasks()
 }
 
-/// Whether the job checkpoints: checkpointing is configured and the job runs in STREAMING
-/// mode (BATCH jobs never do, as in Flink).
-pub fn checkpoints(settings: &ExecutionSettings, jg: &JobGraph) -> bool {
-    settings.checkpointing.is_enabled() && jg.runtime_mode != RuntimeMode::Batch
+/// Whether the job's tasks take part in checkpoints: the job runs in STREAMING mode (BATCH
+/// jobs never do, as in Flink). Without periodic checkpoints they still take savepoints and
+/// restore them, as on the local mini-cluster.
+pub fn checkpoints(_settings: &ExecutionSettings, jg: &JobGraph) -> bool {
+    jg.runtime_mode != RuntimeMode::Batch
 }
 
 /// Every operator of the job, as a job master without the graph needs to know it to

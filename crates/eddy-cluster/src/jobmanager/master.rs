@@ -10,17 +10,25 @@
 //! start, after its backoff. The master owns the attempt; it learns everything through
 //! [`JobEvent`]s, so the RPC handlers never wait on it except for a registration's answer.
 //!
-//! A job that checkpoints has one [`CheckpointCoordinator`] for its whole life, made from the
-//! operators the first workers describe. It runs while an attempt's workers run (from their
-//! deployment on, see [`crate::checkpoints`]); a restarted attempt starts from its latest
-//! completed checkpoint, which each worker receives with its deployment.
+//! A STREAMING job has one [`CheckpointCoordinator`] for its whole life (also without periodic
+//! checkpoints: it takes savepoints), made from the operators the first workers describe. It
+//! runs while an attempt's workers run (from their deployment on, see [`crate::checkpoints`]),
+//! and its savepoint trigger is in the job's entry meanwhile (see [`crate::savepoints`]); a
+//! restarted attempt starts from its latest completed checkpoint, which each worker receives
+//! with its deployment. A job submitted with `execution.savepoint.path` starts its first
+//! attempt from that savepoint, read at submission and checked against the operators once the
+//! workers describe them; at another parallelism each worker gets every old subtask's state of
+//! the rescaled operators.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eddy_runtime::checkpoint::coordinator::{CheckpointedOperator, RunningCoordinator};
-use eddy_runtime::checkpoint::{CheckpointConfig, CheckpointCoordinator, CompletedCheckpoint};
+use eddy_runtime::checkpoint::savepoint::check_unclaimed_state;
+use eddy_runtime::checkpoint::{
+    CheckpointConfig, CheckpointCoordinator, CompletedCheckpoint, SavepointRestoreSettings,
+};
 use eddy_runtime::restart::RestartStrategy;
 use eddy_runtime::JobStatus;
 use tokio::sync::{mpsc, oneshot};
@@ -82,8 +90,18 @@ pub struct JobSpec {
     pub restart_strategy: RestartStrategy,
     pub slots_needed: usize,
     pub plan_hash: String,
-    /// How the job checkpoints; `None`: it does not.
+    /// How the job's checkpoint coordinator works; `None`: the job has none (BATCH mode).
+    /// STREAMING jobs have one also without periodic checkpoints, for savepoints.
     pub checkpointing: Option<CheckpointConfig>,
+    /// The savepoint the first attempt starts from.
+    pub restore: Option<Restore>,
+}
+
+/// A savepoint a job starts from, read at submission, and how it was asked for.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    pub savepoint: Arc<CompletedCheckpoint>,
+    pub settings: SavepointRestoreSettings,
 }
 
 /// The cluster settings a job master uses.
@@ -101,7 +119,12 @@ pub struct MasterSettings {
 enum Outcome {
     Finished,
     Cancelled,
-    Failed { cause: String, taskmanager: Option<String> },
+    Failed {
+        cause: String,
+        taskmanager: Option<String>,
+    },
+    /// A failure no restart can mend (the savepoint does not fit the job).
+    Unrecoverable(String),
 }
 
 fn failed(cause: impl Into<String>) -> Outcome {
@@ -144,7 +167,9 @@ impl JobMaster {
         spec: JobSpec,
         events: mpsc::UnboundedReceiver<JobEvent>,
     ) -> Self {
-        JobMaster { shared, settings, spec, events, checkpoints: MasterCheckpoints::default() }
+        let restore = spec.restore.as_ref().map(|r| r.savepoint.clone());
+        let checkpoints = MasterCheckpoints { restore, ..MasterCheckpoints::default() };
+        JobMaster { shared, settings, spec, events, checkpoints }
     }
 
     pub async fn run(mut self) {
@@ -167,6 +192,17 @@ impl JobMaster {
                     tracing::info!(job_id = %self.spec.id, "job cancelled");
                     self.update(|job| job.set_status(JobStatus::Canceled));
                     return;
+                }
+                Outcome::Unrecoverable(cause) => {
+                    self.update(|job| {
+                        job.exceptions.push(ExceptionEntry {
+                            timestamp: now_ms(),
+                            message: cause.clone(),
+                            attempt,
+                            taskmanager: None,
+                        })
+                    });
+                    return self.fail_for_good(cause);
                 }
                 Outcome::Failed { cause, taskmanager } => {
                     tracing::warn!(job_id = %self.spec.id, attempt, %cause, "job attempt failed");
@@ -250,11 +286,18 @@ impl JobMaster {
         let coordinator = match self.checkpoints.coordinator.take() {
             Some(c) => c,
             None => {
-                let c = CheckpointCoordinator::for_operators(
+                let mut c = CheckpointCoordinator::for_operators(
                     &self.spec.id,
                     config.clone(),
                     self.checkpoints.operators.clone(),
                 );
+                if let Some(restore) = &self.spec.restore {
+                    c.restore_from(restore.savepoint.clone());
+                    let shared = c.stats();
+                    let mut stats = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    stats.restore_count += 1;
+                    stats.restore_timestamp = Some(now_ms());
+                }
                 let stats = c.stats();
                 self.update(|job| job.checkpoint_stats = Some(stats));
                 c
@@ -281,15 +324,34 @@ impl JobMaster {
             self.checkpoints.lost = true;
             format!("cannot start the checkpoint coordinator: {e}")
         })?;
-        self.update(|job| job.checkpoint_link = Some(link));
+        let savepoints = running.savepoint_trigger();
+        self.update(|job| {
+            job.checkpoint_link = Some(link);
+            job.savepoints.trigger = Some(savepoints);
+        });
         self.checkpoints.running = Some(running);
         Ok(())
+    }
+
+    /// Checks the savepoint the job starts from against the operators its workers described:
+    /// state of an operator the job no longer has is an error, unless the job allows it
+    /// (`execution.savepoint.ignore-unclaimed-state`).
+    fn check_restore(&self) -> Result<(), String> {
+        let Some(restore) = &self.spec.restore else { return Ok(()) };
+        let ids: std::collections::HashSet<String> =
+            self.checkpoints.operators.iter().map(|o| o.id.clone()).collect();
+        let path = &restore.settings.path;
+        check_unclaimed_state(&restore.savepoint, &ids, path, restore.settings.ignore_unclaimed_state)
+            .map_err(|e| format!("{e} (eddy run: --allowNonRestoredState; REST: \"allowNonRestoredState\")"))
     }
 
     /// Stops the attempt's checkpoint coordinator, after the attempt ended, and keeps it for
     /// the next attempt.
     async fn stop_checkpointing(&mut self) {
-        self.update(|job| job.checkpoint_link = None);
+        self.update(|job| {
+            job.checkpoint_link = None;
+            job.savepoints.trigger = None;
+        });
         let Some(running) = self.checkpoints.running.take() else { return };
         match tokio::task::spawn_blocking(move || running.stop()).await {
             Ok(Ok(coordinator)) => self.checkpoints.coordinator = Some(coordinator),
@@ -553,6 +615,10 @@ impl JobMaster {
                     }
                     if self.checkpoints.operators.is_empty() {
                         self.checkpoints.operators = operators;
+                        if let Err(cause) = self.check_restore() {
+                            let _ = reply.send(Err(Status::failed_precondition(cause.clone())));
+                            return Outcome::Unrecoverable(cause);
+                        }
                     }
                     addresses[worker as usize] = Some(data_address);
                     replies.push((worker, reply));
@@ -569,8 +635,13 @@ impl JobMaster {
                             let deployment = Deployment {
                                 slot_workers: slot_workers.clone(),
                                 worker_addresses: worker_addresses.clone(),
-                                restore: restore
-                                    .map(|c| crate::checkpoints::checkpoint_for_worker(c, &slots)),
+                                restore: restore.map(|c| {
+                                    crate::checkpoints::checkpoint_for_worker(
+                                        c,
+                                        &slots,
+                                        &self.checkpoints.operators,
+                                    )
+                                }),
                             };
                             let _ = reply.send(Ok(deployment));
                         }

@@ -28,6 +28,7 @@ use crate::options;
 use crate::proto::job_manager_service_server::{JobManagerService, JobManagerServiceServer};
 use crate::proto::task_executor_service_client::TaskExecutorServiceClient;
 use crate::proto::*;
+use crate::savepoints::JobSavepoints;
 use master::{JobEvent, JobMaster, JobSpec, MasterSettings};
 use state::{now_ms, JobEntry, Shared, TaskManagerEntry, VertexInfo};
 
@@ -63,6 +64,13 @@ pub struct SubmitRequest {
     /// The job's configuration as the client resolved it.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// The savepoint (or retained checkpoint) to start from: `execution.savepoint.path`.
+    #[serde(default)]
+    pub savepoint_path: Option<String>,
+    /// Skip state of operators the job no longer has:
+    /// `execution.savepoint.ignore-unclaimed-state`.
+    #[serde(default)]
+    pub allow_non_restored_state: Option<bool>,
 }
 
 /// A stable hash of a plan: how a worker proves it built the graph that was submitted.
@@ -103,15 +111,27 @@ impl JobManager {
         if slots_needed == 0 {
             return Err(Rejection::bad_request("the job graph has no vertices"));
         }
+        let mut properties = request.properties;
+        if let Some(path) = request.savepoint_path.filter(|p| !p.trim().is_empty()) {
+            properties.insert(eddy_core::config::options::SAVEPOINT_PATH.key.to_string(), path);
+        }
+        if let Some(allow) = request.allow_non_restored_state {
+            let key = eddy_core::config::options::SAVEPOINT_IGNORE_UNCLAIMED_STATE.key;
+            properties.insert(key.to_string(), allow.to_string());
+        }
         let mut job_config = self.config.clone();
-        job_config.merge(&request.properties.iter().collect::<Configuration>());
+        job_config.merge(&properties.iter().collect::<Configuration>());
         let restart_strategy = RestartStrategy::from_configuration(&job_config)
             .map_err(|e| Rejection::bad_request(e.to_string()))?;
         let checkpoint_config = CheckpointConfig::from_configuration(&job_config)
             .map_err(|e| Rejection::bad_request(e.to_string()))?;
-        // BATCH jobs do not checkpoint, as in Flink.
+        // BATCH jobs do not checkpoint, as in Flink. A STREAMING job has a checkpoint coordinator
+        // also without periodic checkpoints: it takes savepoints and restores them.
         let streaming = request.plan.get("type").and_then(Value::as_str) != Some("BATCH");
-        let checkpointing = (checkpoint_config.is_enabled() && streaming).then_some(checkpoint_config);
+        let restore = read_restore(&checkpoint_config, streaming).map_err(Rejection::bad_request)?;
+        let savepoints = JobSavepoints::new(checkpoint_config.savepoint_directory.clone(), streaming);
+        let checkpointing = (checkpoint_config.is_enabled() && streaming).then(|| checkpoint_config.clone());
+        let coordinator = streaming.then_some(checkpoint_config);
         let id = eddy_runtime::executor::new_job_id();
         let (events, receiver) = mpsc::unbounded_channel();
         let now = now_ms();
@@ -120,11 +140,12 @@ impl JobManager {
             name: request.job_name.clone(),
             artifact: request.artifact,
             args: request.program_args,
-            properties: request.properties,
+            properties,
             restart_strategy,
             slots_needed,
             plan_hash: plan_hash(&request.plan),
-            checkpointing: checkpointing.clone(),
+            checkpointing: coordinator,
+            restore,
         };
         let mut entry = JobEntry {
             id: id.clone(),
@@ -145,6 +166,8 @@ impl JobManager {
             checkpoint_config: checkpointing,
             checkpoint_stats: None,
             checkpoint_link: None,
+            savepoints,
+            status_watch: watch::channel(JobStatus::Running).0,
             events,
         };
         entry.plan["jid"] = Value::String(id.clone());
@@ -179,6 +202,32 @@ impl JobManager {
         let _ = job.events.send(JobEvent::Cancel);
         Ok(())
     }
+}
+
+/// The savepoint a job starts from (`execution.savepoint.path`), read and checked now so that a
+/// bad path is an error of the submission; `None` when the key is unset.
+fn read_restore(
+    config: &CheckpointConfig,
+    streaming: bool,
+) -> std::result::Result<Option<master::Restore>, String> {
+    let Some(settings) = config.restore.clone() else { return Ok(None) };
+    if !streaming {
+        return Err(
+            "execution.savepoint.path (savepointPath) is set, but the job runs in BATCH mode, which \
+                    does not restore savepoints; run it in STREAMING mode"
+                .into(),
+        );
+    }
+    let read = || eddy_runtime::checkpoint::savepoint::read_savepoint(&settings.path);
+    // A savepoint holds all of a job's state: read it off the async workers.
+    let savepoint = match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::block_in_place(read),
+        Err(_) => read(),
+    }
+    .map_err(|e| format!("cannot start the job from savepoint {}: {e}", settings.path.display()))?;
+    tracing::info!(savepoint = %settings.path.display(), checkpoint_id = savepoint.id,
+        kind = savepoint.kind.as_str(), "the job starts from a savepoint");
+    Ok(Some(master::Restore { savepoint: Arc::new(savepoint), settings }))
 }
 
 /// The vertices (id, name, parallelism) of a submitted plan.

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use eddy_runtime::JobStatus;
 use serde_json::Value;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::proto::TaskState;
 
@@ -99,6 +99,11 @@ pub struct JobEntry {
     pub checkpoint_stats: Option<Arc<Mutex<CheckpointStats>>>,
     /// The checkpoint RPCs' way to the running attempt's coordinator.
     pub checkpoint_link: Option<Arc<crate::checkpoints::AttemptLink>>,
+    /// Savepoints: where they go by default, the running attempt's trigger and the
+    /// operations asked for through the REST API.
+    pub savepoints: crate::savepoints::JobSavepoints,
+    /// The job's status as it changes, for whoever waits for the job to end.
+    pub status_watch: watch::Sender<JobStatus>,
     pub events: mpsc::UnboundedSender<JobEvent>,
 }
 
@@ -114,6 +119,7 @@ impl JobEntry {
         if status.is_terminal() {
             self.end_ms = Some(now);
         }
+        self.status_watch.send_replace(status);
     }
 
     pub fn record_tasks(&mut self, attempt: u32, tasks: &[TaskState]) {
