@@ -8,7 +8,7 @@ pub mod zipf;
 use std::path::PathBuf;
 
 use clap::Args;
-use eddy::config::{options, parse_dynamic_properties, RuntimeMode};
+use eddy::config::{options, parse_dynamic_properties, ConfigValue, RuntimeMode, StateBackendKind};
 use eddy::prelude::*;
 
 /// Options every example takes.
@@ -36,6 +36,11 @@ pub struct CommonArgs {
     /// from the run that wrote it.
     #[arg(long, value_name = "PATH")]
     pub from_savepoint: Option<PathBuf>,
+    /// Where keyed state lives (`state.backend`): `hashmap` (in memory) or `fjall` (an
+    /// embedded LSM tree on local disk, for state larger than memory). A savepoint or
+    /// checkpoint of one restores on the other.
+    #[arg(long, value_name = "hashmap|fjall", value_parser = parse_state_backend)]
+    pub state_backend: Option<StateBackendKind>,
     /// Application mode: start a JobManager for this job alone, then run the job on the
     /// TaskManagers that connect to it (`execute` reads the flag).
     #[arg(long)]
@@ -44,6 +49,10 @@ pub struct CommonArgs {
 
 fn parse_mode(s: &str) -> std::result::Result<RuntimeMode, String> {
     s.parse()
+}
+
+fn parse_state_backend(s: &str) -> std::result::Result<StateBackendKind, String> {
+    StateBackendKind::parse_value(s)
 }
 
 /// A positive number of lines (or records) per second.
@@ -69,6 +78,11 @@ impl CommonArgs {
         }
         if let Some(ms) = self.checkpoint_interval {
             env.enable_checkpointing(std::time::Duration::from_millis(ms));
+        }
+        if let Some(kind) = self.state_backend {
+            let mut conf = eddy::Configuration::new();
+            conf.set(options::STATE_BACKEND.key, kind.as_str());
+            env.configure(&conf);
         }
         if let Some(path) = &self.from_savepoint {
             let mut conf = eddy::Configuration::new();

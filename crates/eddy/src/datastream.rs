@@ -441,9 +441,7 @@ where
     fn keyed_aggregate<A: Aggregator<T>>(&self, name: &str, agg: A) -> DataStream<T> {
         let input = self.combined(name, agg.clone()).unwrap_or_else(|| self.stream.clone());
         let key = self.key.clone();
-        input.transform(name, move |ctx| {
-            Ok(AggregateOperator::new(key.clone(), agg.clone(), ctx.runtime_mode))
-        })
+        input.transform(name, move |ctx| AggregateOperator::new(key.clone(), agg.clone(), ctx))
     }
 
     /// The input with a combiner before the keyed exchange, when the input comes from a

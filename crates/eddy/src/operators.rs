@@ -5,8 +5,9 @@
 //! retains in place), so a chain of them moves records without copying them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use eddy_core::config::RuntimeMode;
+use eddy_core::config::{RuntimeMode, StateBackendConfig, StateBackendKind};
 use eddy_core::keygroup::assign_to_key_group;
 use eddy_core::CheckpointBarrier;
 use eddy_core::{Batch, Data, Key, Result};
@@ -18,7 +19,7 @@ use crate::functions::{
     CoProcessFunction, Collector, Context, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction,
     ProcessFunction, RuntimeContext,
 };
-use crate::state::KeyedState;
+use crate::state::{KeyedState, KeyedStateDescriptor, ValueStateDescriptor};
 use crate::timers::{InternalTimers, TimeDomain};
 use eddy_runtime::time::ClockRef;
 
@@ -494,11 +495,29 @@ impl<T: Data, F: FnMut(&mut T, T) + Clone + Send + Sync + 'static> Aggregator<T>
 ///
 /// STREAMING: emits the updated result for every input record. BATCH: emits one final result
 /// per key when the input ends.
+///
+/// Where the accumulators live follows `state.backend` (see [`Accumulators`]); either way a
+/// snapshot is the one a keyed process function with one value state named
+/// [`AGGREGATE_STATE`] writes, so a savepoint of one backend restores on the other, and at
+/// any parallelism.
 pub(crate) struct AggregateOperator<T, K, KF, A: Aggregator<T>> {
-    pub key: KF,
-    pub agg: A,
-    pub state: KeyMap<K, A::Acc>,
-    pub mode: RuntimeMode,
+    key: KF,
+    agg: A,
+    accs: Accumulators<K, A::Acc>,
+    mode: RuntimeMode,
+}
+
+/// The name of a keyed aggregation's accumulator state in its snapshots.
+pub(crate) const AGGREGATE_STATE: &str = "aggregate";
+
+/// Where a keyed aggregation keeps its accumulators.
+enum Accumulators<K, Acc> {
+    /// `hashmap`: one plain hash map, the fastest path. The configuration is kept for
+    /// restores, which decode snapshots through keyed state.
+    Heap { map: KeyMap<K, Acc>, config: Arc<StateBackendConfig>, max_parallelism: usize, clock: ClockRef },
+    /// Any other backend: a value state per key, so that incremental checkpoints and state
+    /// larger than memory work as for keyed process functions.
+    Backend { core: Box<KeyedCore<K>>, desc: ValueStateDescriptor<Acc> },
 }
 
 impl<T, K, KF, A> AggregateOperator<T, K, KF, A>
@@ -508,32 +527,110 @@ where
     KF: Fn(&T) -> K + Send + 'static,
     A: Aggregator<T>,
 {
-    pub fn new(key: KF, agg: A, mode: RuntimeMode) -> Self {
-        AggregateOperator { key, agg, state: KeyMap::default(), mode }
+    pub fn new(key: KF, agg: A, ctx: &OperatorContext) -> Result<Self> {
+        let accs = match ctx.state_backend.kind {
+            StateBackendKind::HashMap => Accumulators::Heap {
+                map: KeyMap::default(),
+                config: ctx.state_backend.clone(),
+                max_parallelism: ctx.max_parallelism,
+                clock: ctx.clock.clone(),
+            },
+            _ => Accumulators::Backend {
+                core: Box::new(KeyedCore::new(ctx)?),
+                desc: ValueStateDescriptor::new(AGGREGATE_STATE),
+            },
+        };
+        Ok(AggregateOperator { key, agg, accs, mode: ctx.runtime_mode })
     }
 
-    /// Folds `value` into its key's accumulator and returns the accumulator.
+    /// Folds `value` into its key's accumulator in `map` and returns the accumulator.
     #[inline]
-    fn fold(&mut self, value: T) -> &A::Acc {
+    fn fold<'m>(key: &KF, agg: &mut A, map: &'m mut KeyMap<K, A::Acc>, value: T) -> &'m A::Acc {
         use std::collections::hash_map::Entry;
-        match self.state.entry((self.key)(&value)) {
+        match map.entry(key(&value)) {
             Entry::Occupied(o) => {
                 let acc = o.into_mut();
-                self.agg.add(acc, value);
+                agg.add(acc, value);
                 acc
             }
-            Entry::Vacant(v) => v.insert(self.agg.create(value)),
+            Entry::Vacant(v) => v.insert(agg.create(value)),
         }
     }
 
+    /// Folds `value` into its key's accumulator in keyed state; returns the result to emit if
+    /// `emit`.
+    fn fold_in_state(
+        key: &KF,
+        agg: &mut A,
+        state: &mut KeyedState<K>,
+        desc: &ValueStateDescriptor<A::Acc>,
+        value: T,
+        emit: bool,
+    ) -> Result<Option<T>> {
+        let key = key(&value);
+        if let Some(acc) = state.value_state(desc, &key, 0)?.into_value_mut() {
+            agg.add(acc, value);
+            return Ok(if emit { A::get(acc) } else { None });
+        }
+        let acc = agg.create(value);
+        let result = if emit { A::get(&acc) } else { None };
+        state.value_state(desc, &key, 0)?.update(acc);
+        Ok(result)
+    }
+
     fn emit_all(&mut self, out: &mut Emitter<T>) -> Result<()> {
-        for (_, acc) in self.state.drain() {
-            if let Some(v) = A::into_result(acc) {
-                out.collect(v)?;
+        match &mut self.accs {
+            Accumulators::Heap { map, .. } => {
+                for (_, acc) in map.drain() {
+                    if let Some(v) = A::into_result(acc) {
+                        out.collect(v)?;
+                    }
+                }
+            }
+            Accumulators::Backend { core, desc } => {
+                for key in desc.keys_in(&mut core.state)? {
+                    let mut acc = core.state.value_state(desc, &key, 0)?;
+                    if let Some(v) = acc.value().and_then(A::get) {
+                        out.collect(v)?;
+                    }
+                    acc.clear();
+                }
             }
         }
         Ok(())
     }
+}
+
+/// The bytes [`KeyedCore::snapshot`] writes for one value state `name` holding `entries`, with
+/// no timers: what a keyed aggregation on the heap writes.
+fn value_state_snapshot<'a, K: Key, V: Data>(
+    name: &str,
+    entries: impl Iterator<Item = (&'a K, &'a V)>,
+    max_parallelism: usize,
+) -> Result<Vec<u8>> {
+    use crate::state::{KeyedStateSnapshot, Stamped, StateKind, StateSnapshot};
+    let stamped = entries.map(|(k, v)| (k, Stamped { value: v, stamp: 0 }));
+    let key_groups = crate::windowing::checkpoint::cut_by_key_group(stamped, max_parallelism)?;
+    let state = StateSnapshot {
+        name: name.to_string(),
+        kind: StateKind::Value,
+        value_types: std::any::type_name::<V>().to_string(),
+        ttl: false,
+        key_groups,
+    };
+    let snapshot: KeyedCoreSnapshot<K> = KeyedCoreSnapshot {
+        state: KeyedStateSnapshot {
+            format_version: crate::state::SNAPSHOT_FORMAT_VERSION,
+            max_parallelism,
+            states: vec![state],
+            shared: Vec::new(),
+        },
+        event_timers: Vec::new(),
+        processing_timers: Vec::new(),
+    };
+    let mut bytes = Vec::new();
+    eddy_core::codec::encode_value(&snapshot, &mut bytes)?;
+    Ok(bytes)
 }
 
 impl<T, K, KF, A> OneInputOperator for AggregateOperator<T, K, KF, A>
@@ -546,41 +643,77 @@ where
     type In = T;
     type Out = T;
 
-    /// The accumulators of the keys this subtask owns, as they were at the checkpoint.
-    fn initialize_state(&mut self, restored: Option<&RestoredState>) -> Result<()> {
-        let Some(restored) = restored else { return Ok(()) };
-        let (range, max_parallelism) = (restored.key_groups(), restored.max_parallelism);
-        for bytes in restored.keyed() {
-            let entries: Vec<(K, A::Acc)> = eddy_core::codec::decode_value(bytes)?;
-            let mine =
-                entries.into_iter().filter(|(k, _)| range.contains(&assign_to_key_group(k, max_parallelism)));
-            self.state.extend(mine);
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        match &mut self.accs {
+            Accumulators::Heap { max_parallelism, .. } => *max_parallelism = ctx.max_parallelism,
+            Accumulators::Backend { core, .. } => core.max_parallelism = ctx.max_parallelism,
         }
         Ok(())
     }
 
-    fn snapshot_state(&mut self, _barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
-        let entries: Vec<(&K, &A::Acc)> = self.state.iter().collect();
-        let mut bytes = Vec::new();
-        eddy_core::codec::encode_value(&entries, &mut bytes)?;
-        Ok(Some(bytes))
+    /// The accumulators of the keys this subtask owns, as they were at the checkpoint, out of
+    /// snapshots of either backend (incremental ones included).
+    fn initialize_state(&mut self, restored: Option<&RestoredState>) -> Result<()> {
+        let Some(restored) = restored else { return Ok(()) };
+        match &mut self.accs {
+            Accumulators::Backend { core, .. } => core.restore(restored),
+            Accumulators::Heap { map, config, clock, .. } => {
+                let mut core = KeyedCore {
+                    timers: InternalTimers::default(),
+                    state: KeyedState::new(config.clone(), restored.max_parallelism)?,
+                    watermark: i64::MIN,
+                    clock: clock.clone(),
+                    max_parallelism: restored.max_parallelism,
+                };
+                core.restore(restored)?;
+                let desc = ValueStateDescriptor::<A::Acc>::new(AGGREGATE_STATE);
+                for key in desc.keys_in(&mut core.state)? {
+                    let acc = core.state.value_state(&desc, &key, 0)?.value().cloned();
+                    if let Some(acc) = acc {
+                        map.insert(key, acc);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn snapshot_state(&mut self, barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
+        match &mut self.accs {
+            Accumulators::Heap { map, max_parallelism, .. } => {
+                value_state_snapshot(AGGREGATE_STATE, map.iter(), *max_parallelism).map(Some)
+            }
+            Accumulators::Backend { core, .. } => core.snapshot(barrier).map(Some),
+        }
     }
 
     fn process_batch(&mut self, batch: Batch<T>, out: &mut Emitter<T>) -> Result<()> {
-        if self.mode == RuntimeMode::Batch {
-            for v in batch.values {
-                self.fold(v);
-            }
-            return Ok(());
-        }
-        // The result keeps the timestamp of the record that updated it.
+        let (key, agg) = (&self.key, &mut self.agg);
+        let emit = self.mode != RuntimeMode::Batch;
         let Batch { values, timestamps } = batch;
+        // The result keeps the timestamp of the record that updated it.
         let mut ts = timestamps.into_iter();
-        for v in values {
-            let t = ts.next().unwrap_or(eddy_core::NO_TIMESTAMP);
-            let acc = self.fold(v);
-            if let Some(r) = A::get(acc) {
-                out.collect_with_timestamp(r, t)?;
+        match &mut self.accs {
+            Accumulators::Heap { map, .. } if !emit => {
+                for v in values {
+                    Self::fold(key, agg, map, v);
+                }
+            }
+            Accumulators::Heap { map, .. } => {
+                for v in values {
+                    let t = ts.next().unwrap_or(eddy_core::NO_TIMESTAMP);
+                    if let Some(r) = A::get(Self::fold(key, agg, map, v)) {
+                        out.collect_with_timestamp(r, t)?;
+                    }
+                }
+            }
+            Accumulators::Backend { core, desc } => {
+                for v in values {
+                    let t = ts.next().unwrap_or(eddy_core::NO_TIMESTAMP);
+                    if let Some(r) = Self::fold_in_state(key, agg, &mut core.state, desc, v, emit)? {
+                        out.collect_with_timestamp(r, t)?;
+                    }
+                }
             }
         }
         Ok(())

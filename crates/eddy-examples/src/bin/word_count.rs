@@ -12,6 +12,11 @@
 //! word_count --input big.txt --output out --checkpoint-interval 500 -p 4 \
 //!     --from-savepoint /tmp/chk/<job-id>/chk-<n>
 //! ```
+//!
+//! With `--state-backend fjall` the counts live in an embedded LSM tree on local disk
+//! (`state.backend`; `-D state.backend.fjall.memory=16mb` bounds its memory,
+//! `-D state.backend.incremental=true` makes checkpoints incremental). A checkpoint of one
+//! backend restores on the other.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

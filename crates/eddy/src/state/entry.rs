@@ -240,6 +240,37 @@ impl<'a, K: Key, E: Entry> Access<'a, K, E> {
         }
     }
 
+    /// The entry as stored, without TTL checks, for an operator that updates it in place and
+    /// keeps the reference (the handle is used up); `None` if the key has none.
+    pub fn into_stored(self) -> Option<&'a mut E> {
+        match self.store {
+            Store::Detached => None,
+            Store::Heap(map) => map.get_mut(self.key),
+            Store::Cached(c) => {
+                c.dirty = true;
+                c.entry.as_mut()
+            }
+        }
+    }
+
+    /// [`into_stored`](Self::into_stored), creating the entry with `create` if the key has
+    /// none; `None` only for a detached handle.
+    pub fn into_stored_or_insert_with(self, create: impl FnOnce() -> E) -> Option<&'a mut E> {
+        match self.store {
+            Store::Detached => None,
+            Store::Heap(map) => {
+                if !map.contains_key(self.key) {
+                    map.insert(self.key.clone(), create());
+                }
+                map.get_mut(self.key)
+            }
+            Store::Cached(c) => {
+                c.dirty = true;
+                Some(c.entry.get_or_insert_with(create))
+            }
+        }
+    }
+
     /// The entry as stored, for a caller that only reads it.
     pub fn peek(&self) -> Option<&E> {
         match &self.store {

@@ -131,7 +131,8 @@ pub use snapshot::{
 pub use ttl::{StateTtlConfig, StateVisibility, UpdateType};
 pub use value::{AggregatingState, ReducingState, ValueState};
 
-use entry::{Access, Entry, ListEntry, MapEntry, Stamped};
+pub(crate) use entry::Stamped;
+use entry::{Access, Entry, ListEntry, MapEntry};
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 

@@ -32,6 +32,20 @@ impl<'a, K: Key, V: Data> ValueState<'a, K, V> {
     pub fn clear(&mut self) {
         self.access.clear()
     }
+
+    /// The value, for an operator that updates it in place (a built-in aggregation's
+    /// accumulator, a key's windows); `None` if it is unset. Marks the entry written, and
+    /// ignores TTL: the operators' own states have none.
+    pub(crate) fn into_value_mut(self) -> Option<&'a mut V> {
+        self.access.into_stored().map(|e| &mut e.value)
+    }
+
+    /// [`into_value_mut`](Self::into_value_mut), setting the value to `init()` first if it is
+    /// unset; `None` only if the state could not be reached.
+    pub(crate) fn into_value_or_insert_with(self, init: impl FnOnce() -> V) -> Option<&'a mut V> {
+        let create = || Stamped { value: init(), stamp: 0 };
+        self.access.into_stored_or_insert_with(create).map(|e| &mut e.value)
+    }
 }
 
 /// The current key's value of a reducing state (Flink's `ReducingState`): every added value is

@@ -1,19 +1,18 @@
 //! Checkpoints of window and join state: one format for the general window operator, the
 //! aligned window operator and the interval join.
 //!
-//! **Where the state lives.** The operators keep their per-key state in heap maps and write it,
-//! at a checkpoint, cut by key group ([`KeyGroupState`], the layout keyed state uses), so that
-//! a restore can take any key-group range out of the snapshots of one or several old subtasks.
-//! Storing the general operator's windows through [`KeyedState`](crate::state::KeyedState)
-//! instead (a map state per key, from window to contents, trigger state and timers) was
-//! considered and left for later: `KeyedState` has no window namespace, every element touches
-//! all windows of its key (merging sessions compare them all, triggers read and write their
-//! state, timers are looked up by window), so a serializing backend would decode and encode
-//! the key's whole window list per record, and the timers would still need a queue of their
-//! own beside it. The aligned operator must keep its panes on the heap anyway to stay fast.
-//! What a backend for window state larger than memory needs is a namespace (the window) on
-//! keyed state and a timer service stored with it; the snapshot format here is already the
-//! one such a backend would write.
+//! **Where the state lives.** On the `hashmap` backend the operators keep their per-key state in
+//! heap maps. On `fjall` the general window operator keeps each key's window list (windows with
+//! contents, trigger state and live timers) as one value of a keyed value state, loaded and
+//! written back through the backend's cache, and its timer queues on the heap (see
+//! [`super::store`]); the aligned operator is not used there (the general one computes the same
+//! results), and the interval join stays on the heap. Either way a checkpoint writes the
+//! state cut by key group ([`KeyGroupState`], the layout keyed state uses), in the same format
+//! whatever the backend, so that a restore can take any key-group range out of the snapshots
+//! of one or several old subtasks, and a savepoint of one backend restores on the other. Window
+//! checkpoints are full, not incremental: what is left for window state larger than memory is a
+//! window namespace on keyed state (so a record does not decode its key's whole window list)
+//! and timers stored with the state.
 //!
 //! **Event time after a restore.** The watermark restarts at `i64::MIN`, as in keyed
 //! operators and in Flink: timers fire again only once the replayed sources move event time

@@ -73,8 +73,13 @@
 //! they were, also at another parallelism. Accumulators and buffered elements are therefore
 //! serializable (`ACC: Data`). After a restore the watermark starts again from `i64::MIN`, as
 //! in Flink, but elements that were late before the checkpoint stay late until event time has
-//! caught up, and windows that had fired do not fire again. The `checkpoint` module has the format
-//! and why window state stays on the heap rather than in keyed state.
+//! caught up, and windows that had fired do not fire again. The `checkpoint` module has the format.
+//!
+//! **State backends.** With `state.backend: fjall`, window contents go through the backend:
+//! every window runs on the general operator, which keeps each key's windows in keyed state
+//! (timers stay on the heap). A savepoint restores on the other backend, except that a job
+//! whose tumbling or sliding `reduce`/`aggregate` windows ran on the aligned operator
+//! (`hashmap`) cannot switch backends through it yet: the two operators' formats differ.
 //!
 //! **Differences from Flink.** Processing-time assigners read the clock once per batch of
 //! records rather than per record. Per-window state in process functions
@@ -86,6 +91,7 @@ pub(crate) mod checkpoint;
 pub mod evictors;
 pub mod functions;
 mod operator;
+mod store;
 mod stream;
 pub mod triggers;
 pub mod window;

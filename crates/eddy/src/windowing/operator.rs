@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use super::assigners::{WindowAssigner, WindowAssignerContext};
 use super::checkpoint::{cut_by_key_group, KeyedSnapshot, Restore, RestoredTime, FORMAT_VERSION};
 use super::functions::{FireContext, WindowContents};
+use super::store::KeyedLists;
 use super::triggers::{TimerRequest, Trigger, TriggerContext};
 use super::window::Window;
 use crate::functions::RuntimeContext;
@@ -53,14 +54,33 @@ pub(crate) struct WindowSpec<KF, A, Tr> {
     pub late_tag: Option<String>,
 }
 
-/// One open window of one key.
-struct WindowEntry<W, Acc, S> {
+/// One open window of one key (serializable: a backend other than `hashmap` stores it).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(bound = "W: Serialize + serde::de::DeserializeOwned, Acc: Serialize + serde::de::DeserializeOwned, \
+                 S: Serialize + serde::de::DeserializeOwned")]
+pub(crate) struct WindowEntry<W, Acc, S> {
     window: W,
     /// `None`: nothing added since the window was created or purged.
     contents: Option<Acc>,
     trigger: S,
     /// The timers this window has registered and not yet fired or deleted.
+    #[serde(with = "timer_list")]
     timers: Vec<(TimeDomain, i64)>,
+}
+
+/// A window's live timers as `(event time?, time)`.
+mod timer_list {
+    use super::{domain_of, TimeDomain};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(timers: &[(TimeDomain, i64)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(timers.iter().map(|&(d, time)| (d == TimeDomain::EventTime, time)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(TimeDomain, i64)>, D::Error> {
+        let timers: Vec<(bool, i64)> = Deserialize::deserialize(d)?;
+        Ok(timers.into_iter().map(|(event_time, time)| (domain_of(event_time), time)).collect())
+    }
 }
 
 impl<W, Acc, S: Default> WindowEntry<W, Acc, S> {
@@ -162,7 +182,7 @@ impl<K: Key, W: Window> Timers<K, W> {
 }
 
 type Entries<W, Acc, S> = Vec<WindowEntry<W, Acc, S>>;
-type KeyWindows<K, W, Acc, S> = KeyMap<K, Entries<W, Acc, S>>;
+type KeyWindows<K, W, Acc, S> = KeyedLists<K, WindowEntry<W, Acc, S>>;
 
 /// The window operator for every case the aligned operator does not cover.
 pub(crate) struct WindowOperator<T, K, KF, A, Tr, C>
@@ -237,14 +257,6 @@ pub(crate) fn cleanup_time(max_timestamp: i64, event_time: bool, lateness: i64) 
     }
 }
 
-/// The windows of `key` in `keys`, created if it has none.
-fn entries_of<'a, K: Key, E>(keys: &'a mut KeyMap<K, Vec<E>>, key: &K) -> &'a mut Vec<E> {
-    if !keys.contains_key(key) {
-        keys.insert(key.clone(), Vec::new());
-    }
-    keys.get_mut(key).expect("inserted above")
-}
-
 /// Runs the window function over `entry`'s contents, if it has any.
 fn fire_entry<T, K, W: Window, Acc, S, C: WindowContents<T, K, W, Acc = Acc>>(
     contents: &mut C,
@@ -273,14 +285,15 @@ where
     Tr: Trigger<T, A::Window>,
     C: WindowContents<T, K, A::Window>,
 {
-    pub fn new(spec: WindowSpec<KF, A, Tr>, contents: C, ctx: &OperatorContext) -> Self {
-        WindowOperator {
+    /// The operator, keeping its windows in the backend `state.backend` names.
+    pub fn new(spec: WindowSpec<KF, A, Tr>, contents: C, ctx: &OperatorContext) -> Result<Self> {
+        Ok(WindowOperator {
             event_time: spec.assigner.is_event_time(),
             merging: spec.assigner.is_merging(),
             spec,
             contents,
             batch: ctx.runtime_mode == RuntimeMode::Batch,
-            keys: KeyMap::default(),
+            keys: KeyedLists::new(&ctx.state_backend, ctx.max_parallelism)?,
             timers: Timers {
                 event: BinaryHeap::new(),
                 processing: BinaryHeap::new(),
@@ -298,7 +311,7 @@ where
             key_groups: 0..=0,
             max_parallelism: 1,
             _t: PhantomData,
-        }
+        })
     }
 
     fn cleanup_time(&self, window: &A::Window) -> i64 {
@@ -328,7 +341,7 @@ where
             let window = if self.merging { self.add_merging_window(&key, window, now, wm)? } else { window };
             if self.is_window_late(&window, wm) {
                 if self.merging {
-                    self.retire(&key, &window);
+                    self.retire(&key, &window)?;
                 }
                 continue;
             }
@@ -349,8 +362,8 @@ where
     }
 
     /// The windows of `key`, created if it has none.
-    fn entries(&mut self, key: &K) -> &mut Entries<A::Window, C::Acc, Tr::State> {
-        entries_of(&mut self.keys, key)
+    fn entries<'s>(&'s mut self, key: &'s K) -> Result<&'s mut Entries<A::Window, C::Acc, Tr::State>> {
+        self.keys.entries(key)
     }
 
     fn add_to_window(
@@ -364,7 +377,7 @@ where
         let cleanup = self.cleanup_time(&window);
         let cleanup_domain = self.cleanup_domain();
         let Self { keys, spec, contents, timers, requests, clock, .. } = self;
-        let entries = entries_of(keys, key);
+        let entries = keys.entries(key)?;
         let idx = match entries.iter().position(|e| e.window == window) {
             Some(i) => i,
             None => {
@@ -400,13 +413,14 @@ where
     }
 
     /// Removes a window that became late before anything was added to it.
-    fn retire(&mut self, key: &K, window: &A::Window) {
-        if let Some(entries) = self.keys.get_mut(key) {
+    fn retire(&mut self, key: &K, window: &A::Window) -> Result<()> {
+        if let Some(entries) = self.keys.get_mut(key)? {
             entries.retain(|e| e.window != *window);
             if entries.is_empty() {
-                self.keys.remove(key);
+                self.keys.remove(key)?;
             }
         }
+        Ok(())
     }
 
     /// Adds `new` to the windows of `key`, merging as the assigner says, and returns the
@@ -414,7 +428,7 @@ where
     fn add_merging_window(&mut self, key: &K, new: A::Window, now: i64, wm: i64) -> Result<A::Window> {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        scratch.extend(self.entries(key).iter().map(|e| e.window.clone()));
+        scratch.extend(self.entries(key)?.iter().map(|e| e.window.clone()));
         scratch.push(new.clone());
         let mut groups: Vec<(A::Window, Vec<A::Window>)> = Vec::new();
         self.spec
@@ -436,7 +450,7 @@ where
             }
             self.merge(key, result, &group, now, wm)?;
         }
-        let entries = self.entries(key);
+        let entries = self.entries(key)?;
         if (result_window == new && !merged_new) && !entries.iter().any(|e| e.window == new) {
             entries.push(WindowEntry::new(new));
         }
@@ -457,7 +471,7 @@ where
                  processing time by merging. Current processing time: {now} window: {result:?}"
             )));
         }
-        let entries = self.entries(key);
+        let entries = self.entries(key)?;
         let mut old = Vec::with_capacity(merged.len());
         for w in merged {
             if let Some(i) = entries.iter().position(|e| e.window == *w) {
@@ -483,7 +497,7 @@ where
                 contents.merge(&mut target.contents, c);
             }
         }
-        self.entries(key).push(target);
+        self.entries(key)?.push(target);
         Ok(())
     }
 
@@ -495,21 +509,31 @@ where
 
     /// Drops heap entries of timers that no window holds any more, once the heaps have grown
     /// to twice their size after the last compaction (amortized O(1) per registration).
-    fn compact_timers(&mut self) {
+    fn compact_timers(&mut self) -> Result<()> {
         let size = self.timers.event.len() + self.timers.processing.len();
         if size < self.timers.compact_at {
-            return;
+            return Ok(());
         }
-        let keys = &self.keys;
-        let live = |domain: TimeDomain, t: &Timer<K, A::Window>| {
-            keys.get(&t.key).is_some_and(|entries| {
+        let keys = &mut self.keys;
+        // A timer whose key's windows cannot be read is kept; the error fails the batch.
+        let mut failed = None;
+        let mut live = |domain: TimeDomain, t: &Timer<K, A::Window>| match keys.get_mut(&t.key) {
+            Ok(entries) => entries.is_some_and(|entries| {
                 entries.iter().any(|e| e.window == t.window && e.timers.contains(&(domain, t.time)))
-            })
+            }),
+            Err(e) => {
+                failed = Some(e);
+                true
+            }
         };
         self.timers.event.retain(|t| live(TimeDomain::EventTime, t));
         self.timers.processing.retain(|t| live(TimeDomain::ProcessingTime, t));
+        if let Some(e) = failed {
+            return Err(e);
+        }
         let kept = self.timers.event.len() + self.timers.processing.len();
         self.timers.compact_at = (2 * kept).max(MIN_COMPACTION);
+        Ok(())
     }
 
     /// Fires the timers of `domain` due at `time`, including those registered meanwhile.
@@ -531,7 +555,7 @@ where
         let cleanup_domain = self.cleanup_domain();
         let (event_time, lateness, watermark) = (self.event_time, self.spec.lateness, self.watermark);
         let Self { keys, spec, contents, timers, requests, clock, .. } = self;
-        let Some(entries) = keys.get_mut(&timer.key) else { return Ok(()) };
+        let Some(entries) = keys.get_mut(&timer.key)? else { return Ok(()) };
         let Some(idx) = entries.iter().position(|e| e.window == timer.window) else { return Ok(()) };
         let entry = &mut entries[idx];
         let Some(live) = entry.timers.iter().position(|t| *t == (domain, timer.time)) else {
@@ -563,7 +587,7 @@ where
             requests.clear();
             entries.swap_remove(idx);
             if entries.is_empty() {
-                keys.remove(&timer.key);
+                keys.remove(&timer.key)?;
             }
         }
         Ok(())
@@ -580,7 +604,16 @@ where
     }
 
     /// The windows of every key with their live timers, cut by key group.
-    fn snapshot(&self) -> Result<Vec<u8>> {
+    fn snapshot(&mut self) -> Result<Vec<u8>> {
+        // On the heap the windows are read in place; another backend's are copied out first.
+        let copied;
+        let lists: Vec<_> = match &mut self.keys {
+            KeyedLists::Heap(map) => map.iter().collect(),
+            backend => {
+                copied = backend.copy_all()?;
+                copied.iter().map(|(k, v)| (k, v)).collect()
+            }
+        };
         // A live timer's order is that of its earliest heap entry (later ones are re-registrations
         // of a timer deleted before).
         let mut order: KeyMap<(&K, &A::Window, bool, i64), u64> = KeyMap::default();
@@ -590,7 +623,7 @@ where
                 *seq = (*seq).min(t.seq);
             }
         }
-        let entries = self.keys.iter().map(|(key, entries)| {
+        let entries = lists.into_iter().map(|(key, entries)| {
             let windows: Vec<_> = entries
                 .iter()
                 .map(|e| EntryOut {
@@ -628,7 +661,7 @@ where
         let keys: RestoredKeys<K, A::Window, C::Acc, Tr::State> = restore.entries()?;
         let mut timers: Vec<(u64, bool, i64, K, A::Window)> = Vec::new();
         for (key, windows) in keys {
-            let entries = entries_of(&mut self.keys, &key);
+            let entries = self.keys.entries(&key)?;
             for w in windows {
                 let mut entry = WindowEntry::new(w.window);
                 entry.contents = w.contents;
@@ -654,8 +687,10 @@ where
 
     /// Open windows (for tests).
     #[cfg(test)]
-    pub fn open_windows(&self) -> usize {
-        self.keys.values().map(Vec::len).sum()
+    pub fn open_windows(&mut self) -> usize {
+        let mut open = 0;
+        self.keys.for_each(|_, windows| open += windows.len()).expect("window state is readable");
+        open
     }
 }
 
@@ -691,8 +726,7 @@ where
         for (v, ts) in batch.into_iter_with_timestamps() {
             self.process_element(v, ts, now, out)?;
         }
-        self.compact_timers();
-        Ok(())
+        self.compact_timers()
     }
 
     fn process_watermark(&mut self, watermark: i64, out: &mut Emitter<C::Out>) -> Result<()> {
@@ -729,5 +763,70 @@ where
 
     fn close(&mut self) -> Result<()> {
         self.contents.close()
+    }
+}
+
+/// One of two operators of the same input and output, chosen when the task starts (the
+/// aligned window operator on the heap backend, the general one on another).
+pub(crate) enum EitherOperator<L, R> {
+    Left(L),
+    Right(R),
+}
+
+macro_rules! either {
+    ($self:ident, $op:ident => $e:expr) => {
+        match $self {
+            EitherOperator::Left($op) => $e,
+            EitherOperator::Right($op) => $e,
+        }
+    };
+}
+
+impl<L, R> OneInputOperator for EitherOperator<L, R>
+where
+    L: OneInputOperator,
+    R: OneInputOperator<In = L::In, Out = L::Out>,
+{
+    type In = L::In;
+    type Out = L::Out;
+
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        either!(self, op => op.open(ctx))
+    }
+
+    fn process_batch(&mut self, batch: Batch<L::In>, out: &mut Emitter<L::Out>) -> Result<()> {
+        either!(self, op => op.process_batch(batch, out))
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Emitter<L::Out>) -> Result<()> {
+        either!(self, op => op.process_watermark(watermark, out))
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut Emitter<L::Out>) -> Result<()> {
+        either!(self, op => op.on_processing_time(now, out))
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        either!(self, op => op.next_processing_time())
+    }
+
+    fn end_input(&mut self, out: &mut Emitter<L::Out>) -> Result<()> {
+        either!(self, op => op.end_input(out))
+    }
+
+    fn close(&mut self) -> Result<()> {
+        either!(self, op => op.close())
+    }
+
+    fn initialize_state(&mut self, restored: Option<&RestoredState>) -> Result<()> {
+        either!(self, op => op.initialize_state(restored))
+    }
+
+    fn snapshot_state(&mut self, barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
+        either!(self, op => op.snapshot_state(barrier))
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        either!(self, op => op.notify_checkpoint_complete(checkpoint_id))
     }
 }

@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::ops::AddAssign;
 use std::time::Duration;
 
+use eddy_core::config::StateBackendKind;
 use eddy_core::{Data, EddyError, Key};
 use eddy_runtime::graph::TypeOf;
 use eddy_runtime::OperatorContext;
@@ -17,7 +18,7 @@ use super::functions::{
     InternalWindowFn, PassThrough, ProcessAllWindowFunction, ProcessWindowFunction, ReduceAgg, UserFn,
     WindowContents,
 };
-use super::operator::{WindowOperator, WindowSpec};
+use super::operator::{EitherOperator, WindowOperator, WindowSpec};
 use super::triggers::{
     duration_ms, CountTrigger, EventTimeTrigger, ProcessingTimeTrigger, PurgingTrigger, Trigger,
 };
@@ -359,7 +360,7 @@ where
 
     fn general<C: WindowContents<T, K, A::Window>>(&self, function: &str, contents: C) -> DataStream<C::Out> {
         let spec = self.spec();
-        self.add_operator(function, move |ctx| Ok(WindowOperator::new(spec.clone(), contents.clone(), ctx)))
+        self.add_operator(function, move |ctx| WindowOperator::new(spec.clone(), contents.clone(), ctx))
     }
 
     /// The geometry of the windows if the aligned operator computes them: tumbling or
@@ -397,7 +398,14 @@ where
                 lateness: self.lateness,
                 late_tag: self.late_tag.as_ref().map(|t| t.id().to_string()),
             };
+            let general = self.spec();
+            // The aligned operator keeps its panes on the heap; on another backend the general
+            // operator, whose windows go through keyed state, computes the same results.
             return self.add_operator(function, move |ctx| {
+                if ctx.state_backend.kind != StateBackendKind::HashMap {
+                    let contents = Incremental { agg: agg.clone(), wf: wf.clone() };
+                    return WindowOperator::new(general.clone(), contents, ctx).map(EitherOperator::Right);
+                }
                 AlignedWindowOperator::<T, K, F, AG, WF, A::Window>::new(
                     key.clone(),
                     agg.clone(),
@@ -405,6 +413,7 @@ where
                     spec.clone(),
                     ctx,
                 )
+                .map(EitherOperator::Left)
             });
         }
         self.general(function, Incremental { agg, wf })

@@ -469,7 +469,8 @@ fn late_elements_without_side_output_are_dropped_and_counted() {
         lateness: 0,
         late_tag: None,
     };
-    let mut general = WindowOperator::new(spec, Incremental { agg: ReduceAgg(sum), wf: PassThrough }, &ctx);
+    let mut general =
+        WindowOperator::new(spec, Incremental { agg: ReduceAgg(sum), wf: PassThrough }, &ctx).unwrap();
 
     aligned.process_batch(batch(&[("a", 1, 3), ("a", 2, 15)]), &mut out).unwrap();
     general.process_batch(batch(&[("a", 1, 3), ("a", 2, 15)]), &mut out).unwrap();
@@ -1345,7 +1346,8 @@ fn growing_sessions_keep_timers_proportional_to_open_windows_not_to_records() {
         lateness: 0,
         late_tag: None,
     };
-    let mut op = WindowOperator::new(spec, Incremental { agg: ReduceAgg(sum), wf: PassThrough }, &ctx);
+    let mut op =
+        WindowOperator::new(spec, Incremental { agg: ReduceAgg(sum), wf: PassThrough }, &ctx).unwrap();
     // Ten keys whose sessions grow by one record every millisecond, with no watermark: every
     // record moves its session's end and its timer, leaving the old timer behind.
     for round in 0..10_000i64 {
