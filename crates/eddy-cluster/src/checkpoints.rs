@@ -205,6 +205,8 @@ fn response_to_proto(response: TaskResponse) -> CheckpointEvent {
                 .collect(),
             reason: String::new(),
             in_flight: snapshot.in_flight,
+            sync_duration_ms: snapshot.sync_duration.as_millis() as u64,
+            async_duration_ms: snapshot.async_duration.as_millis() as u64,
         },
         TaskResponse::Decline { vertex, subtask, checkpoint_id, reason } => CheckpointEvent {
             vertex: vertex as u32,
@@ -214,6 +216,7 @@ fn response_to_proto(response: TaskResponse) -> CheckpointEvent {
             operators: Vec::new(),
             reason,
             in_flight: None,
+            ..Default::default()
         },
     }
 }
@@ -263,6 +266,8 @@ impl AttemptLink {
                         .map(|o| OperatorSnapshot { operator_id: o.operator_id.into(), state: o.state })
                         .collect();
                     snapshot.in_flight = e.in_flight;
+                    snapshot.sync_duration = std::time::Duration::from_millis(e.sync_duration_ms);
+                    snapshot.async_duration = std::time::Duration::from_millis(e.async_duration_ms);
                     self.responder.respond(TaskResponse::Acknowledge { vertex, subtask, snapshot });
                 }
                 EventKind::Decline => self.responder.respond(TaskResponse::Decline {

@@ -850,7 +850,10 @@ pub(crate) fn run_task_threads(
         let on_thread = report.clone();
         let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
             on_thread(vertex, subtask, TaskState::Running, None);
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.invoke(&rt)));
+            // A finished task waits for its snapshots' asynchronous parts: the coordinator
+            // counts a finished task as acknowledged, so its acknowledgements must come first.
+            let run = || task.invoke(&rt).and_then(|()| rt.checkpoints.finish(&rt.signals));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
             let (state, error) = task_outcome(result, name, subtask);
             on_thread(vertex, subtask, state, error);
         });

@@ -17,8 +17,11 @@
 //! 1. `initialize_state(restored)` once, before `open`: `restored` holds the bytes the
 //!    operator's `snapshot_state` returned for the checkpoint the job restarts from, or is
 //!    `None` on a fresh start;
-//! 2. `snapshot_state(checkpoint_id)` when the checkpoint's barrier passes the operator: the
-//!    synchronous part of a snapshot, so it should only copy or serialize what it must;
+//! 2. `snapshot_state(barrier)` when the checkpoint's barrier passes the operator: the
+//!    synchronous part of a snapshot, so it should only copy or serialize what it must. An
+//!    operator with large state implements `snapshot_state_async` instead, which may return a
+//!    [`SnapshotBytes::Deferred`] part that builds the bytes on the task's snapshot thread
+//!    from a consistent view taken now (see [`crate::checkpoint::async_snapshot`]);
 //! 3. `notify_checkpoint_complete(checkpoint_id)` once the whole checkpoint is stored (where a
 //!    sink would commit).
 //!
@@ -31,7 +34,7 @@ use std::sync::Arc;
 use eddy_core::config::RuntimeMode;
 use eddy_core::{Batch, CheckpointBarrier, Data, EddyError, Result};
 
-use crate::checkpoint::{OperatorInit, RestoredState, TaskSnapshot};
+use crate::checkpoint::{ChainSnapshot, OperatorInit, RestoredState, SnapshotBytes};
 use crate::output::{Emitter, Output};
 
 /// What an operator knows about where it runs.
@@ -149,6 +152,16 @@ pub trait OneInputOperator: Send + 'static {
         Ok(None)
     }
 
+    /// The operator's state for the checkpoint of `barrier`, split into a synchronous part
+    /// (this call, on the task thread) and an optional deferred part
+    /// ([`SnapshotBytes::Deferred`]) that the task's snapshot thread runs while the task goes
+    /// on; the checkpoint is acknowledged once it is done, and declined if it fails. The
+    /// deferred part must not see changes made after this call. The default takes the whole
+    /// snapshot now, with [`snapshot_state`](Self::snapshot_state).
+    fn snapshot_state_async(&mut self, barrier: &CheckpointBarrier) -> Result<Option<SnapshotBytes>> {
+        Ok(self.snapshot_state(barrier)?.map(SnapshotBytes::Ready))
+    }
+
     /// Checkpoint `checkpoint_id` is complete and stored.
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
         Ok(())
@@ -198,6 +211,16 @@ pub trait TwoInputOperator: Send + 'static {
     /// Called when the checkpoint's barrier reaches the operator, after every record before it.
     fn snapshot_state(&mut self, _barrier: &CheckpointBarrier) -> Result<Option<Vec<u8>>> {
         Ok(None)
+    }
+
+    /// The operator's state for the checkpoint of `barrier`, split into a synchronous part
+    /// (this call, on the task thread) and an optional deferred part
+    /// ([`SnapshotBytes::Deferred`]) that the task's snapshot thread runs while the task goes
+    /// on; the checkpoint is acknowledged once it is done, and declined if it fails. The
+    /// deferred part must not see changes made after this call. The default takes the whole
+    /// snapshot now, with [`snapshot_state`](Self::snapshot_state).
+    fn snapshot_state_async(&mut self, barrier: &CheckpointBarrier) -> Result<Option<SnapshotBytes>> {
+        Ok(self.snapshot_state(barrier)?.map(SnapshotBytes::Ready))
     }
 
     /// Checkpoint `checkpoint_id` is complete and stored.
@@ -280,12 +303,12 @@ impl<Op: OneInputOperator> Output<Op::In> for ChainedOperator<Op> {
         self.out.flush()
     }
 
-    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()> {
-        let (op, out, id) = (&mut self.op, &mut self.out, &self.id);
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut ChainSnapshot) -> Result<()> {
+        let (op, out, id, name) = (&mut self.op, &mut self.out, &self.id, &self.ctx.operator_name);
         self.ctx.guard(|| {
             out.flush_buffer()?;
-            let state = op.snapshot_state(barrier)?;
-            snapshot.push(id, state);
+            let state = op.snapshot_state_async(barrier)?;
+            snapshot.push_part(id, name, state);
             out.emit_barrier(barrier, snapshot)
         })
     }
@@ -346,13 +369,13 @@ impl<Op: TwoInputOperator> TwoInputHead<Op> {
     pub(crate) fn emit_barrier(
         &mut self,
         barrier: &CheckpointBarrier,
-        snapshot: &mut TaskSnapshot,
+        snapshot: &mut ChainSnapshot,
     ) -> Result<()> {
-        let (op, out, id) = (&mut self.op, &mut self.out, &self.id);
+        let (op, out, id, name) = (&mut self.op, &mut self.out, &self.id, &self.ctx.operator_name);
         self.ctx.guard(|| {
             out.flush_buffer()?;
-            let state = op.snapshot_state(barrier)?;
-            snapshot.push(id, state);
+            let state = op.snapshot_state_async(barrier)?;
+            snapshot.push_part(id, name, state);
             out.emit_barrier(barrier, snapshot)
         })
     }

@@ -9,7 +9,7 @@ use std::any::Any;
 
 use eddy_core::{Batch, CheckpointBarrier, Data, Result};
 
-use crate::checkpoint::TaskSnapshot;
+use crate::checkpoint::ChainSnapshot;
 
 /// A consumer of stream elements, called once per batch.
 pub trait Output<T>: Send {
@@ -25,7 +25,7 @@ pub trait Output<T>: Send {
     /// A checkpoint barrier: the operators from here on snapshot their state into
     /// `snapshot`, in chain order, and the barrier goes on to every output channel after the
     /// records before it. Outputs without operators or channels (collectors) do nothing.
-    fn emit_barrier(&mut self, _barrier: &CheckpointBarrier, _snapshot: &mut TaskSnapshot) -> Result<()> {
+    fn emit_barrier(&mut self, _barrier: &CheckpointBarrier, _snapshot: &mut ChainSnapshot) -> Result<()> {
         Ok(())
     }
 
@@ -102,7 +102,7 @@ impl<T: Data> Output<T> for FanOut<T> {
     fn flush(&mut self) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.flush())
     }
-    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()> {
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut ChainSnapshot) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.emit_barrier(barrier, snapshot))
     }
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
@@ -164,7 +164,7 @@ impl SideOutputs {
         self.slots.iter().map(|(_, s)| s.next_processing_time()).fold(None, crate::time::earliest)
     }
 
-    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()> {
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut ChainSnapshot) -> Result<()> {
         self.slots.iter_mut().try_for_each(|(_, s)| s.emit_barrier(barrier, snapshot))
     }
 
@@ -331,7 +331,7 @@ impl<T: Data> Emitter<T> {
     }
 
     /// Passes a checkpoint barrier on, after the records collected before it.
-    pub fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()> {
+    pub fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut ChainSnapshot) -> Result<()> {
         self.main.flush_main()?;
         self.side.emit_barrier(barrier, snapshot)?;
         self.main.out.emit_barrier(barrier, snapshot)
@@ -359,7 +359,7 @@ pub(crate) trait ErasedSide: Send {
     fn flush_buffer(&mut self) -> Result<()>;
     fn control(&mut self, c: Control) -> Result<()>;
     fn next_processing_time(&self) -> Option<i64>;
-    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()>;
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut ChainSnapshot) -> Result<()>;
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()>;
 }
 
@@ -387,7 +387,7 @@ impl<X: Data> ErasedSide for SideOutput<X> {
     fn next_processing_time(&self) -> Option<i64> {
         self.out.next_processing_time()
     }
-    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()> {
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut ChainSnapshot) -> Result<()> {
         self.flush_buffer()?;
         self.out.emit_barrier(barrier, snapshot)
     }

@@ -17,7 +17,7 @@ use eddy_core::{Batch, CheckpointBarrier, Data, EddyError, Key, Result, StreamEl
 use serde::Serialize;
 
 use crate::channel::{ChannelSender, OutputChannel};
-use crate::checkpoint::TaskSnapshot;
+use crate::checkpoint::ChainSnapshot;
 use crate::net::RemoteSender;
 use crate::output::Output;
 use crate::task::TaskMetrics;
@@ -275,7 +275,7 @@ impl<T: Data, S: ChannelSelector<T>> Output<T> for PartitionWriter<T, S> {
         self.send_all(StreamElement::EndOfInput)
     }
 
-    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, _: &mut TaskSnapshot) -> Result<()> {
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, _: &mut ChainSnapshot) -> Result<()> {
         self.send_all(StreamElement::CheckpointBarrier(*barrier))
     }
 

@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::channel::{check_cancelled, CANCEL_CHECK};
-use crate::checkpoint::{OperatorInit, TaskCheckpointing, TaskControl, TaskSnapshot};
+use crate::checkpoint::{ChainSnapshot, OperatorInit, TaskCheckpointing, TaskControl};
 use crate::operator::OperatorContext;
 use crate::output::Output;
 use crate::task::{fire_due_timers, Flusher, Invokable, TaskRuntime};
@@ -626,7 +626,7 @@ impl<R: SourceReader> SourceTask<R> {
         };
         let mut bytes = Vec::new();
         codec::encode_value(&splits, &mut bytes).map_err(|e| self.ctx.task_error(e))?;
-        let mut snapshot = TaskSnapshot::new(barrier.id);
+        let mut snapshot = ChainSnapshot::new(barrier.id);
         snapshot.push(&self.operator_id, Some(bytes));
         self.out.emit_barrier(&barrier, &mut snapshot)?;
         checkpoints.acknowledge(snapshot);

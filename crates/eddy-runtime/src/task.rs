@@ -18,7 +18,7 @@ use eddy_core::{CheckpointBarrier, Data, Result, StreamElement};
 
 use crate::channel::{check_cancelled, GateEvent, InputGate, JobSignals, CANCEL_CHECK};
 use crate::checkpoint::barrier::{Alignment, BarrierAligner};
-use crate::checkpoint::{TaskCheckpointing, TaskControl, TaskSnapshot};
+use crate::checkpoint::{ChainSnapshot, TaskCheckpointing, TaskControl};
 use crate::operator::{TwoInputHead, TwoInputOperator};
 use crate::output::Output;
 use crate::time::ClockRef;
@@ -247,7 +247,8 @@ struct Checkpointing<'a> {
 
 /// An unaligned checkpoint between its snapshot and its last barrier.
 struct UnalignedSnapshot {
-    snapshot: TaskSnapshot,
+    /// Its deferred parts, if any, start when it is acknowledged.
+    snapshot: ChainSnapshot,
     /// The records that arrived on channels whose barrier was missing, as
     /// `(input, encoded batch)` in arrival order.
     in_flight: Vec<(u8, Vec<u8>)>,
@@ -416,23 +417,25 @@ impl<'a> Checkpointing<'a> {
     }
 
     /// Takes the task's snapshot: `emit` sends the barrier through the chain, collecting each
-    /// operator's state; then the snapshot is acknowledged, at once when aligned, with its
-    /// in-flight data at the last barrier when unaligned.
+    /// operator's state (the synchronous part); then the snapshot is acknowledged, at once
+    /// when aligned, with its in-flight data at the last barrier when unaligned. Deferred parts
+    /// run on the task's snapshot thread, which sends the acknowledgement.
     fn snapshot(
         &mut self,
         step: SnapshotStep,
-        emit: impl FnOnce(&CheckpointBarrier, &mut TaskSnapshot) -> Result<()>,
+        emit: impl FnOnce(&CheckpointBarrier, &mut ChainSnapshot) -> Result<()>,
     ) -> Result<()> {
         match step {
             SnapshotStep::Aligned(barrier) => {
                 self.unaligned = None;
-                let mut snapshot = TaskSnapshot::new(barrier.id);
+                let mut snapshot = ChainSnapshot::new(barrier.id);
                 emit(&barrier, &mut snapshot)?;
                 self.rt.acknowledge(snapshot);
             }
             SnapshotStep::Unaligned(barrier) => {
-                let mut snapshot = TaskSnapshot::new(barrier.id);
+                let mut snapshot = ChainSnapshot::new(barrier.id);
                 emit(&barrier, &mut snapshot)?;
+                snapshot.end_sync();
                 self.unaligned = Some(UnalignedSnapshot { snapshot, in_flight: Vec::new() });
             }
             SnapshotStep::AcknowledgeUnaligned(id) => {

@@ -12,7 +12,7 @@ use eddy_core::keygroup::assign_to_key_group;
 use eddy_core::CheckpointBarrier;
 use eddy_core::{Batch, Data, Key, Result};
 use eddy_runtime::checkpoint::storage::{split_shared_files, with_shared_files};
-use eddy_runtime::checkpoint::RestoredState;
+use eddy_runtime::checkpoint::{RestoredState, SnapshotBytes};
 use eddy_runtime::{Emitter, OneInputOperator, OperatorContext, TwoInputOperator};
 
 use crate::functions::{
@@ -189,24 +189,38 @@ impl<K: Key> KeyedCore<K> {
     /// always a full snapshot, a checkpoint may be incremental (`state.backend.incremental`),
     /// its bytes then listing the shared files it references for the checkpoint storage.
     pub fn snapshot(&mut self, barrier: &CheckpointBarrier) -> Result<Vec<u8>> {
+        self.snapshot_async(barrier)?.into_bytes()
+    }
+
+    /// [`snapshot`](Self::snapshot) in two parts: on the `fjall` backend this call writes the
+    /// state caches back, takes an MVCC view and copies the timers, and the deferred part
+    /// reads the view, encodes the bytes and writes the shared files of an incremental
+    /// checkpoint. On the heap backend the whole snapshot is taken now.
+    pub fn snapshot_async(&mut self, barrier: &CheckpointBarrier) -> Result<SnapshotBytes> {
         let now = self.clock.now_ms();
-        let state = if barrier.kind.is_savepoint() {
-            self.state.snapshot(self.max_parallelism, now)?
+        let pending = if barrier.kind.is_savepoint() {
+            self.state.snapshot_async(self.max_parallelism, now)?
         } else {
-            self.state.checkpoint(self.max_parallelism, now, barrier.id)?
+            self.state.checkpoint_async(self.max_parallelism, now, barrier.id)?
         };
-        let shared: Vec<_> = state.shared.iter().map(|s| s.file.clone()).collect();
-        let snapshot = KeyedCoreSnapshot {
-            state,
-            event_timers: self.timers.event.snapshot(),
-            processing_timers: self.timers.processing.snapshot(),
+        let deferred = pending.is_deferred();
+        let (event_timers, processing_timers) =
+            (self.timers.event.snapshot(), self.timers.processing.snapshot());
+        let build = move || -> Result<Vec<u8>> {
+            let state = pending.finish()?;
+            let shared: Vec<_> = state.shared.iter().map(|s| s.file.clone()).collect();
+            let snapshot = KeyedCoreSnapshot { state, event_timers, processing_timers };
+            let mut bytes = Vec::new();
+            eddy_core::codec::encode_value(&snapshot, &mut bytes)?;
+            if shared.is_empty() {
+                return Ok(bytes);
+            }
+            with_shared_files(&shared, &bytes)
         };
-        let mut bytes = Vec::new();
-        eddy_core::codec::encode_value(&snapshot, &mut bytes)?;
-        if shared.is_empty() {
-            return Ok(bytes);
-        }
-        with_shared_files(&shared, &bytes)
+        Ok(match deferred {
+            true => SnapshotBytes::Deferred(Box::new(build)),
+            false => SnapshotBytes::Ready(build()?),
+        })
     }
 
     /// Restores the keyed state and timers of the key groups this subtask owns, out of the
@@ -332,6 +346,13 @@ where
         self.core.snapshot(barrier).map(Some)
     }
 
+    fn snapshot_state_async(
+        &mut self,
+        barrier: &eddy_core::CheckpointBarrier,
+    ) -> Result<Option<SnapshotBytes>> {
+        self.core.snapshot_async(barrier).map(Some)
+    }
+
     fn process_batch(&mut self, batch: Batch<I>, out: &mut Emitter<O>) -> Result<()> {
         for (v, ts) in batch.into_iter_with_timestamps() {
             let key = (self.key)(&v);
@@ -393,6 +414,13 @@ where
 
     fn snapshot_state(&mut self, barrier: &eddy_core::CheckpointBarrier) -> Result<Option<Vec<u8>>> {
         self.core.snapshot(barrier).map(Some)
+    }
+
+    fn snapshot_state_async(
+        &mut self,
+        barrier: &eddy_core::CheckpointBarrier,
+    ) -> Result<Option<SnapshotBytes>> {
+        self.core.snapshot_async(barrier).map(Some)
     }
 
     fn process_batch1(&mut self, batch: Batch<I1>, out: &mut Emitter<O>) -> Result<()> {

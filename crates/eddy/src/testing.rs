@@ -185,9 +185,10 @@ impl<I: Data + Sync, O: Data> OneInputHarness<I, O> {
     pub fn snapshot(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
         use eddy_core::element::{CheckpointBarrier, CheckpointType};
         let barrier = CheckpointBarrier { id: checkpoint_id, timestamp: 0, kind: CheckpointType::Checkpoint };
-        let mut snapshot = eddy_runtime::checkpoint::TaskSnapshot::new(checkpoint_id);
+        let mut snapshot = eddy_runtime::checkpoint::ChainSnapshot::new(checkpoint_id);
         self.operator.emit_barrier(&barrier, &mut snapshot)?;
-        Ok(snapshot.operators.into_iter().next().and_then(|s| s.state))
+        // The asynchronous part, if any, runs here.
+        Ok(snapshot.complete()?.operators.into_iter().next().and_then(|s| s.state))
     }
 
     /// Pushes one record with an event timestamp.

@@ -190,6 +190,107 @@ fn a_missing_or_corrupt_shared_file_fails_the_restore_naming_it() {
     restored.restore(std::slice::from_ref(&snapshot), range).unwrap();
 }
 
+/// Every key's value and tags, read from a heap state restored from `snapshot`.
+fn restored_contents(
+    snapshot: &KeyedStateSnapshot,
+    dir: &Path,
+    keys: std::ops::Range<u64>,
+) -> Vec<(Option<u64>, BTreeMap<String, u32>)> {
+    let d = Descriptors::new();
+    let config = backend(StateBackendKind::HashMap, false, dir);
+    let mut restored = KeyedState::new(config, MAX_PARALLELISM).unwrap();
+    restored.restore(std::slice::from_ref(&stored(snapshot)), ALL_KEY_GROUPS).unwrap();
+    keys.map(|key| d.read(&mut restored, key)).collect()
+}
+
+/// What `Descriptors::write(key, key + offset)` leaves for every key.
+fn written(keys: std::ops::Range<u64>, offset: u64) -> Vec<(Option<u64>, BTreeMap<String, u32>)> {
+    keys.map(|key| {
+        let n = key + offset;
+        (Some(n), BTreeMap::from([(format!("t{}", key % 7), n as u32)]))
+    })
+    .collect()
+}
+
+#[test]
+fn a_deferred_snapshot_sees_the_state_as_it_was_when_its_synchronous_part_was_taken() {
+    for incremental in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Descriptors::new();
+        let config = backend(StateBackendKind::Fjall, incremental, dir.path());
+        let mut st = KeyedState::new(config, MAX_PARALLELISM).unwrap();
+        for key in 0..1_000 {
+            d.write(&mut st, key, key);
+        }
+        let first = st.checkpoint_async(MAX_PARALLELISM, 0, 1).unwrap();
+        assert!(first.is_deferred(), "fjall reads its view off the task thread");
+        for key in 0..1_000 {
+            d.write(&mut st, key, key + 1_000_000);
+        }
+        for key in 1_000..1_200 {
+            d.write(&mut st, key, key);
+        }
+        st.value_state(&d.count, &7, 0).unwrap().clear();
+        // Its synchronous part writes the changes back to the tree the first one reads.
+        let second = st.checkpoint_async(MAX_PARALLELISM, 0, 2).unwrap();
+        let (first, second) = (first.finish().unwrap(), second.finish().unwrap());
+        assert_eq!(first.shared.is_empty(), !incremental);
+
+        let mut before = written(0..1_000, 0);
+        before.extend(written(1_000..1_200, 0).into_iter().map(|_| (None, BTreeMap::new())));
+        assert_eq!(restored_contents(&first, dir.path(), 0..1_200), before, "incremental: {incremental}");
+        let mut after = written(0..1_000, 1_000_000);
+        after[7].0 = None;
+        after.extend(written(1_000..1_200, 0));
+        assert_eq!(restored_contents(&second, dir.path(), 0..1_200), after, "incremental: {incremental}");
+    }
+    // The heap backend copies its entries in the synchronous part.
+    let dir = tempfile::tempdir().unwrap();
+    let mut heap =
+        KeyedState::new(backend(StateBackendKind::HashMap, false, dir.path()), MAX_PARALLELISM).unwrap();
+    Descriptors::new().write(&mut heap, 1, 1);
+    assert!(!heap.snapshot_async(MAX_PARALLELISM, 0).unwrap().is_deferred());
+}
+
+#[test]
+fn the_checkpoint_after_a_failed_asynchronous_part_writes_what_that_part_did_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Descriptors::new();
+    let mut st =
+        KeyedState::new(backend(StateBackendKind::Fjall, true, dir.path()), MAX_PARALLELISM).unwrap();
+    for key in 0..300 {
+        d.write(&mut st, key, key);
+    }
+    let first = st.checkpoint_async(MAX_PARALLELISM, 0, 1).unwrap();
+    d.write(&mut st, 5, 5_000);
+    // Taken before the first part runs, as the task does: it references the first's files.
+    let second = st.checkpoint_async(MAX_PARALLELISM, 0, 2).unwrap();
+
+    // A file where the shared directory should be: the first part cannot write.
+    let shared = dir.path().join("job").join(SHARED_DIR);
+    std::fs::create_dir_all(shared.parent().unwrap()).unwrap();
+    std::fs::write(&shared, b"in the way").unwrap();
+    let err = first.finish().unwrap_err();
+    assert!(err.to_string().contains(&shared.display().to_string()), "{err}");
+    std::fs::remove_file(&shared).unwrap();
+
+    let second = second.finish().unwrap();
+    let files = by_key_group(&second.shared);
+    assert!(files.values().all(|p| p.starts_with("job/shared/chk-2-")), "{files:?}");
+    let mut expected = written(0..300, 0);
+    expected[5] = written(5..6, 4_995).remove(0);
+    assert_eq!(restored_contents(&second, dir.path(), 0..300), expected);
+
+    // The failed part's key groups were marked changed again: the next checkpoint rewrites
+    // them, and the one after references those files.
+    let third = st.checkpoint(MAX_PARALLELISM, 0, 3).unwrap();
+    let files = by_key_group(&third.shared);
+    assert!(files.values().all(|p| p.starts_with("job/shared/chk-3-")), "{files:?}");
+    let fourth = st.checkpoint(MAX_PARALLELISM, 0, 4).unwrap();
+    assert_eq!(by_key_group(&fourth.shared), by_key_group(&third.shared));
+    assert_eq!(restored_contents(&fourth, dir.path(), 0..300), expected);
+}
+
 #[test]
 fn a_savepoint_switches_a_job_between_backends() {
     let dir = tempfile::tempdir().unwrap();

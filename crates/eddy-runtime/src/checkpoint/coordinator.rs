@@ -135,6 +135,10 @@ pub struct SubtaskAck {
     pub state_size: u64,
     /// The subtask had finished: it counts as acknowledged without state.
     pub finished: bool,
+    /// Milliseconds the task thread spent in the snapshot (Flink's `checkpoint_duration.sync`).
+    pub sync_duration: u64,
+    /// Milliseconds its snapshot thread spent on the deferred parts (`checkpoint_duration.async`).
+    pub async_duration: u64,
 }
 
 /// The statistics of one checkpoint.
@@ -645,11 +649,12 @@ impl AttemptRun {
             let size =
                 snapshot.operators.iter().map(|o| o.state.as_ref().map_or(0, Vec::len) as u64).sum::<u64>()
                     + in_flight_size;
+            let durations = [snapshot.sync_duration, snapshot.async_duration].map(|d| d.as_millis() as u64);
             p.acks.insert((vertex, subtask), snapshot.operators);
             if let Some(in_flight) = snapshot.in_flight {
                 p.in_flight.insert((vertex, subtask), in_flight);
             }
-            self.record_ack(id, vertex, subtask, size, false);
+            self.record_ack(id, vertex, subtask, size, Some(durations));
         }
         if self.pending.get(&id).is_some_and(|p| p.awaiting.is_empty()) {
             self.complete(id);
@@ -669,7 +674,7 @@ impl AttemptRun {
         }
         let ids: Vec<u64> = self.pending.keys().copied().collect();
         for id in ids {
-            self.record_ack(id, vertex, subtask, 0, true);
+            self.record_ack(id, vertex, subtask, 0, None);
         }
         for id in done {
             self.complete(id);
@@ -861,9 +866,14 @@ impl AttemptRun {
         finished.sort();
         for &(vertex, subtask) in finished {
             if let Some((_, acks)) = vertices.get_mut(&vertex) {
-                let ack =
-                    SubtaskAck { subtask, ack_timestamp: barrier.timestamp, state_size: 0, finished: true };
-                acks.push(ack);
+                acks.push(SubtaskAck {
+                    subtask,
+                    ack_timestamp: barrier.timestamp,
+                    state_size: 0,
+                    finished: true,
+                    sync_duration: 0,
+                    async_duration: 0,
+                });
             }
         }
         let acknowledged = vertices.values().map(|(_, acks)| acks.len()).sum();
@@ -890,7 +900,16 @@ impl AttemptRun {
         stats.history.push_back(record);
     }
 
-    fn record_ack(&self, id: u64, vertex: usize, subtask: usize, state_size: u64, finished: bool) {
+    /// A subtask acknowledged checkpoint `id`, with `[sync, async]` durations in ms; `None`:
+    /// it had finished.
+    fn record_ack(
+        &self,
+        id: u64,
+        vertex: usize,
+        subtask: usize,
+        state_size: u64,
+        durations: Option<[u64; 2]>,
+    ) {
         let now = now_ms();
         let mut stats = lock(&self.c.stats);
         let Some(r) = stats.history.iter_mut().rev().find(|r| r.id == id) else { return };
@@ -898,7 +917,16 @@ impl AttemptRun {
         if acks.iter().any(|a| a.subtask == subtask) {
             return;
         }
-        acks.push(SubtaskAck { subtask, ack_timestamp: now, state_size, finished });
+        let finished = durations.is_none();
+        let [sync_duration, async_duration] = durations.unwrap_or_default();
+        acks.push(SubtaskAck {
+            subtask,
+            ack_timestamp: now,
+            state_size,
+            finished,
+            sync_duration,
+            async_duration,
+        });
         r.num_acknowledged_subtasks += 1;
         r.state_size += state_size;
         r.latest_ack_timestamp = Some(now);

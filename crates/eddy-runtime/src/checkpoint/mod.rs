@@ -15,6 +15,10 @@
 //!    it keeps reading. Then it snapshots its chained operators in chain order
 //!    (`OneInputOperator::snapshot_state`), sends the barrier on, and acknowledges checkpoint
 //!    `n` to the coordinator with the state bytes of each operator.
+//!    The snapshot has two parts ([`async_snapshot`]): the synchronous part runs while the
+//!    barrier passes the chain, and operators with large state (the `fjall` backend) defer the
+//!    rest to the task's snapshot thread, which acknowledges once it is done; the task reads on
+//!    meanwhile.
 //! 4. When every task has acknowledged (a finished task counts as acknowledged), the
 //!    coordinator writes the checkpoint to its [`storage`] and notifies every task, which calls
 //!    `notify_checkpoint_complete` on its operators.
@@ -30,11 +34,13 @@
 //! channels like records; a task talks to its coordinator only through a
 //! [`TaskCheckpointing`] (control messages in, acknowledgements out).
 
+pub mod async_snapshot;
 pub mod barrier;
 pub mod coordinator;
 pub mod savepoint;
 pub mod storage;
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -46,6 +52,8 @@ use eddy_core::config::{options, CheckpointingMode};
 use eddy_core::keygroup::key_group_range_for_operator;
 use eddy_core::{CheckpointType, Configuration, EddyError, Result};
 
+use async_snapshot::SnapshotWorker;
+pub use async_snapshot::{ChainSnapshot, DeferredSnapshot, SnapshotBytes};
 pub use coordinator::{CheckpointCoordinator, CheckpointStats, PendingSavepoint, SavepointTrigger};
 pub use savepoint::SavepointRestoreSettings;
 pub use storage::{CheckpointStorage, CompletedCheckpointStore};
@@ -132,8 +140,8 @@ pub struct OperatorSnapshot {
     pub state: Option<Vec<u8>>,
 }
 
-/// What a task collects while a barrier passes through its chain: one entry per operator, in
-/// chain order.
+/// A task's acknowledgement of a checkpoint: the state of every operator of its chain, in
+/// chain order, once the snapshot's asynchronous part is done (see [`ChainSnapshot`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskSnapshot {
     pub checkpoint_id: u64,
@@ -141,11 +149,21 @@ pub struct TaskSnapshot {
     /// Unaligned checkpoints: the records in flight on the task's inputs at the cut, encoded
     /// (`None`: aligned, or nothing was in flight). Stored with the chain's head operator.
     pub in_flight: Option<Vec<u8>>,
+    /// How long the task thread spent on the snapshot (the barrier passing the chain).
+    pub sync_duration: Duration,
+    /// How long the snapshot thread spent on the deferred parts (zero without any).
+    pub async_duration: Duration,
 }
 
 impl TaskSnapshot {
     pub fn new(checkpoint_id: u64) -> Self {
-        TaskSnapshot { checkpoint_id, operators: Vec::new(), in_flight: None }
+        TaskSnapshot {
+            checkpoint_id,
+            operators: Vec::new(),
+            in_flight: None,
+            sync_duration: Duration::ZERO,
+            async_duration: Duration::ZERO,
+        }
     }
 
     pub fn push(&mut self, operator_id: &Arc<str>, state: Option<Vec<u8>>) {
@@ -197,6 +215,8 @@ pub struct TaskCheckpointing {
     subtask: usize,
     inbox: Option<Receiver<TaskControl>>,
     responder: Option<Arc<dyn CheckpointResponder>>,
+    /// The snapshot thread, started with the first snapshot that has deferred parts.
+    worker: OnceCell<SnapshotWorker>,
 }
 
 impl fmt::Debug for TaskCheckpointing {
@@ -218,7 +238,15 @@ impl Default for TaskCheckpointing {
 impl TaskCheckpointing {
     /// For jobs without checkpoints: barriers are dropped, nothing is acknowledged.
     pub fn disabled() -> Self {
-        TaskCheckpointing { mode: None, unaligned: None, vertex: 0, subtask: 0, inbox: None, responder: None }
+        TaskCheckpointing {
+            mode: None,
+            unaligned: None,
+            vertex: 0,
+            subtask: 0,
+            inbox: None,
+            responder: None,
+            worker: OnceCell::new(),
+        }
     }
 
     /// Subtask `subtask` of vertex `vertex`, reading `inbox` and answering to `responder`.
@@ -236,6 +264,7 @@ impl TaskCheckpointing {
             subtask,
             inbox: Some(inbox),
             responder: Some(responder),
+            worker: OnceCell::new(),
         }
     }
 
@@ -280,10 +309,49 @@ impl TaskCheckpointing {
         }
     }
 
-    pub fn acknowledge(&self, snapshot: TaskSnapshot) {
-        if let Some(r) = &self.responder {
-            r.respond(TaskResponse::Acknowledge { vertex: self.vertex, subtask: self.subtask, snapshot });
+    /// Acknowledges the checkpoint `snapshot` was taken for, once its deferred parts are done:
+    /// at once when it has none (and no earlier snapshot is still in progress), else from the
+    /// task's snapshot thread, in the order of the calls. A deferred part that fails declines
+    /// the checkpoint with its error.
+    pub fn acknowledge(&self, mut snapshot: ChainSnapshot) {
+        let Some(responder) = &self.responder else { return };
+        snapshot.end_sync();
+        if self.worker.get().is_none() && !snapshot.is_deferred() {
+            let id = snapshot.checkpoint_id;
+            respond(responder.as_ref(), self.vertex, self.subtask, id, snapshot.complete());
+            return;
         }
+        let worker = match self.worker.get() {
+            Some(w) => w,
+            None => {
+                let (to, vertex, subtask) = (responder.clone(), self.vertex, self.subtask);
+                let answer: async_snapshot::Respond =
+                    Box::new(move |id, outcome| respond(to.as_ref(), vertex, subtask, id, outcome));
+                let name = format!("snapshots {vertex}/{subtask}");
+                match SnapshotWorker::start(name, answer) {
+                    Ok(w) => self.worker.get_or_init(|| w),
+                    Err(e) => {
+                        // No thread to spare: take the asynchronous part here instead.
+                        tracing::warn!(error = %e, "taking the asynchronous part of a snapshot on the task thread");
+                        let id = snapshot.checkpoint_id;
+                        respond(responder.as_ref(), self.vertex, self.subtask, id, snapshot.complete());
+                        return;
+                    }
+                }
+            }
+        };
+        worker.submit(snapshot);
+    }
+
+    /// Waits until every snapshot handed to [`acknowledge`](Self::acknowledge) is answered, so
+    /// that a finishing task's acknowledgements precede its end; gives up when the job is
+    /// cancelled.
+    pub fn finish(&self, signals: &crate::channel::JobSignals) -> Result<()> {
+        let Some(worker) = self.worker.get() else { return Ok(()) };
+        while !worker.wait_idle(crate::channel::CANCEL_CHECK) {
+            crate::channel::check_cancelled(signals)?;
+        }
+        Ok(())
     }
 
     /// After acknowledging the stop-with-savepoint `checkpoint_id` (kind `SAVEPOINT_SUSPEND`),
@@ -316,6 +384,35 @@ impl TaskCheckpointing {
         if let Some(r) = &self.responder {
             let (vertex, subtask) = (self.vertex, self.subtask);
             r.respond(TaskResponse::Decline { vertex, subtask, checkpoint_id, reason });
+        }
+    }
+}
+
+/// Sends the outcome of checkpoint `checkpoint_id`'s snapshot: the acknowledgement, or a decline
+/// with the error of the part that failed.
+fn respond(
+    responder: &dyn CheckpointResponder,
+    vertex: usize,
+    subtask: usize,
+    checkpoint_id: u64,
+    outcome: Result<TaskSnapshot>,
+) {
+    match outcome {
+        Ok(snapshot) => {
+            tracing::debug!(
+                checkpoint_id,
+                vertex,
+                subtask,
+                sync_ms = snapshot.sync_duration.as_secs_f64() * 1e3,
+                async_ms = snapshot.async_duration.as_secs_f64() * 1e3,
+                "snapshot taken"
+            );
+            responder.respond(TaskResponse::Acknowledge { vertex, subtask, snapshot });
+        }
+        Err(e) => {
+            tracing::warn!(checkpoint_id, vertex, subtask, error = %e, "declining checkpoint");
+            let reason = e.to_string();
+            responder.respond(TaskResponse::Decline { vertex, subtask, checkpoint_id, reason });
         }
     }
 }

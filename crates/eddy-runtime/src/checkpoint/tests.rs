@@ -50,7 +50,7 @@ impl Output<u32> for Recorder {
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }
-    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) -> Result<()> {
+    fn emit_barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut ChainSnapshot) -> Result<()> {
         self.0.lock().unwrap().push(Seen::Snapshot(barrier.id));
         snapshot.push(&Arc::from("recorder"), None);
         Ok(())
@@ -119,6 +119,7 @@ fn run(task: Box<dyn Invokable>, mode: CheckpointingMode, before: &[TaskControl]
         checkpoints: TaskCheckpointing::new(mode, 0, 0, rx, responses.clone()),
     };
     task.invoke(&rt).unwrap();
+    rt.checkpoints.finish(&rt.signals).unwrap();
     responses
 }
 
@@ -365,4 +366,224 @@ fn a_restored_task_replays_its_in_flight_records_before_reading_its_input() {
         seen,
         vec![Seen::Records(vec![7, 8]), Seen::Records(vec![9]), Seen::Records(vec![1]), Seen::End]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The asynchronous part of snapshots
+// ---------------------------------------------------------------------------------------------
+
+mod asynchronous {
+    use std::thread::JoinHandle;
+    use std::time::Duration;
+
+    use crossbeam_channel::{Receiver, Sender};
+    use eddy_core::EddyError;
+
+    use super::*;
+    use crate::channel::ChannelSender;
+    use crate::operator::{ChainedOperator, OneInputOperator};
+
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    /// Keeps the values it has seen and reports each one; its snapshot's deferred part waits
+    /// for the test to release it (`Ok`) or fail it (`Err`).
+    struct Latched {
+        seen: Vec<u32>,
+        processed: Sender<u32>,
+        release: Receiver<std::result::Result<(), String>>,
+    }
+
+    /// What `Latched` reports when its input has ended.
+    const ENDED: u32 = u32::MAX;
+
+    impl OneInputOperator for Latched {
+        type In = u32;
+        type Out = u32;
+
+        fn process_batch(&mut self, batch: Batch<u32>, _: &mut Emitter<u32>) -> Result<()> {
+            for v in batch.values {
+                self.seen.push(v);
+                let _ = self.processed.send(v);
+            }
+            Ok(())
+        }
+
+        fn end_input(&mut self, _: &mut Emitter<u32>) -> Result<()> {
+            let _ = self.processed.send(ENDED);
+            Ok(())
+        }
+
+        fn snapshot_state_async(&mut self, _: &CheckpointBarrier) -> Result<Option<SnapshotBytes>> {
+            let (seen, release) = (self.seen.clone(), self.release.clone());
+            Ok(Some(SnapshotBytes::Deferred(Box::new(move || match release.recv() {
+                Ok(Ok(())) => {
+                    let mut bytes = Vec::new();
+                    codec::encode_value(&seen, &mut bytes)?;
+                    Ok(bytes)
+                }
+                Ok(Err(why)) => Err(EddyError::user(why)),
+                Err(_) => Err(EddyError::user("the test dropped the latch")),
+            }))))
+        }
+    }
+
+    struct ChannelResponder(Sender<TaskResponse>);
+
+    impl CheckpointResponder for ChannelResponder {
+        fn respond(&self, response: TaskResponse) {
+            let _ = self.0.send(response);
+        }
+    }
+
+    /// A running task around a `Latched` operator, and the test's ends of its channels.
+    struct Running {
+        input: ChannelSender<u32>,
+        processed: Receiver<u32>,
+        release: Sender<std::result::Result<(), String>>,
+        responses: Receiver<TaskResponse>,
+        signals: Arc<JobSignals>,
+        /// The task's outcome, once its thread ends (after `finish`, as the executor runs it).
+        ended: Receiver<Result<()>>,
+        thread: JoinHandle<()>,
+    }
+
+    fn start() -> Running {
+        let signals = Arc::new(JobSignals::default());
+        let (input, rx) = channel(16, signals.clone());
+        let (processed_tx, processed) = crossbeam_channel::unbounded();
+        let (release, release_rx) = crossbeam_channel::unbounded();
+        let (responses_tx, responses) = crossbeam_channel::unbounded();
+        let (ended_tx, ended) = crossbeam_channel::bounded(1);
+        let op = Latched { seen: Vec::new(), processed: processed_tx, release: release_rx };
+        let mut context = ctx();
+        context.operator_name = "latched".into();
+        let emitter = Emitter::new(Box::new(Recorder::default()), 16);
+        let head = ChainedOperator::open(op, emitter, context).unwrap();
+        let task = OneInputTask::new("latched".into(), InputGate::new(vec![rx]), Box::new(head));
+        let (_control, inbox) = control_channel();
+        let task_signals = signals.clone();
+        let thread = std::thread::spawn(move || {
+            let responder = Arc::new(ChannelResponder(responses_tx));
+            let rt = TaskRuntime {
+                signals: task_signals,
+                buffer_timeout: None,
+                clock: ClockRef::system(),
+                checkpoints: TaskCheckpointing::new(CheckpointingMode::ExactlyOnce, 0, 0, inbox, responder),
+            };
+            let _control = _control;
+            let outcome = Box::new(task).invoke(&rt).and_then(|()| rt.checkpoints.finish(&rt.signals));
+            let _ = ended_tx.send(outcome);
+        });
+        Running { input, processed, release, responses, signals, ended, thread }
+    }
+
+    impl Running {
+        fn send(&self, elements: Vec<StreamElement<u32>>) {
+            for e in elements {
+                self.input.send(e).unwrap();
+            }
+        }
+
+        fn next_processed(&self) -> u32 {
+            self.processed.recv_timeout(DEADLINE).expect("the task stopped processing records")
+        }
+
+        fn next_response(&self) -> TaskResponse {
+            self.responses.recv_timeout(DEADLINE).expect("no acknowledgement or decline")
+        }
+
+        fn no_response_yet(&self) {
+            assert!(self.responses.try_recv().is_err(), "answered before the deferred part finished");
+        }
+
+        fn end(self) -> Result<()> {
+            let outcome = self.ended.recv_timeout(DEADLINE).expect("the task did not end");
+            self.thread.join().unwrap();
+            outcome
+        }
+    }
+
+    fn acknowledged(response: TaskResponse) -> TaskSnapshot {
+        match response {
+            TaskResponse::Acknowledge { snapshot, .. } => snapshot,
+            other => panic!("expected an acknowledgement, got {other:?}"),
+        }
+    }
+
+    fn state(snapshot: &TaskSnapshot) -> Vec<u32> {
+        codec::decode_value(snapshot.operators[0].state.as_deref().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_task_reads_on_while_its_snapshot_is_deferred_and_acknowledges_when_the_part_is_done() {
+        let task = start();
+        task.send(vec![rec(1), barrier(1), rec(2)]);
+        assert_eq!(task.next_processed(), 1);
+        // Record 2 follows the barrier: processed while the deferred part still waits.
+        assert_eq!(task.next_processed(), 2);
+        task.no_response_yet();
+        task.send(vec![StreamElement::EndOfInput]);
+        assert_eq!(task.next_processed(), ENDED);
+        // The input has ended, but a finishing task waits for its acknowledgement.
+        assert!(task.ended.try_recv().is_err(), "the task ended before its snapshot was acknowledged");
+        task.no_response_yet();
+        task.release.send(Ok(())).unwrap();
+        let ack = acknowledged(task.next_response());
+        assert_eq!(ack.checkpoint_id, 1);
+        assert_eq!(state(&ack), vec![1], "the state as it was at the barrier");
+        assert!(ack.async_duration > Duration::ZERO);
+        task.end().unwrap();
+    }
+
+    #[test]
+    fn acknowledgements_keep_the_order_of_the_checkpoints() {
+        let task = start();
+        task.send(vec![rec(1), barrier(1), rec(2), barrier(2), rec(3)]);
+        for v in [1, 2, 3] {
+            assert_eq!(task.next_processed(), v);
+        }
+        task.release.send(Ok(())).unwrap();
+        task.release.send(Ok(())).unwrap();
+        let (first, second) = (acknowledged(task.next_response()), acknowledged(task.next_response()));
+        assert_eq!((first.checkpoint_id, state(&first)), (1, vec![1]));
+        assert_eq!((second.checkpoint_id, state(&second)), (2, vec![1, 2]));
+        task.send(vec![StreamElement::EndOfInput]);
+        task.end().unwrap();
+    }
+
+    #[test]
+    fn a_failing_deferred_part_declines_the_checkpoint_and_the_task_runs_on() {
+        let task = start();
+        task.send(vec![rec(1), barrier(1), rec(2)]);
+        task.release.send(Err("disk full".into())).unwrap();
+        match task.next_response() {
+            TaskResponse::Decline { checkpoint_id, reason, .. } => {
+                assert_eq!(checkpoint_id, 1);
+                assert!(reason.contains("'latched'"), "{reason}");
+                assert!(reason.contains("checkpoint 1"), "{reason}");
+                assert!(reason.contains("disk full"), "{reason}");
+            }
+            other => panic!("expected a decline, got {other:?}"),
+        }
+        // The next checkpoint goes through.
+        task.send(vec![barrier(2), rec(3)]);
+        task.release.send(Ok(())).unwrap();
+        let ack = acknowledged(task.next_response());
+        assert_eq!((ack.checkpoint_id, state(&ack)), (2, vec![1, 2]));
+        task.send(vec![StreamElement::EndOfInput]);
+        task.end().unwrap();
+    }
+
+    #[test]
+    fn a_cancelled_task_does_not_wait_for_a_blocked_deferred_part() {
+        let task = start();
+        task.send(vec![rec(1), barrier(1), StreamElement::EndOfInput]);
+        assert_eq!(task.next_processed(), 1);
+        assert_eq!(task.next_processed(), ENDED);
+        task.signals.cancel();
+        // The deferred part is never released; the task ends anyway.
+        let release = task.release.clone();
+        assert!(matches!(task.end(), Err(EddyError::Cancelled(_))));
+        drop(release);
+    }
 }

@@ -13,13 +13,14 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
+use std::sync::{Arc, OnceLock};
 
 use eddy_core::codec::decode_value;
 use eddy_core::config::StateBackendConfig;
 use eddy_core::{EddyError, Result};
 use eddy_runtime::checkpoint::storage::{read_shared_file, SharedFile};
 
-use super::lsm::{LsmStateTable, LsmStore};
+use super::lsm::{LsmStateTable, LsmStore, LsmView};
 use super::snapshot::StateTable;
 use super::{KeyGroupFile, KeyGroupState, KeyedStateSnapshot, StateSnapshot, SNAPSHOT_FORMAT_VERSION};
 
@@ -34,17 +35,28 @@ pub(crate) enum Content<K> {
     /// Restored bytes, waiting for a descriptor to say their types.
     Restored {
         max_parallelism: usize,
-        snapshot: StateSnapshot,
+        /// Shared with the asynchronous parts of snapshots, which copy it off the task thread.
+        snapshot: Arc<StateSnapshot>,
     },
     Heap(Box<dyn StateTable<K>>),
     Lsm(Box<dyn LsmStateTable<K>>),
+}
+
+/// The shared file of one key group, set by the asynchronous part of the snapshot that writes
+/// it: `Some(file)`, or `None` when the key group turned out empty. Unset while that part has
+/// not run, and for good if it failed.
+pub(crate) type SharedSlot = OnceLock<Option<SharedFile>>;
+
+/// A slot already holding `file`.
+pub(crate) fn written(file: SharedFile) -> Arc<SharedSlot> {
+    Arc::new(OnceLock::from(Some(file)))
 }
 
 /// The state of incremental checkpointing.
 #[derive(Default)]
 pub(crate) struct Incremental {
     /// The file of every key group with entries as of the last snapshot (or restore).
-    pub base: BTreeMap<usize, SharedFile>,
+    pub base: BTreeMap<usize, Arc<SharedSlot>>,
     /// Makes this instance's file names unique (with the checkpoint id and key group).
     pub token: u64,
     /// The warning that checkpoints cannot be incremental was logged.
@@ -61,7 +73,7 @@ impl Incremental {
 
 impl Backend {
     /// A consistent view for a snapshot of key groups of `max_parallelism` (`None` on the heap).
-    pub fn view(&self, max_parallelism: usize) -> Result<Option<fjall::Snapshot>> {
+    pub fn view(&self, max_parallelism: usize) -> Result<Option<LsmView>> {
         match self {
             Backend::Heap => Ok(None),
             Backend::Lsm(store) if store.max_parallelism != max_parallelism => {
@@ -70,33 +82,8 @@ impl Backend {
                     store.max_parallelism, max_parallelism
                 )))
             }
-            Backend::Lsm(store) => Ok(Some(store.view())),
+            Backend::Lsm(store) => Ok(Some(store.snapshot_view())),
         }
-    }
-
-    /// The snapshot bytes of `table`'s entries in `key_group` (`Vec<(key, entry)>` as the codec
-    /// writes it: a little-endian u64 count, then each key and entry), `None` if it has none.
-    pub fn key_group_bytes<K>(
-        &self,
-        view: &Option<fjall::Snapshot>,
-        table: &dyn LsmStateTable<K>,
-        key_group: usize,
-        now: i64,
-    ) -> Result<Option<Vec<u8>>> {
-        let (Backend::Lsm(store), Some(view)) = (self, view) else { return Ok(None) };
-        let mut out = vec![0u8; 8];
-        let mut count = 0u64;
-        for kv in store.scan(view, key_group, table.id()) {
-            let (key, value) = kv?;
-            if table.snapshot_entry(&key[4..], &value, now, &mut out)? {
-                count += 1;
-            }
-        }
-        if count == 0 {
-            return Ok(None);
-        }
-        out[..8].copy_from_slice(&count.to_le_bytes());
-        Ok(Some(out))
     }
 }
 

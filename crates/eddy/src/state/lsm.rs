@@ -22,6 +22,8 @@
 use std::any::Any;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use eddy_core::codec::{decode_value, encode_value};
 use eddy_core::config::StateBackendConfig;
@@ -50,7 +52,9 @@ pub(crate) struct LsmStore {
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
     /// Key groups written to since the last snapshot (what an incremental snapshot rewrites).
-    pub changed: Vec<bool>,
+    /// Shared with the asynchronous parts of snapshots, which mark the key groups they failed
+    /// to write changed again.
+    pub changed: Arc<[AtomicBool]>,
 }
 
 impl fmt::Debug for LsmStore {
@@ -92,13 +96,24 @@ impl LsmStore {
             tables: 0,
             key_buf: Vec::new(),
             value_buf: Vec::new(),
-            changed: vec![false; max_parallelism],
+            changed: (0..max_parallelism).map(|_| AtomicBool::new(false)).collect(),
         })
     }
 
     /// A consistent view of everything written so far.
     pub fn view(&self) -> fjall::Snapshot {
         self.partition.snapshot()
+    }
+
+    /// A consistent view of everything written so far, which can be read on another thread
+    /// while this store takes new writes.
+    pub fn snapshot_view(&self) -> LsmView {
+        LsmView { view: self.partition.snapshot(), dir: self.dir.clone() }
+    }
+
+    /// Marks `key_group` as written to since the last snapshot.
+    pub fn mark_changed(&self, key_group: usize, changed: bool) {
+        self.changed[key_group].store(changed, Ordering::Relaxed);
     }
 
     /// Fills `key_buf` with the LSM key of `key` in state `state` and key group `key_group`.
@@ -117,16 +132,103 @@ impl LsmStore {
         key_group: usize,
         state: u16,
     ) -> impl Iterator<Item = Result<(fjall::Slice, fjall::Slice)>> + 'v {
-        let mut prefix = [0u8; 4];
-        prefix[..2].copy_from_slice(&(key_group as u16).to_be_bytes());
-        prefix[2..].copy_from_slice(&state.to_be_bytes());
-        view.prefix(prefix).map(move |kv| kv.map_err(|e| lsm_error(&self.dir, "cannot read state", e)))
+        scan(view, &self.dir, key_group, state)
     }
 
     /// The cache capacity, in entries, of one of the live states whose entries take about
     /// `entry_bytes` each.
     fn capacity(&self, entry_bytes: usize) -> usize {
         (self.cache_budget / self.tables.max(1) / entry_bytes.max(1)).max(16)
+    }
+}
+
+fn scan<'v>(
+    view: &'v fjall::Snapshot,
+    dir: &'v Path,
+    key_group: usize,
+    state: u16,
+) -> impl Iterator<Item = Result<(fjall::Slice, fjall::Slice)>> + 'v {
+    let mut prefix = [0u8; 4];
+    prefix[..2].copy_from_slice(&(key_group as u16).to_be_bytes());
+    prefix[2..].copy_from_slice(&state.to_be_bytes());
+    view.prefix(prefix).map(move |kv| kv.map_err(|e| lsm_error(dir, "cannot read state", e)))
+}
+
+/// A consistent (MVCC) view of an [`LsmStore`], owned: the asynchronous part of a snapshot
+/// reads it on the snapshot thread while the task writes on.
+pub(crate) struct LsmView {
+    view: fjall::Snapshot,
+    dir: PathBuf,
+}
+
+impl LsmView {
+    /// The snapshot bytes of a state's entries in `key_group` (`Vec<(key, entry)>` as the codec
+    /// writes it: a little-endian u64 count, then each key and entry), `None` if it has none.
+    pub fn key_group_bytes(
+        &self,
+        writer: &EntryWriter,
+        key_group: usize,
+        now: i64,
+    ) -> Result<Option<Vec<u8>>> {
+        let mut out = vec![0u8; 8];
+        let mut count = 0u64;
+        for kv in scan(&self.view, &self.dir, key_group, writer.id) {
+            let (key, value) = kv?;
+            if (writer.write)(writer, &key[4..], &value, now, &mut out)? {
+                count += 1;
+            }
+        }
+        if count == 0 {
+            return Ok(None);
+        }
+        out[..8].copy_from_slice(&count.to_le_bytes());
+        Ok(Some(out))
+    }
+}
+
+/// How one state's stored entries go into a snapshot, without the state's table: what the
+/// asynchronous part of a snapshot needs of it.
+#[derive(Clone)]
+pub(crate) struct EntryWriter {
+    name: String,
+    id: u16,
+    ttl: Option<StateTtlConfig>,
+    write: WriteEntry,
+}
+
+/// Appends a stored entry (its encoded key and value) to a snapshot's key-group bytes, as the
+/// heap backend would write it at `now`; false if the snapshot leaves it out.
+type WriteEntry = fn(&EntryWriter, &[u8], &[u8], i64, &mut Vec<u8>) -> Result<bool>;
+
+fn write_entry<E: Entry>(
+    w: &EntryWriter,
+    key: &[u8],
+    value: &[u8],
+    now: i64,
+    out: &mut Vec<u8>,
+) -> Result<bool> {
+    let Some(ttl) = w.ttl else {
+        out.extend_from_slice(key);
+        out.extend_from_slice(value);
+        return Ok(true);
+    };
+    let entry: E = decode_value(value).map_err(|e| EddyError::BadInput {
+        location: format!("keyed state '{}'", w.name),
+        reason: e.to_string(),
+    })?;
+    let t = ttl.at(now);
+    let kept = if ttl.cleanup_full_snapshot {
+        entry.filtered(|s| !t.expired(s))
+    } else {
+        entry.filtered(|s| s != RETURNED)
+    };
+    match kept {
+        Some(entry) => {
+            out.extend_from_slice(key);
+            encode_value(&*entry, out)?;
+            Ok(true)
+        }
+        None => Ok(false),
     }
 }
 
@@ -144,9 +246,8 @@ pub(crate) trait LsmStateTable<K>: Send {
     fn set_ttl(&mut self, ttl: Option<StateTtlConfig>);
     /// Writes the changed cached entries back to the LSM tree, marking their key groups.
     fn flush(&mut self, store: &mut LsmStore) -> Result<()>;
-    /// Appends a stored entry (its encoded key and value) to a snapshot's key-group bytes, as
-    /// the heap backend would write it at `now`; false if the snapshot leaves it out.
-    fn snapshot_entry(&self, key: &[u8], value: &[u8], now: i64, out: &mut Vec<u8>) -> Result<bool>;
+    /// How the state's stored entries go into a snapshot.
+    fn entry_writer(&self) -> EntryWriter;
     /// Whether the state holds no entry (cached or stored); an unreadable tree counts as not
     /// empty.
     fn is_empty(&self, store: &LsmStore) -> bool;
@@ -261,7 +362,7 @@ impl<K: Key, E: Entry> LsmStateTable<K> for LsmTable<K, E> {
                 }
                 _ => batch.remove(&store.partition, store.key_buf.as_slice()),
             }
-            store.changed[c.key_group as usize] = true;
+            store.mark_changed(c.key_group as usize, true);
             c.dirty = false;
         }
         batch
@@ -292,29 +393,7 @@ impl<K: Key, E: Entry> LsmStateTable<K> for LsmTable<K, E> {
         true
     }
 
-    fn snapshot_entry(&self, key: &[u8], value: &[u8], now: i64, out: &mut Vec<u8>) -> Result<bool> {
-        let Some(ttl) = self.ttl else {
-            out.extend_from_slice(key);
-            out.extend_from_slice(value);
-            return Ok(true);
-        };
-        let entry: E = decode_value(value).map_err(|e| EddyError::BadInput {
-            location: format!("keyed state '{}'", self.name),
-            reason: e.to_string(),
-        })?;
-        let t = ttl.at(now);
-        let kept = if ttl.cleanup_full_snapshot {
-            entry.filtered(|s| !t.expired(s))
-        } else {
-            entry.filtered(|s| s != RETURNED)
-        };
-        match kept {
-            Some(entry) => {
-                out.extend_from_slice(key);
-                encode_value(&*entry, out)?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+    fn entry_writer(&self) -> EntryWriter {
+        EntryWriter { name: self.name.clone(), id: self.id, ttl: self.ttl, write: write_entry::<E> }
     }
 }

@@ -101,6 +101,7 @@ mod keys;
 mod list;
 mod lsm;
 mod map;
+mod pending;
 mod snapshot;
 mod ttl;
 mod value;
@@ -124,6 +125,8 @@ pub use keys::KeyedStateDescriptor;
 pub use list::ListState;
 use lsm::{LsmStore, LsmTable};
 pub use map::MapState;
+pub use pending::PendingSnapshot;
+use pending::{IncrementalPart, Source};
 use snapshot::{select_key_groups, Table};
 pub use snapshot::{
     KeyGroupFile, KeyGroupState, KeyedStateSnapshot, SharedKeyGroup, StateSnapshot, SNAPSHOT_FORMAT_VERSION,
@@ -285,12 +288,21 @@ impl<K: Key> KeyedState<K> {
     /// (a full, canonical snapshot: what savepoints hold). With `cleanup_full_snapshot`,
     /// entries expired at `now` are left out.
     pub fn snapshot(&mut self, max_parallelism: usize, now: i64) -> Result<KeyedStateSnapshot> {
+        self.snapshot_async(max_parallelism, now)?.finish()
+    }
+
+    /// The synchronous part of [`snapshot`](Self::snapshot): on the `fjall` backend it writes
+    /// the caches back and takes an MVCC view, and the returned [`PendingSnapshot`] reads the
+    /// view when it is finished, on any thread, seeing none of the changes made after this
+    /// call. On the heap backend the entries are copied now.
+    pub fn snapshot_async(&mut self, max_parallelism: usize, now: i64) -> Result<PendingSnapshot> {
         check_max_parallelism(max_parallelism)?;
         self.flush()?;
         let view = self.backend.view(max_parallelism)?;
         let mut states = Vec::with_capacity(self.slots.len());
+        let mut sources = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
-            let key_groups = match &slot.content {
+            let (key_groups, source) = match &slot.content {
                 Content::Restored { max_parallelism: restored, snapshot } => {
                     if *restored != max_parallelism && !snapshot.key_groups.is_empty() {
                         return Err(EddyError::InvalidJob(format!(
@@ -299,27 +311,21 @@ impl<K: Key> KeyedState<K> {
                             slot.name
                         )));
                     }
-                    snapshot.key_groups.clone()
+                    (Vec::new(), Source::Restored(snapshot.clone()))
                 }
-                Content::Heap(table) => table.snapshot(max_parallelism, now)?,
-                Content::Lsm(table) => {
-                    let mut groups = Vec::new();
-                    for key_group in 0..max_parallelism {
-                        if let Some(bytes) = self.backend.key_group_bytes(&view, &**table, key_group, now)? {
-                            groups.push(KeyGroupState { key_group, bytes });
-                        }
-                    }
-                    groups
-                }
+                Content::Heap(table) => (table.snapshot(max_parallelism, now)?, Source::Taken),
+                Content::Lsm(table) => (Vec::new(), Source::Lsm(table.entry_writer())),
             };
             states.push(self.header(slot, key_groups));
+            sources.push(source);
         }
-        Ok(KeyedStateSnapshot {
+        let snapshot = KeyedStateSnapshot {
             format_version: SNAPSHOT_FORMAT_VERSION,
             max_parallelism,
             states,
             shared: Vec::new(),
-        })
+        };
+        Ok(PendingSnapshot { snapshot, sources, view, now, incremental: None })
     }
 
     /// The snapshot for checkpoint `checkpoint_id`: incremental when `state.backend.incremental`
@@ -327,16 +333,31 @@ impl<K: Key> KeyedState<K> {
     /// written to since the previous snapshot are written, each as a new file under
     /// `<dir>/<job-id>/shared/`; the others are referenced from earlier checkpoints), otherwise
     /// the same as [`snapshot`](Self::snapshot).
-    ///
-    /// The files are written before this returns (the runtime has no asynchronous part yet).
     pub fn checkpoint(
         &mut self,
         max_parallelism: usize,
         now: i64,
         checkpoint_id: u64,
     ) -> Result<KeyedStateSnapshot> {
+        self.checkpoint_async(max_parallelism, now, checkpoint_id)?.finish()
+    }
+
+    /// The synchronous part of [`checkpoint`](Self::checkpoint) (see
+    /// [`snapshot_async`](Self::snapshot_async)): it notes which key groups changed, and the
+    /// [`PendingSnapshot`] writes their files when it is finished.
+    ///
+    /// The pending snapshots of one `KeyedState` must be finished in the order they were
+    /// taken (the runtime's snapshot thread does). A later snapshot references the files an
+    /// earlier one writes; if the earlier one failed, the later one writes those key groups
+    /// itself, from its own view.
+    pub fn checkpoint_async(
+        &mut self,
+        max_parallelism: usize,
+        now: i64,
+        checkpoint_id: u64,
+    ) -> Result<PendingSnapshot> {
         if !self.incremental_possible() {
-            return self.snapshot(max_parallelism, now);
+            return self.snapshot_async(max_parallelism, now);
         }
         check_max_parallelism(max_parallelism)?;
         self.flush()?;
@@ -344,46 +365,43 @@ impl<K: Key> KeyedState<K> {
         let (Some((dir, job_id)), Backend::Lsm(store)) = (&self.config.checkpoints, &self.backend) else {
             return Err(EddyError::user("incremental checkpoint without an LSM backend"));
         };
-        let changed: Vec<usize> = (0..max_parallelism).filter(|&kg| store.changed[kg]).collect();
-        for key_group in changed {
-            let mut states = Vec::new();
-            for slot in &self.slots {
-                let bytes = match &slot.content {
-                    Content::Restored { snapshot, .. } => snapshot
-                        .key_groups
-                        .binary_search_by_key(&key_group, |g| g.key_group)
-                        .ok()
-                        .map(|i| snapshot.key_groups[i].bytes.clone()),
-                    Content::Lsm(table) => self.backend.key_group_bytes(&view, &**table, key_group, now)?,
-                    Content::Heap(_) => None,
-                };
-                if let Some(bytes) = bytes {
-                    states.push((slot.name.clone(), bytes));
-                }
+        // Key groups an earlier snapshot found empty are no longer referenced.
+        self.incremental.base.retain(|_, slot| !matches!(slot.get(), Some(None)));
+        let mut write = Vec::new();
+        for key_group in 0..max_parallelism {
+            if store.changed[key_group].swap(false, std::sync::atomic::Ordering::Relaxed) {
+                let slot = Arc::new(backend::SharedSlot::new());
+                self.incremental.base.insert(key_group, slot.clone());
+                write.push((key_group, slot));
             }
-            if states.is_empty() {
-                self.incremental.base.remove(&key_group);
-                continue;
-            }
-            let file = KeyGroupFile { format_version: SNAPSHOT_FORMAT_VERSION, key_group, states };
-            let mut bytes = Vec::new();
-            eddy_core::codec::encode_value(&file, &mut bytes)?;
-            let name = format!("{:016x}-kg{key_group}", self.incremental.token);
-            let path = eddy_runtime::checkpoint::storage::shared_file_path(job_id, checkpoint_id, &name);
-            let file = eddy_runtime::checkpoint::storage::write_shared_file(dir, &path, &bytes)?;
-            self.incremental.base.insert(key_group, file);
         }
-        if let Backend::Lsm(store) = &mut self.backend {
-            store.changed.fill(false);
-        }
-        let states = self.slots.iter().map(|slot| self.header(slot, Vec::new())).collect();
-        let shared = self
-            .incremental
-            .base
+        let base = self.incremental.base.iter().map(|(kg, slot)| (*kg, slot.clone())).collect();
+        let part = IncrementalPart {
+            dir: dir.clone(),
+            job_id: job_id.clone(),
+            checkpoint_id,
+            token: self.incremental.token,
+            write,
+            base,
+            changed: store.changed.clone(),
+        };
+        let sources = self
+            .slots
             .iter()
-            .map(|(&key_group, file)| SharedKeyGroup { key_group, file: file.clone() })
+            .map(|slot| match &slot.content {
+                Content::Restored { snapshot, .. } => Source::Restored(snapshot.clone()),
+                Content::Lsm(table) => Source::Lsm(table.entry_writer()),
+                Content::Heap(_) => Source::Taken,
+            })
             .collect();
-        Ok(KeyedStateSnapshot { format_version: SNAPSHOT_FORMAT_VERSION, max_parallelism, states, shared })
+        let states = self.slots.iter().map(|slot| self.header(slot, Vec::new())).collect();
+        let snapshot = KeyedStateSnapshot {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            max_parallelism,
+            states,
+            shared: Vec::new(),
+        };
+        Ok(PendingSnapshot { snapshot, sources, view, now, incremental: Some(part) })
     }
 
     /// Replaces all state by the key groups in `key_groups` of `snapshots` (the snapshots of
@@ -405,7 +423,7 @@ impl<K: Key> KeyedState<K> {
             .map(|snapshot| Slot {
                 name: snapshot.name.clone(),
                 kind: snapshot.kind,
-                content: Content::Restored { max_parallelism, snapshot },
+                content: Content::Restored { max_parallelism, snapshot: Arc::new(snapshot) },
             })
             .collect();
         self.incremental.base.clear();
@@ -415,9 +433,10 @@ impl<K: Key> KeyedState<K> {
                 // Key groups restored from shared files are unchanged until written to; the
                 // others are written whole by the next incremental checkpoint.
                 for kg in key_groups {
-                    store.changed[kg] = !shared.contains_key(&kg);
+                    store.mark_changed(kg, !shared.contains_key(&kg));
                 }
-                self.incremental.base = shared;
+                self.incremental.base =
+                    shared.into_iter().map(|(kg, file)| (kg, backend::written(file))).collect();
             }
         }
         Ok(())

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use eddy_core::element::{CheckpointBarrier, CheckpointType};
 use eddy_core::keygroup::assign_key_to_operator;
 use eddy_core::{Batch, Data, Result, NO_TIMESTAMP};
-use eddy_runtime::checkpoint::{OperatorInit, RestoredState, TaskSnapshot};
+use eddy_runtime::checkpoint::{ChainSnapshot, OperatorInit, RestoredState};
 use eddy_runtime::graph::{downcast_output, upcast_output, NodeKind};
 use eddy_runtime::time::{ClockRef, ManualClock};
 use eddy_runtime::{OperatorContext, Output};
@@ -113,8 +113,9 @@ impl<I: Data + Sync, O: Data> Subtask<I, O> {
 
     fn snapshot(&mut self) -> Vec<u8> {
         let barrier = CheckpointBarrier { id: 1, timestamp: 0, kind: CheckpointType::Checkpoint };
-        let mut snapshot = TaskSnapshot::new(1);
+        let mut snapshot = ChainSnapshot::new(1);
         self.op.emit_barrier(&barrier, &mut snapshot).unwrap();
+        let snapshot = snapshot.complete().unwrap();
         snapshot.operators.into_iter().next().and_then(|s| s.state).expect("window operators have state")
     }
 
