@@ -3,12 +3,17 @@
 //! job restored from it on the spare TaskManager, its committed output compared with a run
 //! without failures, and the REST checkpoint routes read field by field.
 //!
+//! Issue 5's acceptance test on a cluster: the job's worker processes and a TaskManager killed
+//! three times at random points (seeded, the seed printed), the committed output equal to a
+//! failure-free run's (EXACTLY_ONCE) or holding every one of its updates (AT_LEAST_ONCE).
+//!
 //! Like `cluster.rs`, this needs the example binaries: `cargo test --workspace` builds them,
 //! `cargo test -p eddy-cli` alone does not (run `cargo build -p eddy-examples --bins` first).
 
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -192,4 +197,199 @@ fn a_killed_taskmanager_restores_the_latest_checkpoint_and_every_update_is_commi
     assert_eq!(config["unaligned_checkpoints"], false);
     assert_eq!(config["externalization"]["enabled"], true);
     assert_eq!(config["checkpoint_storage"], "FileSystemCheckpointStorage");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 5's acceptance test on a cluster: several kills at random points
+// ---------------------------------------------------------------------------------------------
+
+/// What a kill takes down.
+#[derive(Clone, Copy, Debug)]
+enum Victim {
+    /// The job's worker process on one TaskManager (`kill -9`); the TaskManager stays.
+    Worker,
+    /// A whole TaskManager (`kill -9`), its worker with it; a new TaskManager is started in
+    /// its place, so that a spare is there for the next kill.
+    TaskManager,
+}
+
+/// Both kinds, more than once each for workers.
+const KILLS: [Victim; 3] = [Victim::Worker, Victim::TaskManager, Victim::Worker];
+const INTERVAL_MS: u64 = 200;
+
+/// A word_count run on a cluster, killed as [`KILLS`] says.
+struct KilledRun {
+    cluster: Cluster,
+    job: String,
+    out: std::path::PathBuf,
+    /// The committed output of a failure-free run on the local mini-cluster, sorted.
+    local: Vec<String>,
+    seed: u64,
+}
+
+/// Runs word_count (`extra` arguments appended) with checkpoints every 200 ms on three
+/// TaskManagers of two slots at parallelism 4 (one TaskManager spare), and kills a process
+/// running it [`KILLS`] times. Each kill waits until the attempt running then has completed
+/// `1 + r` checkpoints (`r` random in 0..=4, so that every attempt makes progress and
+/// restores real state) and then a random 0–200 ms more, so that the kills land at random
+/// points of the checkpoint cycle: while records are processed, while a barrier is aligned, or
+/// between a checkpoint's completion and the sink's commit. Victims are chosen at random among
+/// the TaskManagers holding the job. Returns after the job ended.
+fn word_count_killed_at_random_points(what: &str, extra: &[&str]) -> KilledRun {
+    let mut rng = SplitMix::from_env(what);
+    let seed = rng.0;
+    let checkpoints = tempfile::tempdir().unwrap();
+    let checkpoint_dir = format!("state.checkpoints.dir={}", checkpoints.path().display());
+    let mut cluster = Cluster::start(&[
+        "heartbeat.interval=200 ms",
+        "heartbeat.timeout=2 s",
+        "restart-strategy.type=fixed-delay",
+        "restart-strategy.fixed-delay.attempts=20",
+        "restart-strategy.fixed-delay.delay=200 ms",
+        &checkpoint_dir,
+    ]);
+    for _ in 0..3 {
+        cluster.add_taskmanager(2);
+    }
+    let input = cluster.dir.path().join("input");
+    write_input(&input, 8, 15_000);
+    let out = cluster.dir.path().join("out");
+    let binary = example("word_count");
+    let mut job_args = vec![
+        "--input",
+        input.to_str().unwrap(),
+        "-p",
+        "4",
+        "--mode",
+        "streaming",
+        "--checkpoint-interval",
+        "200",
+    ];
+    job_args.extend_from_slice(extra);
+    // About 8 s of input without failures: room for the kills and the restarts.
+    let throttle = ["--rate", "15000"];
+    let mut args = vec!["run", "-m", cluster.rest.as_str(), "-d", binary.as_str()];
+    args.extend_from_slice(&job_args);
+    args.extend_from_slice(&throttle);
+    args.extend(["--output", out.to_str().unwrap()]);
+    let (ok, stdout, stderr) = cluster.eddy(&args);
+    assert!(ok, "{stdout}\n{stderr}");
+    let job = job_id_from(&stdout);
+    let restarts = |c: &Cluster| u64_of(&c.get(&format!("/jobs/{job}"))["restarts"], "restarts");
+    let completed =
+        |c: &Cluster| c.get(&format!("/jobs/{job}/checkpoints"))["counts"]["completed"].as_u64().unwrap_or(0);
+
+    let mut restarts_before_kill = None;
+    for (i, victim) in KILLS.iter().enumerate() {
+        if let Some(before) = restarts_before_kill {
+            cluster.wait_for("the restart after the kill", |c| restarts(c) > before);
+        }
+        let target = completed(&cluster) + 1 + rng.between(0, 5);
+        cluster.wait_for(&format!("checkpoint {target} to complete"), |c| {
+            let state = c.job_state(&job);
+            assert!(
+                !matches!(state.as_str(), "FINISHED" | "FAILED" | "CANCELED"),
+                "the job ended ({state}) before kill {i}: the input is too small; {}",
+                c.get(&format!("/jobs/{job}/exceptions"))
+            );
+            completed(c) >= target
+        });
+        // The random point within the checkpoint cycle (not a synchronization: any delay is
+        // a valid point to fail at).
+        std::thread::sleep(Duration::from_millis(rng.between(0, INTERVAL_MS)));
+        let attempt = restarts(&cluster);
+        let holders = cluster.taskmanager_holding(&job);
+        assert!(!holders.is_empty(), "no TaskManager holds the job's slots");
+        let tm = holders[rng.between(0, holders.len() as u64) as usize].clone();
+        let index = cluster.taskmanagers.iter().position(|(id, _)| *id == tm).unwrap();
+        match victim {
+            Victim::Worker => {
+                let tm_pid = cluster.taskmanagers[index].1.child.id();
+                let pid = worker_pid(tm_pid, &job, attempt).unwrap_or_else(|| {
+                    panic!("no worker of attempt {attempt} under TaskManager {tm} (pid {tm_pid})")
+                });
+                println!("kill {i}: worker {pid} of attempt {attempt} on TaskManager {tm}");
+                kill_9(pid);
+            }
+            Victim::TaskManager => {
+                println!("kill {i}: TaskManager {tm} during attempt {attempt}");
+                let (_, mut proc) = cluster.taskmanagers.remove(index);
+                proc.kill();
+                cluster.add_taskmanager(2);
+            }
+        }
+        restarts_before_kill = Some(attempt);
+    }
+
+    cluster.wait_for("the job to end", |c| matches!(c.job_state(&job).as_str(), "FINISHED" | "FAILED"));
+    let details = cluster.get(&format!("/jobs/{job}"));
+    assert_eq!(details["state"], "FINISHED", "{}", cluster.get(&format!("/jobs/{job}/exceptions")));
+    let restarts = u64_of(&details["restarts"], "restarts");
+    assert!(restarts >= KILLS.len() as u64, "one restart (at least) per kill: {restarts}");
+    let stats = cluster.get(&format!("/jobs/{job}/checkpoints"));
+    println!(
+        "{what}: {restarts} restarts, {} checkpoints completed, the last attempt restored checkpoint {}",
+        stats["counts"]["completed"], stats["latest"]["restored"]["id"]
+    );
+    assert!(u64_of(&stats["counts"]["restored"], "restored") >= KILLS.len() as u64, "{stats}");
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(name.starts_with("part-"), "nothing uncommitted is left: {name}");
+    }
+    // Unthrottled: the same output, sooner.
+    let local = local_result(&binary, &job_args, &cluster.dir.path().join("local"));
+    let total_words: usize = (0..8).map(|f| (15_000 + f * 97) * 7).sum();
+    assert_eq!(local.len(), total_words, "one update per word read");
+    KilledRun { cluster, job, out, local, seed }
+}
+
+/// How often each line occurs.
+fn line_counts(lines: &[String]) -> std::collections::HashMap<&str, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for l in lines {
+        *counts.entry(l.as_str()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[test]
+fn killing_workers_and_a_taskmanager_several_times_commits_exactly_the_failure_free_output() {
+    let run = word_count_killed_at_random_points("exactly-once kills", &[]);
+    let config = run.cluster.get(&format!("/jobs/{}/checkpoints/config", run.job));
+    assert_eq!(config["mode"], "exactly_once");
+    let committed = sorted_lines(&run.out);
+    if committed != run.local {
+        let (got, want) = (line_counts(&committed), line_counts(&run.local));
+        let missing: Vec<_> = want.keys().filter(|l| !got.contains_key(*l)).take(5).collect();
+        let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).take(5).collect();
+        let unexpected: Vec<_> = got.keys().filter(|l| !want.contains_key(*l)).take(5).collect();
+        panic!(
+            "seed {}: the committed output ({} lines) differs from a failure-free run's ({} lines): \
+             missing e.g. {missing:?}, more than once e.g. {twice:?}, unexpected e.g. {unexpected:?}",
+            run.seed,
+            committed.len(),
+            run.local.len()
+        );
+    }
+}
+
+#[test]
+fn killing_workers_and_a_taskmanager_at_least_once_loses_no_update() {
+    let run = word_count_killed_at_random_points(
+        "at-least-once kills",
+        &["-D", "execution.checkpointing.mode=AT_LEAST_ONCE"],
+    );
+    let config = run.cluster.get(&format!("/jobs/{}/checkpoints/config", run.job));
+    assert_eq!(config["mode"], "at_least_once");
+    let committed = sorted_lines(&run.out);
+    let got = line_counts(&committed);
+    let missing: Vec<&String> = run.local.iter().filter(|l| !got.contains_key(l.as_str())).collect();
+    println!("at-least-once: {} lines committed for {} without failures", committed.len(), run.local.len());
+    assert!(
+        missing.is_empty(),
+        "seed {}: {} updates of the failure-free run were lost, e.g. {:?}",
+        run.seed,
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
 }

@@ -269,3 +269,68 @@ pub fn job_id_from(stdout: &str) -> String {
         .trim()
         .to_string()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Killing the processes of a job at random points (the exactly-once acceptance tests)
+// ---------------------------------------------------------------------------------------------
+
+/// A small, seeded generator (SplitMix64), so that a run's random choices can be replayed.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// `EDDY_TEST_SEED`, else a seed taken from the clock; printed, so a failing run can be
+    /// replayed.
+    pub fn from_env(what: &str) -> SplitMix {
+        let seed = match std::env::var("EDDY_TEST_SEED") {
+            Ok(s) => s.parse().unwrap_or_else(|_| panic!("EDDY_TEST_SEED={s} is not a number")),
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+        };
+        println!("{what}: seed {seed} (EDDY_TEST_SEED={seed} replays it)");
+        SplitMix(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..hi`.
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+}
+
+/// The child processes of `pid` (from `/proc/<pid>/task/*/children`).
+pub fn child_pids(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            children.extend(text.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        }
+    }
+    children
+}
+
+/// The worker process a TaskManager (process `taskmanager_pid`) started for `attempt` of
+/// `job`, told by the environment the TaskManager gave it.
+pub fn worker_pid(taskmanager_pid: u32, job: &str, attempt: u64) -> Option<u32> {
+    let wanted = [format!("EDDY_WORKER_JOB_ID={job}"), format!("EDDY_WORKER_ATTEMPT={attempt}")];
+    child_pids(taskmanager_pid).into_iter().find(|pid| {
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
+        let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+        wanted.iter().all(|w| vars.contains(&w.as_bytes()))
+    })
+}
+
+/// `kill -9 <pid>`.
+pub fn kill_9(pid: u32) {
+    let status = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    assert!(status.success(), "kill -9 {pid} failed");
+}
