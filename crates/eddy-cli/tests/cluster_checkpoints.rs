@@ -46,6 +46,8 @@ fn a_killed_taskmanager_restores_the_latest_checkpoint_and_every_update_is_commi
         "restart-strategy.type=fixed-delay",
         "restart-strategy.fixed-delay.attempts=5",
         "restart-strategy.fixed-delay.delay=200 ms",
+        // The test looks at the checkpoints the job leaves behind.
+        "execution.checkpointing.externalized-checkpoint-retention=RETAIN_ON_CANCELLATION",
         &checkpoint_dir,
     ]);
     for _ in 0..3 {

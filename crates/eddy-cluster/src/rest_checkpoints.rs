@@ -10,7 +10,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use eddy_core::config::CheckpointingMode;
+use eddy_core::config::{CheckpointRetention, CheckpointingMode};
 use eddy_core::CheckpointType;
 use eddy_runtime::checkpoint::coordinator::{CheckpointRecord, CheckpointStatus, SubtaskAck, Summary};
 use eddy_runtime::checkpoint::CheckpointStats;
@@ -169,7 +169,10 @@ pub(crate) async fn config(State(jm): State<Jm>, Path(id): Path<String>) -> ApiR
         "min_pause": ms(c.min_pause),
         "max_concurrent": c.max_concurrent,
         // With a directory, completed checkpoints stay there when the job ends.
-        "externalization": { "enabled": c.directory.is_some(), "delete_on_cancellation": false },
+        "externalization": {
+            "enabled": c.directory.is_some() && c.retention != CheckpointRetention::NoExternalizedCheckpoints,
+            "delete_on_cancellation": c.retention != CheckpointRetention::RetainOnCancellation,
+        },
         "state_backend": "HashMapStateBackend",
         "checkpoint_storage": if c.directory.is_some() { "FileSystemCheckpointStorage" } else { "JobManagerCheckpointStorage" },
         "checkpoints_directory": c.directory.as_ref().map(|d| d.display().to_string()),

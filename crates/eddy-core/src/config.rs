@@ -712,6 +712,67 @@ impl fmt::Display for CheckpointingMode {
     }
 }
 
+/// What becomes of a job's retained checkpoints when the job ends (Flink's
+/// `ExternalizedCheckpointRetention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CheckpointRetention {
+    /// Deleted whenever the job ends: finished, cancelled or failed (Flink's default).
+    #[default]
+    NoExternalizedCheckpoints,
+    /// Kept when the job fails, deleted when it finishes or is cancelled.
+    DeleteOnCancellation,
+    /// Always kept, for the user to resume from or delete.
+    RetainOnCancellation,
+}
+
+impl CheckpointRetention {
+    const ALL: [CheckpointRetention; 3] = [
+        CheckpointRetention::NoExternalizedCheckpoints,
+        CheckpointRetention::DeleteOnCancellation,
+        CheckpointRetention::RetainOnCancellation,
+    ];
+
+    /// Flink's name: `NO_EXTERNALIZED_CHECKPOINTS`, `DELETE_ON_CANCELLATION` or
+    /// `RETAIN_ON_CANCELLATION`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CheckpointRetention::NoExternalizedCheckpoints => "NO_EXTERNALIZED_CHECKPOINTS",
+            CheckpointRetention::DeleteOnCancellation => "DELETE_ON_CANCELLATION",
+            CheckpointRetention::RetainOnCancellation => "RETAIN_ON_CANCELLATION",
+        }
+    }
+
+    /// Whether a job that ended failed (`failed`) or otherwise (finished, cancelled) keeps its
+    /// checkpoints.
+    pub fn keeps(self, failed: bool) -> bool {
+        match self {
+            CheckpointRetention::NoExternalizedCheckpoints => false,
+            CheckpointRetention::DeleteOnCancellation => failed,
+            CheckpointRetention::RetainOnCancellation => true,
+        }
+    }
+}
+
+impl ConfigValue for CheckpointRetention {
+    /// One of Flink's names, in any case, with `-` or `_`.
+    fn parse_value(s: &str) -> std::result::Result<Self, String> {
+        let normalized = s.trim().replace('-', "_");
+        CheckpointRetention::ALL.into_iter().find(|r| normalized.eq_ignore_ascii_case(r.as_str())).ok_or_else(
+            || {
+                format!(
+                    "expected NO_EXTERNALIZED_CHECKPOINTS, DELETE_ON_CANCELLATION or RETAIN_ON_CANCELLATION, \
+                     found {:?}",
+                    s.trim()
+                )
+            },
+        )
+    }
+
+    fn to_value(&self) -> String {
+        self.as_str().to_string()
+    }
+}
+
 impl ConfigValue for CheckpointingMode {
     /// `EXACTLY_ONCE` or `AT_LEAST_ONCE`, in any case, with `-` or `_`.
     fn parse_value(s: &str) -> std::result::Result<Self, String> {
@@ -893,7 +954,9 @@ impl StateBackendConfig {
 pub mod options {
     use std::time::Duration;
 
-    use super::{CheckpointingMode, ConfigOption, MemorySize, RuntimeMode, StateBackendKind};
+    use super::{
+        CheckpointRetention, CheckpointingMode, ConfigOption, MemorySize, RuntimeMode, StateBackendKind,
+    };
     use crate::keygroup::UPPER_BOUND_MAX_PARALLELISM;
 
     /// Rejects 0.
@@ -1195,6 +1258,18 @@ pub mod options {
         "execution.checkpointing.tolerable-failed-checkpoints",
         0,
         "The number of consecutive failed checkpoints tolerated before the job fails.",
+    );
+
+    /// `execution.checkpointing.externalized-checkpoint-retention`: what becomes of the
+    /// checkpoints in `state.checkpoints.dir` when the job ends. Default (as in Flink)
+    /// `NO_EXTERNALIZED_CHECKPOINTS`: they are deleted whether it finished, was cancelled or
+    /// failed; `DELETE_ON_CANCELLATION` keeps them when it failed; `RETAIN_ON_CANCELLATION`
+    /// always keeps them.
+    pub const CHECKPOINTING_RETENTION: ConfigOption<CheckpointRetention> = ConfigOption::new(
+        "execution.checkpointing.externalized-checkpoint-retention",
+        CheckpointRetention::NoExternalizedCheckpoints,
+        "What becomes of a job's checkpoints when it ends: NO_EXTERNALIZED_CHECKPOINTS, \
+         DELETE_ON_CANCELLATION or RETAIN_ON_CANCELLATION.",
     );
 
     /// `execution.checkpointing.unaligned.enabled`: EXACTLY_ONCE checkpoints do not align

@@ -69,6 +69,8 @@ enum Backend {
 
 impl Backend {
     fn configure(self, config: &mut Configuration, dir: &Path) {
+        // A failure ends the run with its error instead of restarting out of sight.
+        config.set("restart-strategy.type", "none");
         if self == Backend::Off {
             return;
         }
@@ -216,6 +218,7 @@ fn run_checkpoints(s: &Scenario, keys: u64, dir: &Path) -> std::result::Result<(
     config.set("pipeline.max-parallelism", KEY_GROUPS.to_string());
     // Every checkpoint is kept, to measure what each wrote.
     config.set("state.checkpoints.num-retained", "1000");
+    config.set("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION");
     s.backend.configure(&mut config, dir);
     let env = StreamExecutionEnvironment::with_configuration(config).with_parallelism(2);
     let hot = env_u64("EDDY_BENCH_STATE_HOT_RECORDS", 30_000_000);

@@ -52,7 +52,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use eddy_core::config::RuntimeMode;
+use eddy_core::config::{CheckpointRetention, RuntimeMode};
 use eddy_core::{CheckpointType, EddyError, Result};
 
 use crate::channel::JobSignals;
@@ -190,6 +190,9 @@ struct JobState {
     inner: Mutex<JobInner>,
     /// Signalled on every status change: wakes `wait` and a job master in its backoff.
     changed: Condvar,
+    /// The job's checkpoint directory (`<state.checkpoints.dir>/<job-id>`) and what becomes of
+    /// it when the job ends.
+    checkpoints_dir: Option<(PathBuf, CheckpointRetention)>,
 }
 
 impl JobState {
@@ -201,8 +204,23 @@ impl JobState {
         inner.status = status;
         if status.is_terminal() {
             inner.finished_at = Some(Instant::now());
+            self.discard_checkpoints(status);
         }
         self.changed.notify_all();
+    }
+
+    /// Deletes the job's checkpoints when it ends, unless its retention keeps them; done before
+    /// anyone hears of the end, so that nobody sees a deleted checkpoint as restorable.
+    fn discard_checkpoints(&self, status: JobStatus) {
+        let Some((dir, retention)) = &self.checkpoints_dir else { return };
+        if retention.keeps(status == JobStatus::Failed) || !dir.exists() {
+            return;
+        }
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => tracing::info!(dir = %dir.display(), retention = retention.as_str(), status = ?status,
+                "deleted the job's checkpoints"),
+            Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot delete the job's checkpoints"),
+        }
     }
 
     /// Records a task's failure and cancels the other tasks of the attempt.
@@ -455,6 +473,10 @@ impl LocalExecutor {
             None => None,
         };
         let checkpoints = coordinator.as_ref().map(|c| c.stats()).unwrap_or_default();
+        let checkpoints_dir = match (&coordinator, &settings.checkpointing.directory) {
+            (Some(_), Some(dir)) => Some((dir.join(&job_id), settings.checkpointing.retention)),
+            _ => None,
+        };
         let master = JobMaster {
             job_id: job_id.clone(),
             coordinator,
@@ -475,6 +497,7 @@ impl LocalExecutor {
                     savepoints: None,
                 }),
                 changed: Condvar::new(),
+                checkpoints_dir,
             }),
         };
         let first = master.build_attempt(0, restore)?;

@@ -150,6 +150,8 @@ fn config(pairs: &[(&str, &str)]) -> Configuration {
     config.set("restart-strategy.type", "fixed-delay");
     config.set("restart-strategy.fixed-delay.attempts", "10");
     config.set("restart-strategy.fixed-delay.delay", "10 ms");
+    // The tests look at the checkpoints a job left behind.
+    config.set("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION");
     for (k, v) in pairs {
         config.set(*k, *v);
     }
@@ -305,6 +307,39 @@ fn unaligned_checkpoints_store_in_flight_records_and_restore_them_exactly_once()
         .filter(|f| f.as_ref().unwrap().file_name().to_string_lossy().ends_with("-in-flight"))
         .count();
     assert!(in_flight > 0, "no checkpoint stored in-flight records");
+}
+
+#[test]
+fn a_jobs_checkpoints_are_deleted_when_it_ends_unless_its_retention_keeps_them() {
+    const N: i64 = 200_000;
+    const RETENTION: &str = "execution.checkpointing.externalized-checkpoint-retention";
+    // (retention, restart strategy, whether the job fails for good, whether its checkpoints stay)
+    let cases = [
+        ("NO_EXTERNALIZED_CHECKPOINTS", "fixed-delay", false, false),
+        ("NO_EXTERNALIZED_CHECKPOINTS", "none", true, false),
+        ("DELETE_ON_CANCELLATION", "fixed-delay", false, false),
+        ("DELETE_ON_CANCELLATION", "none", true, true),
+        ("RETAIN_ON_CANCELLATION", "fixed-delay", false, true),
+    ];
+    for (retention, restarts, fails, kept) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(&[
+            ("execution.checkpointing.interval", "10 ms"),
+            ("state.checkpoints.dir", dir.path().to_str().unwrap()),
+            ("restart-strategy.type", restarts),
+            (RETENTION, retention),
+        ]);
+        let o = run_counting_job(config, vec![20_000], |env| env.from_sequence(1, N));
+        assert_eq!(o.result.is_err(), fails, "{retention}, {restarts}: {:?}", o.result.as_ref().err());
+        assert!(o.client.checkpoint_stats().completed >= 1, "{retention}: a checkpoint was written");
+        let job_dir = dir.path().join(o.client.job_id());
+        assert_eq!(
+            job_dir.exists(),
+            kept,
+            "{retention}, the job {}",
+            if fails { "failed" } else { "finished" }
+        );
+    }
 }
 
 fn chk_dirs(job_dir: &Path) -> Vec<String> {

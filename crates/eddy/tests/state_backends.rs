@@ -531,6 +531,8 @@ fn keyed_counts_on_fjall_with_incremental_checkpoints_are_exactly_once_across_a_
     config.set("execution.checkpointing.interval", "20 ms");
     config.set("state.checkpoints.dir", checkpoints.path().display().to_string());
     config.set("state.checkpoints.num-retained", "2");
+    // The test looks at the checkpoints the job leaves behind.
+    config.set("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION");
     config.set("state.backend", "fjall");
     config.set("state.backend.incremental", "true");
     let env = StreamExecutionEnvironment::with_configuration(config).with_parallelism(2);

@@ -118,8 +118,31 @@ impl JobEntry {
         self.timestamps.entry(status.as_str()).or_insert(now);
         if status.is_terminal() {
             self.end_ms = Some(now);
+            self.discard_checkpoints(status);
         }
         self.status_watch.send_replace(status);
+    }
+
+    /// Deletes the job's checkpoints (`<state.checkpoints.dir>/<job-id>`) when it ends, unless
+    /// `execution.checkpointing.externalized-checkpoint-retention` keeps them; before the end is
+    /// published.
+    fn discard_checkpoints(&self, status: JobStatus) {
+        let Some(config) = &self.checkpoint_config else { return };
+        let Some(dir) = &config.directory else { return };
+        if config.retention.keeps(status == JobStatus::Failed) {
+            return;
+        }
+        let dir = dir.join(&self.id);
+        if !dir.exists() {
+            return;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                tracing::info!(job_id = %self.id, dir = %dir.display(), "deleted the job's checkpoints")
+            }
+            Err(e) => tracing::warn!(job_id = %self.id, dir = %dir.display(), error = %e,
+                "cannot delete the job's checkpoints"),
+        }
     }
 
     pub fn record_tasks(&mut self, attempt: u32, tasks: &[TaskState]) {

@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use eddy_core::config::{options, CheckpointingMode};
+use eddy_core::config::{options, CheckpointRetention, CheckpointingMode};
 use eddy_core::keygroup::key_group_range_for_operator;
 use eddy_core::{CheckpointType, Configuration, EddyError, Result};
 
@@ -75,6 +75,8 @@ pub struct CheckpointConfig {
     pub tolerable_failures: usize,
     /// Unaligned checkpoints (EXACTLY_ONCE): `Some(aligned-checkpoint-timeout)`.
     pub unaligned: Option<Duration>,
+    /// What becomes of the checkpoints in [`directory`](Self::directory) when the job ends.
+    pub retention: CheckpointRetention,
     /// `state.checkpoints.dir`; `None`: completed checkpoints are kept in memory.
     pub directory: Option<PathBuf>,
     pub num_retained: usize,
@@ -95,6 +97,7 @@ impl Default for CheckpointConfig {
             max_concurrent: 1,
             tolerable_failures: 0,
             unaligned: None,
+            retention: CheckpointRetention::default(),
             directory: None,
             num_retained: 1,
             savepoint_directory: None,
@@ -113,6 +116,7 @@ impl CheckpointConfig {
             min_pause: config.get(&options::CHECKPOINTING_MIN_PAUSE)?,
             max_concurrent: config.get(&options::CHECKPOINTING_MAX_CONCURRENT)?,
             tolerable_failures: config.get(&options::CHECKPOINTING_TOLERABLE_FAILURES)?,
+            retention: config.get(&options::CHECKPOINTING_RETENTION)?,
             unaligned: match config.get(&options::CHECKPOINTING_UNALIGNED)? {
                 true => Some(config.get(&options::CHECKPOINTING_ALIGNED_TIMEOUT)?),
                 false => None,
