@@ -35,17 +35,16 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use eddy::config::StateBackendConfig;
 use eddy::prelude::*;
-use eddy::sink::{Sink, SinkContext, SinkWriter};
 use eddy::state::KeyedState;
-use eddy::{Batch, Configuration};
+use eddy::Configuration;
 use eddy_examples::bench_support::{
-    cpu_model, env_u64, load_average, median, millions, peak_rss_kb, run_scenario_process, select_scenarios,
+    bench_main, cpu_model, env_u64, load_average, median, millions, peak_rss_kb, run_scenario_process,
+    select_scenarios, CountingSink,
 };
 
 #[allow(dead_code, unused_imports)]
@@ -137,23 +136,6 @@ fn report(fields: &[(&str, f64)]) {
 // ---------------------------------------------------------------------------------------------
 // Sensors with checkpoints.
 
-#[derive(Clone, Default)]
-struct CountingSink(Arc<AtomicU64>);
-struct CountingWriter(Arc<AtomicU64>);
-
-impl<T: Data> Sink<T> for CountingSink {
-    fn create_writer(&self, _: &SinkContext) -> Result<Box<dyn SinkWriter<T>>> {
-        Ok(Box::new(CountingWriter(self.0.clone())))
-    }
-}
-
-impl<T: Data> SinkWriter<T> for CountingWriter {
-    fn write_batch(&mut self, batch: Batch<T>) -> Result<()> {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
 fn run_sensors(s: &Scenario, dir: &Path) -> std::result::Result<(), String> {
     let mut config = Configuration::new();
     if s.backend != Backend::Off {
@@ -177,7 +159,7 @@ fn run_sensors(s: &Scenario, dir: &Path) -> std::result::Result<(), String> {
     let seconds = started.elapsed().as_secs_f64();
     let windows = n * STEP_US / 1_000_000;
     let expected = windows.max(1) * SENSORS;
-    let got = sink.0.load(Ordering::Relaxed);
+    let got = sink.count();
     if got != expected {
         return Err(format!("the sink received {got} window results, expected {expected}"));
     }
@@ -452,21 +434,5 @@ fn run_parent(filters: &[String]) -> std::result::Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = if let Some(i) = args.iter().position(|a| a == "--run-scenario") {
-        match args.get(i + 1) {
-            Some(name) => run_child(name),
-            None => Err("--run-scenario needs a scenario name".into()),
-        }
-    } else {
-        let filters: Vec<String> = args.into_iter().filter(|a| !a.starts_with("--")).collect();
-        run_parent(&filters)
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_main(|name, _| run_child(name), run_parent)
 }

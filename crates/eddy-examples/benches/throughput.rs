@@ -33,46 +33,24 @@
 //! - `EDDY_BENCH_MAP_FILTER_RECORDS` (1000000000), `EDDY_BENCH_SHUFFLE_RECORDS` (200000000).
 
 use eddy_examples::bench_support::{
-    cpu_model, env_u64, load_average, median, millions, peak_rss_kb, run_scenario_process, select_scenarios,
+    bench_main, cpu_model, env_u64, load_average, median, millions, peak_rss_kb, run_scenario_process,
+    select_scenarios, CountingSink,
 };
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use eddy::config::RuntimeMode;
 use eddy::prelude::*;
-use eddy::sink::{Sink, SinkContext, SinkWriter};
-use eddy::Batch;
 
 // The text generator of the `zipf_text` binary.
 #[allow(dead_code, unused_imports)]
 use eddy_examples::zipf;
 
 const RESULT_PREFIX: &str = "EDDY_BENCH_RESULT";
-
-/// A sink that counts the records it receives and does nothing else.
-#[derive(Clone, Default)]
-struct CountingSink(Arc<AtomicU64>);
-
-struct CountingWriter(Arc<AtomicU64>);
-
-impl<T: Data> Sink<T> for CountingSink {
-    fn create_writer(&self, _: &SinkContext) -> Result<Box<dyn SinkWriter<T>>> {
-        Ok(Box::new(CountingWriter(self.0.clone())))
-    }
-}
-
-impl<T: Data> SinkWriter<T> for CountingWriter {
-    fn write_batch(&mut self, batch: Batch<T>) -> Result<()> {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -266,7 +244,7 @@ fn run_child(name: &str, args: &[String]) -> std::result::Result<(), String> {
     let started = Instant::now();
     env.execute(scenario.name).map_err(|e| format!("the job failed: {e}"))?;
     let seconds = started.elapsed().as_secs_f64();
-    let sink_records = sink.0.load(Ordering::Relaxed);
+    let sink_records = sink.count();
     if sink_records != expected_sink {
         return Err(format!("the sink received {sink_records} records, expected {expected_sink}"));
     }
@@ -422,22 +400,5 @@ fn run_parent(filters: &[String]) -> std::result::Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = if let Some(i) = args.iter().position(|a| a == "--run-scenario") {
-        match args.get(i + 1) {
-            Some(name) => run_child(name, &args),
-            None => Err("--run-scenario needs a scenario name".into()),
-        }
-    } else {
-        // `cargo bench` passes `--bench`; every other non-flag argument filters scenarios.
-        let filters: Vec<String> = args.into_iter().filter(|a| !a.starts_with("--")).collect();
-        run_parent(&filters)
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_main(run_child, run_parent)
 }

@@ -35,16 +35,13 @@
 //!   ones; `EDDY_BENCH_SESSION_RECORDS` (20000000) for the session scenario.
 
 use eddy_examples::bench_support::{
-    cpu_model, env_u64, load_average, median, millions, peak_rss_kb, run_scenario_process, select_scenarios,
+    bench_main, cpu_model, env_u64, load_average, median, millions, peak_rss_kb, run_scenario_process,
+    select_scenarios, CountingSink,
 };
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eddy::prelude::*;
-use eddy::sink::{Sink, SinkContext, SinkWriter};
-use eddy::Batch;
 
 // The sensor workload of the `sensor_averages` example.
 #[allow(dead_code, unused_imports)]
@@ -61,25 +58,6 @@ const BURST_ROUNDS: u64 = 80;
 const PAUSE_US: u64 = 200_000;
 const SESSION_GAP_MS: u64 = 100;
 const SLIDE_MS: u64 = 100;
-
-/// A sink that counts the records it receives and does nothing else.
-#[derive(Clone, Default)]
-struct CountingSink(Arc<AtomicU64>);
-
-struct CountingWriter(Arc<AtomicU64>);
-
-impl<T: Data> Sink<T> for CountingSink {
-    fn create_writer(&self, _: &SinkContext) -> Result<Box<dyn SinkWriter<T>>> {
-        Ok(Box::new(CountingWriter(self.0.clone())))
-    }
-}
-
-impl<T: Data> SinkWriter<T> for CountingWriter {
-    fn write_batch(&mut self, batch: Batch<T>) -> Result<()> {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -217,7 +195,7 @@ fn run_child(name: &str) -> std::result::Result<(), String> {
     let started = Instant::now();
     env.execute(s.name).map_err(|e| format!("the job failed: {e}"))?;
     let seconds = started.elapsed().as_secs_f64();
-    let sink_records = sink.0.load(Ordering::Relaxed);
+    let sink_records = sink.count();
     let expected = s.expected_results(n);
     if sink_records != expected {
         return Err(format!("the sink received {sink_records} records, expected {expected}"));
@@ -301,22 +279,5 @@ fn run_parent(filters: &[String]) -> std::result::Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = if let Some(i) = args.iter().position(|a| a == "--run-scenario") {
-        match args.get(i + 1) {
-            Some(name) => run_child(name),
-            None => Err("--run-scenario needs a scenario name".into()),
-        }
-    } else {
-        // `cargo bench` passes `--bench`; every other non-flag argument filters scenarios.
-        let filters: Vec<String> = args.into_iter().filter(|a| !a.starts_with("--")).collect();
-        run_parent(&filters)
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_main(|name, _| run_child(name), run_parent)
 }

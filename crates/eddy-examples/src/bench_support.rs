@@ -85,3 +85,55 @@ pub fn select_scenarios<'a, S>(
     }
     Ok(selected)
 }
+
+/// A sink that counts the records it receives and does nothing else.
+#[derive(Clone, Default)]
+pub struct CountingSink(pub std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+struct CountingWriter(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl CountingSink {
+    /// The records received so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl<T: eddy::Data> eddy::sink::Sink<T> for CountingSink {
+    fn create_writer(&self, _: &eddy::sink::SinkContext) -> eddy::Result<Box<dyn eddy::sink::SinkWriter<T>>> {
+        Ok(Box::new(CountingWriter(self.0.clone())))
+    }
+}
+
+impl<T: eddy::Data> eddy::sink::SinkWriter<T> for CountingWriter {
+    fn write_batch(&mut self, batch: eddy::Batch<T>) -> eddy::Result<()> {
+        self.0.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The `main` of a benchmark harness: `--run-scenario NAME` runs one scenario in this process
+/// (`child(name, args)`); anything else runs the parent with the non-flag arguments as scenario
+/// filters (`cargo bench` passes `--bench`). Errors are printed and fail the process.
+pub fn bench_main(
+    child: impl FnOnce(&str, &[String]) -> Result<(), String>,
+    parent: impl FnOnce(&[String]) -> Result<(), String>,
+) -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = if let Some(i) = args.iter().position(|a| a == "--run-scenario") {
+        match args.get(i + 1) {
+            Some(name) => child(name, &args),
+            None => Err("--run-scenario needs a scenario name".into()),
+        }
+    } else {
+        let filters: Vec<String> = args.into_iter().filter(|a| !a.starts_with("--")).collect();
+        parent(&filters)
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
