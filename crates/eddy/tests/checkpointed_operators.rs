@@ -3,12 +3,13 @@
 //! final counts equal a failure-free run's. Window and join operators are covered by
 //! `window_checkpoints.rs`.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::MaxPerKey;
 use eddy::prelude::*;
-use eddy::sink::{Sink, SinkContext, SinkWriter};
 use eddy::{Batch, Configuration, EddyError};
 use eddy_runtime::output::Emitter;
 use eddy_runtime::{OneInputOperator, OperatorContext};
@@ -18,8 +19,6 @@ const KEYS: i64 = 50;
 /// after the failure point.
 const N: i64 = 3_000_000;
 const JOB_LIMIT: Duration = Duration::from_secs(120);
-
-type Counts = Arc<Mutex<BTreeMap<i64, i64>>>;
 
 /// Passes records through; in attempt 0 it fails once it has seen `fail_after` records and a
 /// checkpoint has completed since (so that the restart restores real state).
@@ -65,27 +64,6 @@ impl OneInputOperator for FailOnce {
     fn end_input(&mut self, _: &mut Emitter<(i64, i64)>) -> Result<()> {
         if self.attempt == 0 && self.subtask == 0 {
             return Err(EddyError::user("injected failure at the end of the input"));
-        }
-        Ok(())
-    }
-}
-
-/// Keeps the highest count per key it received (a failed attempt's records included).
-#[derive(Clone, Default)]
-struct MaxPerKey(Counts);
-
-impl Sink<(i64, i64)> for MaxPerKey {
-    fn create_writer(&self, _: &SinkContext) -> Result<Box<dyn SinkWriter<(i64, i64)>>> {
-        Ok(Box::new(self.clone()))
-    }
-}
-
-impl SinkWriter<(i64, i64)> for MaxPerKey {
-    fn write_batch(&mut self, batch: Batch<(i64, i64)>) -> Result<()> {
-        let mut max = self.0.lock().unwrap();
-        for (k, c) in batch.values {
-            let m = max.entry(k).or_insert(0);
-            *m = (*m).max(c);
         }
         Ok(())
     }

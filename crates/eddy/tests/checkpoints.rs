@@ -9,11 +9,14 @@
 //! final state must equal a failure-free run: that is the exactly-once guarantee, and it does
 //! not depend on timing.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::MaxPerKey;
 use eddy::connectors::datagen::DataGeneratorSource;
 use eddy::prelude::*;
 use eddy::sink::{Sink, SinkContext, SinkWriter};
@@ -110,27 +113,6 @@ impl OneInputOperator for CountPerKey {
             return Err(self.failure("at the end of its input"));
         }
         self.final_counts.lock().unwrap().extend(self.counts.iter().map(|(k, v)| (*k, *v)));
-        Ok(())
-    }
-}
-
-/// Keeps the highest count it received per key (records of a failed attempt included).
-#[derive(Clone, Default)]
-struct MaxPerKey(Counts);
-
-impl Sink<(i64, u64)> for MaxPerKey {
-    fn create_writer(&self, _: &SinkContext) -> Result<Box<dyn SinkWriter<(i64, u64)>>> {
-        Ok(Box::new(self.clone()))
-    }
-}
-
-impl SinkWriter<(i64, u64)> for MaxPerKey {
-    fn write_batch(&mut self, batch: Batch<(i64, u64)>) -> Result<()> {
-        let mut max = self.0.lock().unwrap();
-        for (k, c) in batch.values {
-            let m = max.entry(k).or_insert(0);
-            *m = (*m).max(c);
-        }
         Ok(())
     }
 }

@@ -3,12 +3,14 @@
 //! checks them), state larger than the memory budget, switching backends through a savepoint,
 //! and exactly-once recovery of a job on `fjall` with incremental checkpoints.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use common::MaxPerKey;
 use eddy::prelude::*;
-use eddy::sink::{Sink, SinkContext, SinkWriter};
 use eddy::state::{KeyedState, KeyedStateSnapshot, SharedKeyGroup};
 use eddy::{Batch, Configuration, EddyError};
 use eddy_core::codec::{decode_value, encode_value};
@@ -431,8 +433,6 @@ fn state_many_times_the_memory_budget_is_kept_on_disk_and_read_back() {
 const COUNT_KEYS: i64 = 500;
 const N: i64 = 1_000_000;
 
-type Counts = Arc<Mutex<BTreeMap<i64, i64>>>;
-
 /// Passes records through; in attempt 0 it fails once it has seen `fail_after` records and a
 /// checkpoint has completed since, so that the restart restores real state.
 struct FailOnce {
@@ -474,27 +474,6 @@ impl OneInputOperator for FailOnce {
     fn end_input(&mut self, _: &mut Emitter<(i64, i64)>) -> Result<()> {
         if self.attempt == 0 && self.subtask == 0 {
             return Err(EddyError::user("injected failure at the end of the input"));
-        }
-        Ok(())
-    }
-}
-
-/// Keeps the highest count per key it received (a failed attempt's records included).
-#[derive(Clone, Default)]
-struct MaxPerKey(Counts);
-
-impl Sink<(i64, i64)> for MaxPerKey {
-    fn create_writer(&self, _: &SinkContext) -> Result<Box<dyn SinkWriter<(i64, i64)>>> {
-        Ok(Box::new(self.clone()))
-    }
-}
-
-impl SinkWriter<(i64, i64)> for MaxPerKey {
-    fn write_batch(&mut self, batch: Batch<(i64, i64)>) -> Result<()> {
-        let mut max = self.0.lock().unwrap();
-        for (k, c) in batch.values {
-            let m = max.entry(k).or_insert(0);
-            *m = (*m).max(c);
         }
         Ok(())
     }
