@@ -27,11 +27,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use eddy_core::config::options;
-use eddy_core::{CheckpointType, Configuration, EddyError, Result};
+use eddy_core::{Configuration, EddyError, Result};
 use serde::{Deserialize, Serialize};
 
-use super::storage::{crc32, read_checkpoint, METADATA_FILE};
-use super::{CompletedCheckpoint, OperatorState, SubtaskState};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+
+use super::storage::{crc32, read_checkpoint, Metadata, METADATA_FILE};
+use super::{CompletedCheckpoint, OperatorState};
 
 const FORMAT_NAME: &str = "eddy-savepoint";
 const FORMAT_VERSION: u32 = 1;
@@ -59,35 +62,6 @@ impl SavepointRestoreSettings {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Metadata {
-    format: String,
-    version: u32,
-    job_id: String,
-    checkpoint_id: u64,
-    timestamp: i64,
-    kind: CheckpointType,
-    operators: Vec<OperatorMetadata>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct OperatorMetadata {
-    id: String,
-    uid: Option<String>,
-    name: String,
-    parallelism: usize,
-    max_parallelism: usize,
-    coordinator: Option<StateBlob>,
-    subtasks: Vec<SubtaskMetadata>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct SubtaskMetadata {
-    subtask: usize,
-    finished: bool,
-    state: Option<StateBlob>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
 struct StateBlob {
     size: u64,
     /// CRC-32 (IEEE) of the bytes, 8 hex digits.
@@ -107,14 +81,14 @@ impl StateBlob {
         StateBlob {
             size: bytes.len() as u64,
             crc32: format!("{:08x}", crc32(bytes)),
-            data: base64_encode(bytes),
+            data: BASE64.encode(bytes),
         }
     }
 
     /// The bytes, checked against size and checksum; `what` names the state in errors.
     fn bytes(&self, what: &str, bad: &dyn Fn(String) -> EddyError) -> Result<Vec<u8>> {
         let bytes =
-            base64_decode(&self.data).map_err(|e| bad(format!("the state of {what} is not base64: {e}")))?;
+            BASE64.decode(&self.data).map_err(|e| bad(format!("the state of {what} is not base64: {e}")))?;
         if bytes.len() as u64 != self.size {
             return Err(bad(format!(
                 "the state of {what} has {} bytes, the metadata says {}",
@@ -155,37 +129,7 @@ pub fn write_savepoint(target: &Path, checkpoint: &CompletedCheckpoint) -> Resul
 }
 
 fn write_metadata(dir: &Path, c: &CompletedCheckpoint) -> Result<()> {
-    let operators = c
-        .operators
-        .iter()
-        .map(|op| OperatorMetadata {
-            id: op.id.clone(),
-            uid: op.uid.clone(),
-            name: op.name.clone(),
-            parallelism: op.parallelism,
-            max_parallelism: op.max_parallelism,
-            coordinator: op.coordinator.as_deref().map(StateBlob::new),
-            subtasks: op
-                .subtasks
-                .iter()
-                .enumerate()
-                .map(|(i, s)| SubtaskMetadata {
-                    subtask: i,
-                    finished: s.finished,
-                    state: s.state.as_deref().map(StateBlob::new),
-                })
-                .collect(),
-        })
-        .collect();
-    let metadata = Metadata {
-        format: FORMAT_NAME.to_string(),
-        version: FORMAT_VERSION,
-        job_id: c.job_id.clone(),
-        checkpoint_id: c.id,
-        timestamp: c.timestamp,
-        kind: c.kind,
-        operators,
-    };
+    let metadata = Metadata::of(c, FORMAT_NAME, FORMAT_VERSION, |_, bytes| Ok(StateBlob::new(bytes)))?;
     let json = serde_json::to_vec_pretty(&metadata).map_err(EddyError::user)?;
     let path = dir.join(METADATA_FILE);
     let mut f =
@@ -229,7 +173,7 @@ pub fn read_savepoint(path: &Path) -> Result<CompletedCheckpoint> {
             )))
         }
     }
-    let m: Metadata =
+    let m: Metadata<StateBlob> =
         serde_json::from_slice(&text).map_err(|e| bad(format!("not a savepoint metadata file: {e}")))?;
     if m.version != FORMAT_VERSION {
         return Err(bad(format!(
@@ -237,46 +181,7 @@ pub fn read_savepoint(path: &Path) -> Result<CompletedCheckpoint> {
             m.version
         )));
     }
-    let mut operators = Vec::with_capacity(m.operators.len());
-    for op in m.operators {
-        if op.subtasks.len() != op.parallelism || op.subtasks.iter().enumerate().any(|(i, s)| s.subtask != i)
-        {
-            return Err(bad(format!(
-                "operator {} lists {} subtasks for parallelism {}",
-                op.id,
-                op.subtasks.len(),
-                op.parallelism
-            )));
-        }
-        let coordinator = match &op.coordinator {
-            Some(b) => Some(b.bytes(&format!("the split enumerator of {} ({})", op.name, op.id), &bad)?),
-            None => None,
-        };
-        let mut subtasks = Vec::with_capacity(op.subtasks.len());
-        for s in &op.subtasks {
-            let state = match &s.state {
-                Some(b) => Some(b.bytes(&format!("{} ({}) subtask {}", op.name, op.id, s.subtask), &bad)?),
-                None => None,
-            };
-            subtasks.push(SubtaskState { finished: s.finished, state, in_flight: None });
-        }
-        operators.push(OperatorState {
-            id: op.id,
-            uid: op.uid,
-            name: op.name,
-            parallelism: op.parallelism,
-            max_parallelism: op.max_parallelism,
-            coordinator,
-            subtasks,
-        });
-    }
-    Ok(CompletedCheckpoint {
-        job_id: m.job_id,
-        id: m.checkpoint_id,
-        timestamp: m.timestamp,
-        kind: m.kind,
-        operators,
-    })
+    m.into_checkpoint(|blob, what| blob.bytes(what, &bad), &bad)
 }
 
 /// Checks that every operator with state in `restored` (read from `path`) is one of the job's
@@ -316,56 +221,11 @@ pub fn check_unclaimed_state(
     )))
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(BASE64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn base64_decode(text: &str) -> std::result::Result<Vec<u8>, String> {
-    let text = text.as_bytes();
-    if !text.len().is_multiple_of(4) {
-        return Err(format!("length {} is not a multiple of 4", text.len()));
-    }
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    for (q, quad) in text.chunks(4).enumerate() {
-        let last = q + 1 == text.len() / 4;
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return Err(format!("misplaced padding at offset {}", q * 4));
-        }
-        let mut n = 0u32;
-        for (i, &c) in quad[..4 - pad].iter().enumerate() {
-            let v = match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                _ => return Err(format!("invalid character {:?} at offset {}", c as char, q * 4 + i)),
-            };
-            n |= (v as u32) << (18 - 6 * i);
-        }
-        out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::SubtaskState;
+    use eddy_core::CheckpointType;
 
     fn savepoint() -> CompletedCheckpoint {
         CompletedCheckpoint {
@@ -404,19 +264,6 @@ mod tests {
     }
 
     #[test]
-    fn base64_roundtrips_and_rejects_garbage() {
-        for len in 0..40 {
-            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            assert_eq!(base64_decode(&base64_encode(&bytes)).unwrap(), bytes, "{len} bytes");
-        }
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert!(base64_decode("Zm9v!mFy").unwrap_err().contains("invalid character"));
-        assert!(base64_decode("Zm8").unwrap_err().contains("multiple of 4"));
-        assert!(base64_decode("Zm==Zm9v").unwrap_err().contains("padding"));
-    }
-
-    #[test]
     fn a_savepoint_is_one_relocatable_folder_that_reads_back() {
         let tmp = tempfile::tempdir().unwrap();
         let folder = write_savepoint(&tmp.path().join("sp"), &savepoint()).unwrap();
@@ -444,7 +291,7 @@ mod tests {
         let err = read_savepoint(&folder).unwrap_err().to_string();
         assert!(err.contains(&meta.display().to_string()) && err.contains("not the metadata"), "{err}");
 
-        let blob = base64_encode(&(0..=255).collect::<Vec<u8>>());
+        let blob = BASE64.encode((0..=255).collect::<Vec<u8>>());
         let mut flipped = blob.clone().into_bytes();
         flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
         fs::write(&meta, text.replace(&blob, std::str::from_utf8(&flipped).unwrap())).unwrap();

@@ -286,39 +286,141 @@ impl CompletedCheckpointStore {
     }
 }
 
+/// The `_metadata` of a checkpoint or savepoint, where `B` says where each state's bytes are: a
+/// file beside it ([`FileMetadata`], checkpoints) or the bytes themselves (savepoints).
 #[derive(Debug, Serialize, Deserialize)]
-struct Metadata {
-    format: String,
-    version: u32,
+pub(super) struct Metadata<B> {
+    pub format: String,
+    pub version: u32,
     job_id: String,
     checkpoint_id: u64,
     timestamp: i64,
     kind: CheckpointType,
-    operators: Vec<OperatorMetadata>,
+    operators: Vec<OperatorMetadata<B>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct OperatorMetadata {
+struct OperatorMetadata<B> {
     id: String,
     uid: Option<String>,
     name: String,
     parallelism: usize,
     max_parallelism: usize,
-    coordinator: Option<FileMetadata>,
-    subtasks: Vec<SubtaskMetadata>,
+    coordinator: Option<B>,
+    subtasks: Vec<SubtaskMetadata<B>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct SubtaskMetadata {
+struct SubtaskMetadata<B> {
     subtask: usize,
     finished: bool,
-    state: Option<FileMetadata>,
+    state: Option<B>,
     /// Unaligned checkpoints: the records in flight on the subtask's inputs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    in_flight: Option<FileMetadata>,
+    #[serde(default = "Option::default", skip_serializing_if = "Option::is_none")]
+    in_flight: Option<B>,
     /// The shared files its state references, relative to the checkpoint directory.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     shared: Vec<String>,
+}
+
+impl<B> Metadata<B> {
+    /// Describes `c` in format `format`/`version`, storing every state with
+    /// `store(file name, bytes)`.
+    pub(super) fn of(
+        c: &CompletedCheckpoint,
+        format: &str,
+        version: u32,
+        mut store: impl FnMut(&str, &[u8]) -> Result<B>,
+    ) -> Result<Self> {
+        let mut operators = Vec::with_capacity(c.operators.len());
+        for op in &c.operators {
+            let coordinator = match &op.coordinator {
+                Some(bytes) => Some(store(&format!("{}-coordinator", op.id), bytes)?),
+                None => None,
+            };
+            let mut subtasks = Vec::with_capacity(op.subtasks.len());
+            for (i, s) in op.subtasks.iter().enumerate() {
+                let (state, shared) = match &s.state {
+                    Some(bytes) => {
+                        let shared = split_shared_files(bytes)?.0.into_iter().map(|f| f.path).collect();
+                        (Some(store(&format!("{}-{i}", op.id), bytes)?), shared)
+                    }
+                    None => (None, Vec::new()),
+                };
+                let in_flight = match &s.in_flight {
+                    Some(bytes) => Some(store(&format!("{}-{i}-in-flight", op.id), bytes)?),
+                    None => None,
+                };
+                subtasks.push(SubtaskMetadata { subtask: i, finished: s.finished, state, in_flight, shared });
+            }
+            operators.push(OperatorMetadata {
+                id: op.id.clone(),
+                uid: op.uid.clone(),
+                name: op.name.clone(),
+                parallelism: op.parallelism,
+                max_parallelism: op.max_parallelism,
+                coordinator,
+                subtasks,
+            });
+        }
+        Ok(Metadata {
+            format: format.to_string(),
+            version,
+            job_id: c.job_id.clone(),
+            checkpoint_id: c.id,
+            timestamp: c.timestamp,
+            kind: c.kind,
+            operators,
+        })
+    }
+
+    /// The checkpoint described, every state read with `load(where, what)` (`what` names the
+    /// state for errors); `bad` makes the error of a malformed description.
+    pub(super) fn into_checkpoint(
+        self,
+        mut load: impl FnMut(&B, &str) -> Result<Vec<u8>>,
+        bad: &dyn Fn(String) -> EddyError,
+    ) -> Result<CompletedCheckpoint> {
+        let mut operators = Vec::with_capacity(self.operators.len());
+        for op in self.operators {
+            if op.subtasks.len() != op.parallelism
+                || op.subtasks.iter().enumerate().any(|(i, s)| s.subtask != i)
+            {
+                return Err(bad(format!(
+                    "operator {} lists {} subtasks for parallelism {}",
+                    op.id,
+                    op.subtasks.len(),
+                    op.parallelism
+                )));
+            }
+            let mut read = |b: &Option<B>, what: String| b.as_ref().map(|b| load(b, &what)).transpose();
+            let coordinator =
+                read(&op.coordinator, format!("the split enumerator of {} ({})", op.name, op.id))?;
+            let mut subtasks = Vec::with_capacity(op.subtasks.len());
+            for s in &op.subtasks {
+                let what = format!("{} ({}) subtask {}", op.name, op.id, s.subtask);
+                let state = read(&s.state, what.clone())?;
+                let in_flight = read(&s.in_flight, format!("the in-flight records of {what}"))?;
+                subtasks.push(SubtaskState { finished: s.finished, state, in_flight });
+            }
+            operators.push(OperatorState {
+                id: op.id,
+                uid: op.uid,
+                name: op.name,
+                parallelism: op.parallelism,
+                max_parallelism: op.max_parallelism,
+                coordinator,
+                subtasks,
+            });
+        }
+        Ok(CompletedCheckpoint {
+            job_id: self.job_id,
+            id: self.checkpoint_id,
+            timestamp: self.timestamp,
+            kind: self.kind,
+            operators,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -330,46 +432,8 @@ struct FileMetadata {
 }
 
 fn write_checkpoint(dir: &Path, c: &CompletedCheckpoint) -> Result<()> {
-    let mut operators = Vec::with_capacity(c.operators.len());
-    for op in &c.operators {
-        let coordinator = match &op.coordinator {
-            Some(bytes) => Some(write_state_file(dir, &format!("{}-coordinator", op.id), bytes)?),
-            None => None,
-        };
-        let mut subtasks = Vec::with_capacity(op.subtasks.len());
-        for (i, s) in op.subtasks.iter().enumerate() {
-            let (state, shared) = match &s.state {
-                Some(bytes) => {
-                    let shared = split_shared_files(bytes)?.0.into_iter().map(|f| f.path).collect();
-                    (Some(write_state_file(dir, &format!("{}-{i}", op.id), bytes)?), shared)
-                }
-                None => (None, Vec::new()),
-            };
-            let in_flight = match &s.in_flight {
-                Some(bytes) => Some(write_state_file(dir, &format!("{}-{i}-in-flight", op.id), bytes)?),
-                None => None,
-            };
-            subtasks.push(SubtaskMetadata { subtask: i, finished: s.finished, state, in_flight, shared });
-        }
-        operators.push(OperatorMetadata {
-            id: op.id.clone(),
-            uid: op.uid.clone(),
-            name: op.name.clone(),
-            parallelism: op.parallelism,
-            max_parallelism: op.max_parallelism,
-            coordinator,
-            subtasks,
-        });
-    }
-    let metadata = Metadata {
-        format: FORMAT_NAME.to_string(),
-        version: FORMAT_VERSION,
-        job_id: c.job_id.clone(),
-        checkpoint_id: c.id,
-        timestamp: c.timestamp,
-        kind: c.kind,
-        operators,
-    };
+    let metadata =
+        Metadata::of(c, FORMAT_NAME, FORMAT_VERSION, |name, bytes| write_state_file(dir, name, bytes))?;
     let json = serde_json::to_vec_pretty(&metadata).map_err(EddyError::user)?;
     write_synced(&dir.join(METADATA_FILE), &json)?;
     sync_dir(dir)
@@ -405,7 +469,7 @@ pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint> {
     let text = fs::read(&metadata_path)
         .map_err(|e| EddyError::io("cannot read checkpoint metadata", &metadata_path, e))?;
     let bad = |reason: String| EddyError::BadInput { location: metadata_path.display().to_string(), reason };
-    let m: Metadata =
+    let m: Metadata<FileMetadata> =
         serde_json::from_slice(&text).map_err(|e| bad(format!("not a checkpoint metadata file: {e}")))?;
     if m.format != FORMAT_NAME || m.version != FORMAT_VERSION {
         return Err(bad(format!(
@@ -413,50 +477,7 @@ pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint> {
             m.format, m.version
         )));
     }
-    let mut operators = Vec::with_capacity(m.operators.len());
-    for op in m.operators {
-        if op.subtasks.len() != op.parallelism || op.subtasks.iter().enumerate().any(|(i, s)| s.subtask != i)
-        {
-            return Err(bad(format!(
-                "operator {} lists {} subtasks for parallelism {}",
-                op.id,
-                op.subtasks.len(),
-                op.parallelism
-            )));
-        }
-        let coordinator = match &op.coordinator {
-            Some(f) => Some(read_state_file(dir, f, &metadata_path)?),
-            None => None,
-        };
-        let mut subtasks = Vec::with_capacity(op.subtasks.len());
-        for s in &op.subtasks {
-            let state = match &s.state {
-                Some(f) => Some(read_state_file(dir, f, &metadata_path)?),
-                None => None,
-            };
-            let in_flight = match &s.in_flight {
-                Some(f) => Some(read_state_file(dir, f, &metadata_path)?),
-                None => None,
-            };
-            subtasks.push(SubtaskState { finished: s.finished, state, in_flight });
-        }
-        operators.push(OperatorState {
-            id: op.id,
-            uid: op.uid,
-            name: op.name,
-            parallelism: op.parallelism,
-            max_parallelism: op.max_parallelism,
-            coordinator,
-            subtasks,
-        });
-    }
-    Ok(CompletedCheckpoint {
-        job_id: m.job_id,
-        id: m.checkpoint_id,
-        timestamp: m.timestamp,
-        kind: m.kind,
-        operators,
-    })
+    m.into_checkpoint(|f, _| read_state_file(dir, f, &metadata_path), &bad)
 }
 
 fn read_state_file(dir: &Path, f: &FileMetadata, metadata_path: &Path) -> Result<Vec<u8>> {
