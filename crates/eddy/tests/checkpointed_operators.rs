@@ -8,66 +8,15 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::MaxPerKey;
+use common::{FailOnce, MaxPerKey};
 use eddy::prelude::*;
-use eddy::{Batch, Configuration, EddyError};
-use eddy_runtime::output::Emitter;
-use eddy_runtime::{OneInputOperator, OperatorContext};
+use eddy::Configuration;
 
 const KEYS: i64 = 50;
 /// Long enough (a second or more in a debug build) for many 20 ms checkpoints to complete
 /// after the failure point.
 const N: i64 = 3_000_000;
 const JOB_LIMIT: Duration = Duration::from_secs(120);
-
-/// Passes records through; in attempt 0 it fails once it has seen `fail_after` records and a
-/// checkpoint has completed since (so that the restart restores real state).
-struct FailOnce {
-    fail_after: u64,
-    seen: u64,
-    attempt: usize,
-    subtask: usize,
-    checkpoint_completed: bool,
-}
-
-impl OneInputOperator for FailOnce {
-    type In = (i64, i64);
-    type Out = (i64, i64);
-
-    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
-        self.attempt = ctx.attempt;
-        self.subtask = ctx.subtask_index;
-        Ok(())
-    }
-
-    fn process_batch(&mut self, batch: Batch<(i64, i64)>, out: &mut Emitter<(i64, i64)>) -> Result<()> {
-        let armed = self.attempt == 0 && self.subtask == 0 && self.seen >= self.fail_after;
-        if armed && self.checkpoint_completed {
-            return Err(EddyError::user("injected failure after a completed checkpoint"));
-        }
-        self.seen += batch.len() as u64;
-        for (v, ts) in batch.into_iter_with_timestamps() {
-            out.collect_with_timestamp(v, ts)?;
-        }
-        Ok(())
-    }
-
-    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
-        if self.seen >= self.fail_after {
-            self.checkpoint_completed = true;
-        }
-        Ok(())
-    }
-
-    /// Should the input end before a checkpoint completed after the failure point, fail here:
-    /// the restart then restores whatever checkpoint there is (the test checks there was one).
-    fn end_input(&mut self, _: &mut Emitter<(i64, i64)>) -> Result<()> {
-        if self.attempt == 0 && self.subtask == 0 {
-            return Err(EddyError::user("injected failure at the end of the input"));
-        }
-        Ok(())
-    }
-}
 
 fn env() -> StreamExecutionEnvironment {
     let mut config = Configuration::new();
@@ -82,15 +31,7 @@ fn env() -> StreamExecutionEnvironment {
 fn run(env: StreamExecutionEnvironment, counts: DataStream<(i64, i64)>) -> BTreeMap<i64, i64> {
     let sink = MaxPerKey::default();
     counts
-        .transform("FailOnce", |_| {
-            Ok(FailOnce {
-                fail_after: (N / 3) as u64,
-                seen: 0,
-                attempt: 0,
-                subtask: 0,
-                checkpoint_completed: false,
-            })
-        })
+        .transform("FailOnce", |_| Ok(FailOnce::after((N / 3) as u64)))
         .sink_to(sink.clone(), "max per key");
     let client = env.execute_async("checkpointed keyed operators").unwrap();
     assert!(client.wait_timeout(JOB_LIMIT).is_terminal(), "the job did not end within {JOB_LIMIT:?}");
@@ -234,15 +175,7 @@ fn the_text_file_sink_commits_every_update_exactly_once_across_a_failure() {
         .key_by(|t: &(i64, i64)| t.0)
         .sum(|t: &mut (i64, i64)| &mut t.1)
         .uid("sum")
-        .transform("FailOnce", |_| {
-            Ok(FailOnce {
-                fail_after: (N / 3) as u64,
-                seen: 0,
-                attempt: 0,
-                subtask: 0,
-                checkpoint_completed: false,
-            })
-        })
+        .transform("FailOnce", |_| Ok(FailOnce::after((N / 3) as u64)))
         .write_as_text(&out);
     let client = env.execute_async("exactly-once text files").unwrap();
     assert!(client.wait_timeout(JOB_LIMIT).is_terminal(), "the job did not end within {JOB_LIMIT:?}");

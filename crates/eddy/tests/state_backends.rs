@@ -9,16 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use common::MaxPerKey;
+use common::{FailOnce, MaxPerKey};
 use eddy::prelude::*;
 use eddy::state::{KeyedState, KeyedStateSnapshot, SharedKeyGroup};
-use eddy::{Batch, Configuration, EddyError};
+use eddy::{Configuration, EddyError};
 use eddy_core::codec::{decode_value, encode_value};
 use eddy_core::config::{StateBackendConfig, StateBackendKind};
 use eddy_core::keygroup::assign_to_key_group;
 use eddy_runtime::checkpoint::storage::{read_checkpoint, SHARED_DIR};
-use eddy_runtime::output::Emitter;
-use eddy_runtime::{OneInputOperator, OperatorContext};
 
 const MAX_PARALLELISM: usize = 128;
 const ALL_KEY_GROUPS: std::ops::RangeInclusive<usize> = 0..=127;
@@ -433,52 +431,6 @@ fn state_many_times_the_memory_budget_is_kept_on_disk_and_read_back() {
 const COUNT_KEYS: i64 = 500;
 const N: i64 = 1_000_000;
 
-/// Passes records through; in attempt 0 it fails once it has seen `fail_after` records and a
-/// checkpoint has completed since, so that the restart restores real state.
-struct FailOnce {
-    fail_after: u64,
-    seen: u64,
-    attempt: usize,
-    subtask: usize,
-    checkpoint_completed: bool,
-}
-
-impl OneInputOperator for FailOnce {
-    type In = (i64, i64);
-    type Out = (i64, i64);
-
-    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
-        self.attempt = ctx.attempt;
-        self.subtask = ctx.subtask_index;
-        Ok(())
-    }
-
-    fn process_batch(&mut self, batch: Batch<(i64, i64)>, out: &mut Emitter<(i64, i64)>) -> Result<()> {
-        let armed = self.attempt == 0 && self.subtask == 0 && self.seen >= self.fail_after;
-        if armed && self.checkpoint_completed {
-            return Err(EddyError::user("injected failure after a completed checkpoint"));
-        }
-        self.seen += batch.len() as u64;
-        for v in batch.values {
-            out.collect(v)?;
-        }
-        Ok(())
-    }
-
-    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
-        self.checkpoint_completed |= self.seen >= self.fail_after;
-        Ok(())
-    }
-
-    /// Should the input end before a checkpoint completed after the failure point, fail here.
-    fn end_input(&mut self, _: &mut Emitter<(i64, i64)>) -> Result<()> {
-        if self.attempt == 0 && self.subtask == 0 {
-            return Err(EddyError::user("injected failure at the end of the input"));
-        }
-        Ok(())
-    }
-}
-
 #[derive(Clone)]
 struct Count {
     count: ValueStateDescriptor<i64>,
@@ -521,15 +473,7 @@ fn keyed_counts_on_fjall_with_incremental_checkpoints_are_exactly_once_across_a_
         .key_by(|v: &i64| (v / 1_000) % COUNT_KEYS)
         .process(Count { count: ValueStateDescriptor::new("count") })
         .uid("count")
-        .transform("FailOnce", |_| {
-            Ok(FailOnce {
-                fail_after: (N / 3) as u64,
-                seen: 0,
-                attempt: 0,
-                subtask: 0,
-                checkpoint_completed: false,
-            })
-        })
+        .transform("FailOnce", |_| Ok(FailOnce::after((N / 3) as u64)))
         .sink_to(sink.clone(), "max per key");
     let client = env.execute_async("keyed counts on fjall").unwrap();
     assert!(client.wait_timeout(JOB_LIMIT).is_terminal(), "the job did not end within {JOB_LIMIT:?}");
