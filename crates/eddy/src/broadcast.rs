@@ -855,14 +855,7 @@ mod tests {
         subtask: usize,
         parallelism: usize,
     ) -> RestoredState {
-        RestoredState {
-            states,
-            old_parallelism: old,
-            subtask,
-            parallelism,
-            max_parallelism: 128,
-            operator_name: "op".into(),
-        }
+        RestoredState::new("op", states, old, subtask, parallelism, 128)
     }
 
     fn sorted(s: &BroadcastStateStore) -> Vec<(String, i64)> {

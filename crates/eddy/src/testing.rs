@@ -165,14 +165,11 @@ impl<I: Data + Sync, O: Data> OneInputHarness<I, O> {
             None => factory.create(&ctx, main, slots)?,
             Some(state) => {
                 let mut init = eddy_runtime::checkpoint::OperatorInit::fresh(ctx.operator_name.as_str());
-                init.restored = Some(eddy_runtime::checkpoint::RestoredState {
-                    states: state.map(|b| vec![(0, b)]).unwrap_or_default(),
-                    old_parallelism: 1,
-                    subtask: 0,
-                    parallelism: 1,
-                    max_parallelism: ctx.max_parallelism,
-                    operator_name: ctx.operator_name.clone(),
-                });
+                let states = state.map(|b| vec![(0, b)]).unwrap_or_default();
+                let name = ctx.operator_name.as_str();
+                let restored =
+                    eddy_runtime::checkpoint::RestoredState::new(name, states, 1, 0, 1, ctx.max_parallelism);
+                init.restored = Some(restored);
                 factory.create_with_state(&ctx, main, slots, init)?
             }
         };

@@ -475,6 +475,20 @@ pub struct RestoredState {
 }
 
 impl RestoredState {
+    /// Operator `operator_name`'s subtask `subtask` of `parallelism`, given `states` of a run at
+    /// `old_parallelism`, with `max_parallelism` key groups.
+    pub fn new(
+        operator_name: impl Into<String>,
+        states: Vec<(usize, Vec<u8>)>,
+        old_parallelism: usize,
+        subtask: usize,
+        parallelism: usize,
+        max_parallelism: usize,
+    ) -> Self {
+        let operator_name = operator_name.into();
+        RestoredState { states, old_parallelism, subtask, parallelism, max_parallelism, operator_name }
+    }
+
     /// Whether the parallelism changed since the checkpoint.
     pub fn is_rescaled(&self) -> bool {
         self.old_parallelism != self.parallelism

@@ -976,9 +976,7 @@ mod tests {
         old: usize,
         states: Vec<(usize, Vec<u8>)>,
     ) -> RestoredState {
-        let operator_name = "sink".to_string();
-        let max_parallelism = 128;
-        RestoredState { states, old_parallelism: old, subtask, parallelism, max_parallelism, operator_name }
+        RestoredState::new("sink", states, old, subtask, parallelism, 128)
     }
 
     #[test]
