@@ -170,7 +170,7 @@ impl ProcessWindowFunction<Stats, String, CompactString, TimeWindow> for WindowS
     fn process(
         &mut self,
         key: &CompactString,
-        ctx: &mut WindowContext<TimeWindow>,
+        ctx: &mut WindowContext<CompactString, TimeWindow>,
         results: &[Stats],
         out: &mut Collector<String>,
     ) -> Result<()> {

@@ -273,7 +273,7 @@ impl ProcessWindowFunction<f64, Reading, CompactString, TimeWindow> for LabelWit
     fn process(
         &mut self,
         key: &CompactString,
-        ctx: &mut WindowContext<TimeWindow>,
+        ctx: &mut WindowContext<CompactString, TimeWindow>,
         averages: &[f64],
         out: &mut Collector<Reading>,
     ) -> Result<()> {

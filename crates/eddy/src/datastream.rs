@@ -21,6 +21,7 @@ use crate::connectors::{PrintSink, TextFileSink};
 use crate::env::StreamExecutionEnvironment;
 use crate::functions::{
     CoProcessFunction, Collector, KeyedCoProcessFunction, KeyedProcessFunction, OutputTag, ProcessFunction,
+    RichFilter, RichFilterFunction, RichFlatMap, RichFlatMapFunction, RichMap, RichMapFunction,
 };
 use crate::operator_state::{
     AsFlatMap, AsMap, AsProcess, CheckpointedFunction, CheckpointedFunctionOperator, FlatMapFunction,
@@ -588,8 +589,51 @@ where
 
     /// Applies a [`KeyedProcessFunction`]: per-record logic with the key, keyed state and timers.
     pub fn process<U: Data, P: KeyedProcessFunction<K, T, U>>(&self, f: P) -> DataStream<U> {
+        self.keyed_process("KeyedProcess", f)
+    }
+
+    /// Maps each record with the keyed state of its key (a [`RichMapFunction`], or a closure
+    /// `|value, state: &mut KeyedStateStore<K>| -> Result<U>`). The state is checkpointed,
+    /// restored and rescaled like a [`KeyedProcessFunction`]'s. For a map without state,
+    /// use `as_stream().map(..)`.
+    ///
+    /// ```
+    /// use eddy::prelude::*;
+    ///
+    /// let count = ValueStateDescriptor::<u64>::new("count");
+    /// let out = StreamExecutionEnvironment::local()
+    ///     .with_parallelism(2)
+    ///     .from_collection(vec!['a', 'b', 'a', 'a'])
+    ///     .key_by(|w: &char| *w)
+    ///     .map(move |w: char, state: &mut KeyedStateStore<char>| {
+    ///         let mut n = state.state(&count);
+    ///         let seen = n.value().copied().unwrap_or(0) + 1;
+    ///         n.update(seen);
+    ///         Ok((w, seen))
+    ///     })
+    ///     .execute_and_collect()
+    ///     .unwrap();
+    /// assert!(out.contains(&('a', 3)) && out.contains(&('b', 1)));
+    /// ```
+    pub fn map<U: Data, M: RichMapFunction<K, T, U>>(&self, f: M) -> DataStream<U> {
+        self.keyed_process("Map", RichMap(f))
+    }
+
+    /// Maps each record to any number of records, with the keyed state of its key (a
+    /// [`RichFlatMapFunction`], or a closure `|value, state, out| -> Result<()>`).
+    pub fn flat_map<U: Data, M: RichFlatMapFunction<K, T, U>>(&self, f: M) -> DataStream<U> {
+        self.keyed_process("Flat Map", RichFlatMap(f))
+    }
+
+    /// Keeps the records for which a [`RichFilterFunction`] (or a closure `|&value, state| ->
+    /// Result<bool>`) returns true, with the keyed state of their key.
+    pub fn filter<M: RichFilterFunction<K, T>>(&self, f: M) -> DataStream<T> {
+        self.keyed_process("Filter", RichFilter(f))
+    }
+
+    fn keyed_process<U: Data, P: KeyedProcessFunction<K, T, U>>(&self, name: &str, f: P) -> DataStream<U> {
         let key = self.key.clone();
-        self.stream.transform("KeyedProcess", move |ctx| {
+        self.stream.transform(name, move |ctx| {
             Ok(KeyedProcessOperator {
                 key: key.clone(),
                 f: f.clone(),

@@ -193,47 +193,125 @@ impl<K: Key> KeyedContext<'_, K> {
     /// detached handle, which reads as empty and ignores writes, and the function call fails
     /// with the error when it returns.
     pub fn state<V: Data>(&mut self, desc: &ValueStateDescriptor<V>) -> ValueState<'_, K, V> {
-        let (key, now) = (self.key, self.ttl_now(desc.ttl_config()));
-        let r = self.state.value_state(desc, key, now);
-        detach_on_error(&mut self.inner.error, r, || ValueState::detached(key))
+        self.store().into_value(desc)
     }
     /// The current key's list of a list state.
     pub fn list_state<V: Data>(&mut self, desc: &ListStateDescriptor<V>) -> ListState<'_, K, V> {
-        let (key, now) = (self.key, self.ttl_now(desc.ttl_config()));
-        let r = self.state.list_state(desc, key, now);
-        detach_on_error(&mut self.inner.error, r, || ListState::detached(key))
+        self.store().into_list(desc)
     }
     /// The current key's map of a map state.
     pub fn map_state<UK: Key, UV: Data>(
         &mut self,
         desc: &MapStateDescriptor<UK, UV>,
     ) -> MapState<'_, K, UK, UV> {
-        let (key, now) = (self.key, self.ttl_now(desc.ttl_config()));
-        let r = self.state.map_state(desc, key, now);
-        detach_on_error(&mut self.inner.error, r, || MapState::detached(key))
+        self.store().into_map(desc)
     }
     /// The current key's value of a reducing state.
     pub fn reducing_state<'s, V: Data>(
         &'s mut self,
         desc: &'s ReducingStateDescriptor<V>,
     ) -> ReducingState<'s, K, V> {
-        let (key, now) = (self.key, self.ttl_now(desc.ttl_config()));
-        let r = self.state.reducing_state(desc, key, now);
-        detach_on_error(&mut self.inner.error, r, || ReducingState::detached(key, desc))
+        self.store().into_reducing(desc)
     }
     /// The current key's accumulator of an aggregating state.
     pub fn aggregating_state<'s, IN: 'static, ACC: Data, OUT: 'static>(
         &'s mut self,
         desc: &'s AggregatingStateDescriptor<IN, ACC, OUT>,
     ) -> AggregatingState<'s, K, IN, ACC, OUT> {
-        let (key, now) = (self.key, self.ttl_now(desc.ttl_config()));
+        self.store().into_aggregating(desc)
+    }
+    /// The current key's state, as one handle.
+    pub(crate) fn store(&mut self) -> KeyedStateStore<'_, K> {
+        KeyedStateStore { state: self.state, key: self.key, clock: self.clock, error: &mut self.inner.error }
+    }
+}
+
+/// The keyed state of one key (or of one key and window), reached from a function's context:
+/// [`KeyedStream::map`](crate::KeyedStream::map) and the other rich functions get it for the
+/// record's key, and a [`WindowContext`](crate::windowing::WindowContext) has one per key
+/// (`global_state`) and one per key and window (`window_state`). Flink's `KeyedStateStore`.
+///
+/// The accessors never fail: if the state cannot be reached (its name is used by another kind
+/// of state, or its restored bytes are corrupt) they return a detached handle, which reads as
+/// empty and ignores writes, and the function call fails with the error when it returns.
+pub struct KeyedStateStore<'a, K> {
+    pub(crate) state: &'a mut KeyedState<K>,
+    pub(crate) key: &'a K,
+    pub(crate) clock: &'a ClockRef,
+    pub(crate) error: &'a mut Option<EddyError>,
+}
+
+impl<'a, K: Key> KeyedStateStore<'a, K> {
+    /// The key this state belongs to.
+    pub fn current_key(&self) -> &K {
+        self.key
+    }
+    /// The value of a value state.
+    pub fn state<V: Data>(&mut self, desc: &ValueStateDescriptor<V>) -> ValueState<'_, K, V> {
+        self.reborrow().into_value(desc)
+    }
+    /// The list of a list state.
+    pub fn list_state<V: Data>(&mut self, desc: &ListStateDescriptor<V>) -> ListState<'_, K, V> {
+        self.reborrow().into_list(desc)
+    }
+    /// The map of a map state.
+    pub fn map_state<UK: Key, UV: Data>(
+        &mut self,
+        desc: &MapStateDescriptor<UK, UV>,
+    ) -> MapState<'_, K, UK, UV> {
+        self.reborrow().into_map(desc)
+    }
+    /// The value of a reducing state.
+    pub fn reducing_state<'s, V: Data>(
+        &'s mut self,
+        desc: &'s ReducingStateDescriptor<V>,
+    ) -> ReducingState<'s, K, V> {
+        self.reborrow().into_reducing(desc)
+    }
+    /// The accumulator of an aggregating state.
+    pub fn aggregating_state<'s, IN: 'static, ACC: Data, OUT: 'static>(
+        &'s mut self,
+        desc: &'s AggregatingStateDescriptor<IN, ACC, OUT>,
+    ) -> AggregatingState<'s, K, IN, ACC, OUT> {
+        self.reborrow().into_aggregating(desc)
+    }
+
+    fn reborrow(&mut self) -> KeyedStateStore<'_, K> {
+        KeyedStateStore { state: self.state, key: self.key, clock: self.clock, error: self.error }
+    }
+    fn into_value<V: Data>(self, desc: &ValueStateDescriptor<V>) -> ValueState<'a, K, V> {
+        let (key, now) = (self.key, ttl_now(self.clock, desc.ttl_config()));
+        let r = self.state.value_state(desc, key, now);
+        detach_on_error(self.error, r, || ValueState::detached(key))
+    }
+    fn into_list<V: Data>(self, desc: &ListStateDescriptor<V>) -> ListState<'a, K, V> {
+        let (key, now) = (self.key, ttl_now(self.clock, desc.ttl_config()));
+        let r = self.state.list_state(desc, key, now);
+        detach_on_error(self.error, r, || ListState::detached(key))
+    }
+    fn into_map<UK: Key, UV: Data>(self, desc: &MapStateDescriptor<UK, UV>) -> MapState<'a, K, UK, UV> {
+        let (key, now) = (self.key, ttl_now(self.clock, desc.ttl_config()));
+        let r = self.state.map_state(desc, key, now);
+        detach_on_error(self.error, r, || MapState::detached(key))
+    }
+    fn into_reducing<V: Data>(self, desc: &'a ReducingStateDescriptor<V>) -> ReducingState<'a, K, V> {
+        let (key, now) = (self.key, ttl_now(self.clock, desc.ttl_config()));
+        let r = self.state.reducing_state(desc, key, now);
+        detach_on_error(self.error, r, || ReducingState::detached(key, desc))
+    }
+    fn into_aggregating<IN: 'static, ACC: Data, OUT: 'static>(
+        self,
+        desc: &'a AggregatingStateDescriptor<IN, ACC, OUT>,
+    ) -> AggregatingState<'a, K, IN, ACC, OUT> {
+        let (key, now) = (self.key, ttl_now(self.clock, desc.ttl_config()));
         let r = self.state.aggregating_state(desc, key, now);
-        detach_on_error(&mut self.inner.error, r, || AggregatingState::detached(key, desc))
+        detach_on_error(self.error, r, || AggregatingState::detached(key, desc))
     }
-    /// Processing time for TTL; the clock is read only for state with TTL.
-    fn ttl_now(&self, ttl: Option<&StateTtlConfig>) -> i64 {
-        ttl.map_or(0, |_| self.clock.now_ms())
-    }
+}
+
+/// Processing time for TTL; the clock is read only for state with TTL.
+fn ttl_now(clock: &ClockRef, ttl: Option<&StateTtlConfig>) -> i64 {
+    ttl.map_or(0, |_| clock.now_ms())
 }
 
 /// The handle of a state access that succeeded, or else a detached one, keeping the first error
@@ -372,5 +450,136 @@ pub trait CoProcessFunction<I1, I2, O>: Clone + Send + Sync + 'static {
     fn process_element2(&mut self, value: I2, ctx: &mut Context, out: &mut Collector<O>) -> Result<()>;
     fn close(&mut self) -> Result<()> {
         Ok(())
+    }
+}
+
+/// A map over a keyed stream with the state of the record's key (Flink's `RichMapFunction` on
+/// a keyed stream, whose runtime context reaches keyed state). See
+/// [`KeyedStream::map`](crate::KeyedStream::map).
+///
+/// Closures `|value: I, state: &mut KeyedStateStore<K>| -> Result<O>` implement it.
+pub trait RichMapFunction<K, I, O>: Clone + Send + Sync + 'static {
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+    fn map(&mut self, value: I, state: &mut KeyedStateStore<'_, K>) -> Result<O>;
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<K, I, O, F> RichMapFunction<K, I, O> for F
+where
+    F: FnMut(I, &mut KeyedStateStore<'_, K>) -> Result<O> + Clone + Send + Sync + 'static,
+{
+    fn map(&mut self, value: I, state: &mut KeyedStateStore<'_, K>) -> Result<O> {
+        self(value, state)
+    }
+}
+
+/// A flat map over a keyed stream with the state of the record's key (Flink's
+/// `RichFlatMapFunction` on a keyed stream). See [`KeyedStream::flat_map`](crate::KeyedStream::flat_map).
+///
+/// Closures `|value: I, state: &mut KeyedStateStore<K>, out: &mut Collector<O>| -> Result<()>`
+/// implement it.
+pub trait RichFlatMapFunction<K, I, O>: Clone + Send + Sync + 'static {
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+    fn flat_map(
+        &mut self,
+        value: I,
+        state: &mut KeyedStateStore<'_, K>,
+        out: &mut Collector<O>,
+    ) -> Result<()>;
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<K, I, O, F> RichFlatMapFunction<K, I, O> for F
+where
+    F: FnMut(I, &mut KeyedStateStore<'_, K>, &mut Collector<O>) -> Result<()> + Clone + Send + Sync + 'static,
+{
+    fn flat_map(
+        &mut self,
+        value: I,
+        state: &mut KeyedStateStore<'_, K>,
+        out: &mut Collector<O>,
+    ) -> Result<()> {
+        self(value, state, out)
+    }
+}
+
+/// A filter over a keyed stream with the state of the record's key (Flink's
+/// `RichFilterFunction` on a keyed stream). See [`KeyedStream::filter`](crate::KeyedStream::filter).
+///
+/// Closures `|value: &I, state: &mut KeyedStateStore<K>| -> Result<bool>` implement it.
+pub trait RichFilterFunction<K, I>: Clone + Send + Sync + 'static {
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+    fn filter(&mut self, value: &I, state: &mut KeyedStateStore<'_, K>) -> Result<bool>;
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<K, I, F> RichFilterFunction<K, I> for F
+where
+    F: FnMut(&I, &mut KeyedStateStore<'_, K>) -> Result<bool> + Clone + Send + Sync + 'static,
+{
+    fn filter(&mut self, value: &I, state: &mut KeyedStateStore<'_, K>) -> Result<bool> {
+        self(value, state)
+    }
+}
+
+/// The rich functions as keyed process functions: they run in the keyed process operator,
+/// whose state, checkpoints and rescaling they share.
+#[derive(Clone)]
+pub(crate) struct RichMap<F>(pub F);
+#[derive(Clone)]
+pub(crate) struct RichFlatMap<F>(pub F);
+#[derive(Clone)]
+pub(crate) struct RichFilter<F>(pub F);
+
+impl<K: Key, I, O: Data, F: RichMapFunction<K, I, O>> KeyedProcessFunction<K, I, O> for RichMap<F> {
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.0.open(ctx)
+    }
+    fn process_element(&mut self, value: I, ctx: &mut KeyedContext<K>, out: &mut Collector<O>) -> Result<()> {
+        let result = self.0.map(value, &mut ctx.store())?;
+        out.collect(result);
+        Ok(())
+    }
+    fn close(&mut self) -> Result<()> {
+        self.0.close()
+    }
+}
+
+impl<K: Key, I, O: Data, F: RichFlatMapFunction<K, I, O>> KeyedProcessFunction<K, I, O> for RichFlatMap<F> {
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.0.open(ctx)
+    }
+    fn process_element(&mut self, value: I, ctx: &mut KeyedContext<K>, out: &mut Collector<O>) -> Result<()> {
+        self.0.flat_map(value, &mut ctx.store(), out)
+    }
+    fn close(&mut self) -> Result<()> {
+        self.0.close()
+    }
+}
+
+impl<K: Key, I: Data, F: RichFilterFunction<K, I>> KeyedProcessFunction<K, I, I> for RichFilter<F> {
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.0.open(ctx)
+    }
+    fn process_element(&mut self, value: I, ctx: &mut KeyedContext<K>, out: &mut Collector<I>) -> Result<()> {
+        if self.0.filter(&value, &mut ctx.store())? {
+            out.collect(value);
+        }
+        Ok(())
+    }
+    fn close(&mut self) -> Result<()> {
+        self.0.close()
     }
 }

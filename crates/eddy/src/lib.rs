@@ -64,7 +64,8 @@ pub mod prelude {
     pub use crate::env::StreamExecutionEnvironment;
     pub use crate::functions::{
         CoProcessFunction, Collector, Context, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction,
-        OutputTag, ProcessFunction, RuntimeContext, TimeDomain, TimerService,
+        KeyedStateStore, OutputTag, ProcessFunction, RichFilterFunction, RichFlatMapFunction,
+        RichMapFunction, RuntimeContext, TimeDomain, TimerService,
     };
     pub use crate::joins::prelude::*;
     pub use crate::operator_state::{

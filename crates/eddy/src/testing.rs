@@ -116,6 +116,15 @@ impl<I: Data + Sync, O: Data> OneInputHarness<I, O> {
         Self::build_inner(RuntimeMode::Streaming, pipeline, Some(state), None)
     }
 
+    /// [`build_restored`](Self::build_restored) with `config` (e.g. another `state.backend`).
+    pub fn build_restored_configured(
+        config: &eddy_core::Configuration,
+        pipeline: impl FnOnce(DataStream<I>) -> DataStream<O>,
+        state: Option<Vec<u8>>,
+    ) -> Result<Self> {
+        Self::build_inner(RuntimeMode::Streaming, pipeline, Some(state), Some(config))
+    }
+
     fn build_inner(
         mode: RuntimeMode,
         pipeline: impl FnOnce(DataStream<I>) -> DataStream<O>,

@@ -415,7 +415,7 @@ fn window_lines(input: DataStream<(u64, i64)>) -> DataStream<String> {
         .window(EventTimeSessionWindows::with_gap(Duration::from_millis(300)))
         .process(
             |k: &u64,
-             ctx: &mut WindowContext<'_, TimeWindow>,
+             ctx: &mut WindowContext<'_, _, TimeWindow>,
              rs: &[(u64, i64, u64)],
              out: &mut Collector<'_, String>| {
                 let w = ctx.window();
@@ -500,7 +500,7 @@ fn session_lines(input: DataStream<u64>) -> DataStream<String> {
         .window(EventTimeSessionWindows::with_gap(Duration::from_millis(300)))
         .process(
             |k: &u64,
-             ctx: &mut WindowContext<'_, TimeWindow>,
+             ctx: &mut WindowContext<'_, _, TimeWindow>,
              rs: &[(u64, i64)],
              out: &mut Collector<'_, String>| {
                 let w = ctx.window();

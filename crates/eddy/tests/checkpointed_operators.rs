@@ -1,5 +1,5 @@
-//! The built-in keyed operators under checkpoints: keyed `sum` and a `KeyedProcessFunction`
-//! with value state restore their state from the latest checkpoint after a failure, so the
+//! The built-in keyed operators under checkpoints: keyed `sum`, a `KeyedProcessFunction` and
+//! a rich map on a keyed stream with value state restore their state from the latest checkpoint after a failure, so the
 //! final counts equal a failure-free run's. Window and join operators are covered by
 //! `window_checkpoints.rs`.
 
@@ -89,6 +89,24 @@ fn a_keyed_process_function_restores_its_value_state_from_the_checkpoint() {
         .key_by(|v: &i64| v % KEYS)
         .process(CountWithState { count: ValueStateDescriptor::new("count") })
         .uid("count");
+    assert_eq!(run(env, counts), expected());
+}
+
+#[test]
+fn a_rich_map_on_a_keyed_stream_restores_its_keyed_state_from_the_checkpoint() {
+    let env = env();
+    let count = ValueStateDescriptor::<i64>::new("count");
+    let counts = env
+        .from_sequence(0, N - 1)
+        .key_by(|v: &i64| v % KEYS)
+        .map(move |_v: i64, state: &mut KeyedStateStore<i64>| {
+            let key = *state.current_key();
+            let mut c = state.state(&count);
+            let n = c.value().copied().unwrap_or(0) + 1;
+            c.update(n);
+            Ok((key, n))
+        })
+        .uid("rich count");
     assert_eq!(run(env, counts), expected());
 }
 

@@ -7,7 +7,9 @@
 //! them by `v % KEYS` and writes three kinds of lines to the exactly-once text file sink:
 //! `count k n` from a `KeyedProcessFunction` (value state), `window k end c` from the same
 //! function's event-time timers (a tumbling window of `WINDOW` ms done by hand), and `sum k s`
-//! from a keyed `sum`. Whatever the parallelism and timing, an uninterrupted run writes each
+//! from a keyed `sum`, `rich k n` from a rich map's keyed state, and `total k end c t 1` from a
+//! window function's global state (the key's running total `t`) and window state (firings).
+//! Whatever the parallelism and timing, an uninterrupted run writes each
 //! line of [`expected_lines`] exactly once, so a resumed job must too.
 
 use std::collections::BTreeMap;
@@ -183,6 +185,55 @@ impl KeyedProcessFunction<i64, i64, String> for CountAndWindows {
     }
 }
 
+/// Per tumbling window of `WINDOW` ms: its count and the key's running total over its windows
+/// (global state), and how often the window fired (window state, cleared in `clear`).
+#[derive(Clone)]
+struct WindowTotals {
+    total: ValueStateDescriptor<i64>,
+    firings: ValueStateDescriptor<i64>,
+}
+
+impl ProcessWindowFunction<i64, String, i64, TimeWindow> for WindowTotals {
+    fn process(
+        &mut self,
+        key: &i64,
+        ctx: &mut WindowContext<'_, i64, TimeWindow>,
+        elements: &[i64],
+        out: &mut Collector<'_, String>,
+    ) -> Result<()> {
+        let mut firings = ctx.window_state();
+        let mut f = firings.state(&self.firings);
+        let fired = f.value().copied().unwrap_or(0) + 1;
+        f.update(fired);
+        let mut global = ctx.global_state();
+        let mut t = global.state(&self.total);
+        let total = t.value().copied().unwrap_or(0) + elements.len() as i64;
+        t.update(total);
+        let end = ctx.window().max_timestamp();
+        out.collect(format!("total {key} {end} {} {total} {fired}", elements.len()));
+        Ok(())
+    }
+
+    fn clear(&mut self, _key: &i64, ctx: &mut WindowContext<'_, i64, TimeWindow>) -> Result<()> {
+        ctx.window_state().state(&self.firings).clear();
+        Ok(())
+    }
+}
+
+/// Monotonous timestamps, with a watermark at the start of every window as well as the
+/// periodic ones: the windows a reader has passed fire before a savepoint taken half way, so
+/// the savepoint holds window-function state.
+struct AtWindowStarts;
+
+impl WatermarkGenerator<i64> for AtWindowStarts {
+    fn on_event(&mut self, _: &i64, timestamp: i64, output: &mut WatermarkOutput) {
+        if timestamp % WINDOW == 0 {
+            output.emit_watermark(timestamp - 1);
+        }
+    }
+    fn on_periodic_emit(&mut self, _: &mut WatermarkOutput) {}
+}
+
 /// The last timestamp of `v`'s window.
 fn window_end(v: i64) -> i64 {
     (v / WINDOW + 1) * WINDOW - 1
@@ -198,9 +249,15 @@ fn expected_lines() -> Vec<String> {
         counts[k as usize] += 1;
         lines.push(format!("count {k} {}", counts[k as usize]));
         lines.push(format!("sum {k} {}", counts[k as usize]));
+        lines.push(format!("rich {k} {}", counts[k as usize]));
         *windows.entry((k, window_end(v))).or_insert(0) += 1;
     }
     lines.extend(windows.iter().map(|((k, end), c)| format!("window {k} {end} {c}")));
+    let mut totals = vec![0i64; KEYS as usize];
+    for ((k, end), c) in &windows {
+        totals[*k as usize] += c;
+        lines.push(format!("total {k} {end} {c} {} 1", totals[*k as usize]));
+    }
     lines.sort();
     lines
 }
@@ -241,7 +298,7 @@ impl Job {
         let numbers = env
             .from_source(HeldSequence { gate: self.gate.clone() }, "held sequence")
             .uid("source")
-            .assign_timestamps_and_watermarks(WatermarkStrategy::for_monotonous_timestamps())
+            .assign_timestamps_and_watermarks(WatermarkStrategy::for_generator(|| AtWindowStarts))
             .uid("watermarks");
         let sums = numbers
             .map(|v: i64| (v % KEYS, 1i64))
@@ -251,6 +308,26 @@ impl Job {
             .uid("sum")
             .map(|(k, s): (i64, i64)| format!("sum {k} {s}"))
             .uid("sum lines");
+        let rich_count = ValueStateDescriptor::<i64>::new("count");
+        let rich = numbers
+            .key_by(|v: &i64| v % KEYS)
+            .map(move |_: i64, state: &mut KeyedStateStore<i64>| {
+                let key = *state.current_key();
+                let mut count = state.state(&rich_count);
+                let n = count.value().copied().unwrap_or(0) + 1;
+                count.update(n);
+                Ok(format!("rich {key} {n}"))
+            })
+            .uid("rich count");
+        let totals = numbers
+            .key_by(|v: &i64| v % KEYS)
+            .window(TumblingEventTimeWindows::of(Duration::from_millis(WINDOW as u64)))
+            .process(WindowTotals {
+                total: ValueStateDescriptor::new("total"),
+                firings: ValueStateDescriptor::new("firings"),
+            })
+            .uid("window totals");
+        let sums = sums.union(&rich).union(&totals);
         let lines = if self.without_counts {
             sums
         } else {

@@ -186,7 +186,10 @@ fn windows(env: &StreamExecutionEnvironment, failures: bool) -> DataStream<Strin
         .window(SlidingEventTimeWindows::of(Duration::from_millis(2_000), Duration::from_millis(700)))
         .aggregate_with(
             SumCount,
-            |k: &i64, ctx: &mut WindowContext<TimeWindow>, r: &[(i64, i64)], out: &mut Collector<String>| {
+            |k: &i64,
+             ctx: &mut WindowContext<_, TimeWindow>,
+             r: &[(i64, i64)],
+             out: &mut Collector<String>| {
                 out.collect(format!("sliding {k} {} {} {}", ctx.window().start(), r[0].0, r[0].1));
                 Ok(())
             },
@@ -195,11 +198,13 @@ fn windows(env: &StreamExecutionEnvironment, failures: bool) -> DataStream<Strin
     // Tumbling windows with a process function: the general operator, with timers.
     let tumbling = keyed
         .window(TumblingEventTimeWindows::of(Duration::from_millis(1_500)))
-        .process(|k: &i64, ctx: &mut WindowContext<TimeWindow>, es: &[Event], out: &mut Collector<String>| {
-            let sum: i64 = es.iter().map(|e| e.2).sum();
-            out.collect(format!("tumbling {k} {} {} {sum}", ctx.window().start(), es.len()));
-            Ok(())
-        })
+        .process(
+            |k: &i64, ctx: &mut WindowContext<_, TimeWindow>, es: &[Event], out: &mut Collector<String>| {
+                let sum: i64 = es.iter().map(|e| e.2).sum();
+                out.collect(format!("tumbling {k} {} {} {sum}", ctx.window().start(), es.len()));
+                Ok(())
+            },
+        )
         .uid("tumbling");
     // Sessions of each key's events of one value class: they merge as events arrive.
     let sessions = events(env, WINDOW_EVENTS, false, 3)

@@ -369,6 +369,7 @@ where
             times: self.restored_time.snapshot(&self.key_groups, self.watermark, Vec::new()),
             shared: Vec::new(),
             key_groups: cut_by_key_group(entries, self.max_parallelism)?,
+            functions: None,
         }
         .encode()
     }

@@ -370,7 +370,7 @@ where
     fn process(
         &mut self,
         _key: &K,
-        _ctx: &mut WindowContext<'_, W>,
+        _ctx: &mut WindowContext<'_, K, W>,
         elements: &[TaggedUnion<A, B>],
         out: &mut Collector<'_, O>,
     ) -> Result<()> {
@@ -444,7 +444,7 @@ where
     fn process(
         &mut self,
         _key: &K,
-        _ctx: &mut WindowContext<'_, W>,
+        _ctx: &mut WindowContext<'_, K, W>,
         elements: &[TaggedUnion<A, B>],
         out: &mut Collector<'_, O>,
     ) -> Result<()> {

@@ -51,6 +51,7 @@ use eddy_runtime::{Emitter, OneInputOperator, OperatorContext};
 
 use super::assigners::Alignment;
 use super::checkpoint::{cut_by_key_group, KeyedSnapshot, Restore, RestoredTime, FORMAT_VERSION};
+use super::fn_state::WindowFnState;
 use super::functions::{FireContext, IncrementalAgg, InternalWindowFn};
 use super::operator::cleanup_time;
 use super::window::{TimeWindow, Window};
@@ -120,6 +121,8 @@ pub(crate) struct AlignedWindowOperator<T, K, KF, AG: IncrementalAgg<T>, WF, W> 
     panes: VecDeque<Pane<K, AG::Acc>>,
     /// Ends of the windows that have not fired yet.
     pending: BTreeSet<i64>,
+    /// The keyed state of the window function.
+    fn_state: WindowFnState<K, W>,
     watermark: i64,
     clock: ClockRef,
     /// The last pane used (start, index), while the deque does not change shape.
@@ -174,6 +177,7 @@ where
             late_tag: spec.late_tag,
             panes: VecDeque::new(),
             pending: BTreeSet::new(),
+            fn_state: WindowFnState::new(ctx.state_backend.clone(), spec.event_time, spec.lateness, false),
             watermark: i64::MIN,
             clock: ctx.clock.clone(),
             last: None,
@@ -318,7 +322,8 @@ where
         let Some(r) = self.agg.result(&acc) else { return Ok(()) };
         let window = Self::window(start, end)?;
         let (main, side) = out.split();
-        let mut fire = FireContext { watermark: self.watermark, clock: &self.clock, side };
+        let mut fire =
+            FireContext { watermark: self.watermark, clock: &self.clock, side, state: &mut self.fn_state };
         self.wf.apply_one(key, &window, r, &mut fire, main)
     }
 
@@ -329,9 +334,9 @@ where
             return Ok(());
         }
         let window = Self::window(start, end)?;
-        let Self { panes, agg, wf, clock, watermark, restored_time, .. } = self;
+        let Self { panes, agg, wf, clock, watermark, restored_time, fn_state, .. } = self;
         let (main, side) = out.split();
-        let mut fire = FireContext { watermark: *watermark, clock, side };
+        let mut fire = FireContext { watermark: *watermark, clock, side, state: fn_state };
         // Keys for which the window had fired before a restore (only while catching up).
         let restored = &*restored_time;
         let fired = |k: &K| restored.is_active() && restored.fired(k, end);
@@ -387,12 +392,24 @@ where
         }
         self.reached = self.reached.max(time);
         self.restored_time.release(time);
+        // The function clears its state of the windows cleaned up by now.
+        let (_, side) = out.split();
+        for kw in self.fn_state.due(time) {
+            let mut fire = FireContext {
+                watermark: self.watermark,
+                clock: &self.clock,
+                side,
+                state: &mut self.fn_state,
+            };
+            self.wf.clear(&kw.key, &kw.window, &mut fire)?;
+        }
         Ok(())
     }
 
     /// The accumulators per key group and key, `(pane start, accumulator)`, and the windows not
     /// fired yet.
-    fn snapshot(&self) -> Result<Vec<u8>> {
+    fn snapshot(&mut self) -> Result<Vec<u8>> {
+        let functions = self.fn_state.snapshot(self.clock.now_ms())?;
         let mut by_key: KeyMap<&K, Vec<(i64, &AG::Acc)>> = KeyMap::default();
         for pane in &self.panes {
             for (k, acc) in &pane.accs {
@@ -409,13 +426,15 @@ where
             times: self.restored_time.snapshot(&self.key_groups, self.reached, pending),
             shared,
             key_groups: cut_by_key_group(by_key.into_iter(), self.max_parallelism)?,
+            functions,
         }
         .encode()
     }
 
     /// Rebuilds the panes of the key groups this subtask owns.
     fn restore(&mut self, restored: &RestoredState) -> Result<()> {
-        let restore = Restore::read(restored, OPERATOR)?;
+        let mut restore = Restore::read(restored, OPERATOR)?;
+        self.fn_state.restore(&mut restore)?;
         for pending in restore.shared::<Vec<i64>>()? {
             self.pending.extend(pending);
         }
@@ -480,6 +499,7 @@ where
 
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
         self.max_parallelism = ctx.max_parallelism;
+        self.fn_state.open(ctx.max_parallelism);
         self.key_groups =
             key_group_range_for_operator(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
         self.wf.open(&RuntimeContext { op: ctx.clone() })

@@ -32,10 +32,11 @@ use eddy_runtime::checkpoint::RestoredState;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::fn_state::FunctionStateSnapshot;
 use crate::state::KeyGroupState;
 
 /// The version of [`KeyedSnapshot`]; a restore refuses any other.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// What one subtask of a window or join operator writes at a checkpoint.
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,6 +53,8 @@ pub(crate) struct KeyedSnapshot {
     pub shared: Vec<u8>,
     /// `Vec<(key, entry)>` per key group, in increasing key-group order.
     pub key_groups: Vec<KeyGroupState>,
+    /// The keyed state of the window function, if it used any (see [`super::fn_state`]).
+    pub functions: Option<FunctionStateSnapshot>,
 }
 
 /// The time a subtask had reached for the key groups `first..=last`, and (aligned windows
@@ -140,13 +143,18 @@ impl<'a> Restore<'a> {
     /// The entries of the key groups this subtask owns, out of every snapshot. A key stored
     /// under a key group it does not hash to means the bytes are not what they claim.
     pub fn entries<K: Key, V: DeserializeOwned>(&self) -> Result<Vec<(K, V)>> {
+        self.decode_key_groups(self.snapshots.iter().flat_map(|s| &s.key_groups))
+    }
+
+    /// The entries of `groups` in the key groups this subtask owns; see [`Self::entries`].
+    pub fn decode_key_groups<'g, K: Key, V: DeserializeOwned>(
+        &self,
+        groups: impl Iterator<Item = &'g KeyGroupState>,
+    ) -> Result<Vec<(K, V)>> {
         let range = self.restored.key_groups();
         let max_parallelism = self.restored.max_parallelism;
         let mut out = Vec::new();
-        for group in self.snapshots.iter().flat_map(|s| &s.key_groups) {
-            if !range.contains(&group.key_group) {
-                continue;
-            }
+        for group in groups.filter(|g| range.contains(&g.key_group)) {
             let entries: Vec<(K, V)> = codec::decode_value(&group.bytes)?;
             let strays =
                 entries.iter().filter(|(k, _)| assign_to_key_group(k, max_parallelism) != group.key_group);

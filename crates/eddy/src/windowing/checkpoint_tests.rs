@@ -248,7 +248,7 @@ fn sum(a: E, b: E) -> E {
 /// `key [start, end) values` from all elements of a window.
 fn list(
     k: &String,
-    ctx: &mut WindowContext<TimeWindow>,
+    ctx: &mut WindowContext<String, TimeWindow>,
     elements: &[E],
     out: &mut Collector<String>,
 ) -> Result<()> {
@@ -343,7 +343,10 @@ fn aligned_sliding_aggregate_with_lateness() {
     fn pipeline(s: DataStream<E>) -> DataStream<(String, i64, i64, i64)> {
         keyed(s).window(SlidingEventTimeWindows::of(ms(10), ms(3))).allowed_lateness(ms(7)).aggregate_with(
             Average,
-            |k: &String, ctx: &mut WindowContext<TimeWindow>, v: &[(i64, i64)], out: &mut Collector<_>| {
+            |k: &String,
+             ctx: &mut WindowContext<String, TimeWindow>,
+             v: &[(i64, i64)],
+             out: &mut Collector<_>| {
                 out.collect((k.clone(), ctx.window().start(), v[0].0, v[0].1));
                 Ok(())
             },

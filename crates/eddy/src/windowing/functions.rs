@@ -3,7 +3,8 @@
 //! - `reduce(f)` and `aggregate(AggregateFunction)` aggregate incrementally: the window keeps
 //!   one accumulator per key, never the elements.
 //! - `process(ProcessWindowFunction)` sees all elements of the window at once, and the window
-//!   (its bounds, the watermark, side outputs); the window keeps the elements.
+//!   (its bounds, the watermark, side outputs, keyed state per key and per window); the window
+//!   keeps the elements.
 //! - `reduce_with` / `aggregate_with` combine both: incremental aggregation, and the process
 //!   function receives the single aggregate with the window's metadata.
 //!
@@ -13,13 +14,14 @@
 
 use std::marker::PhantomData;
 
-use eddy_core::{Data, EddyError, Result};
+use eddy_core::{Data, EddyError, Key, Result};
 use eddy_runtime::time::ClockRef;
 use eddy_runtime::{MainOutput, SideOutputs};
 
 use super::evictors::{Evictor, EvictorContext, WindowElements};
+use super::fn_state::{KeyWindow, WindowFnState};
 use super::window::Window;
-use crate::functions::{Collector, OutputTag, RuntimeContext};
+use crate::functions::{Collector, KeyedStateStore, OutputTag, RuntimeContext};
 
 /// Incremental aggregation with an accumulator (Flink's `AggregateFunction`).
 ///
@@ -49,16 +51,37 @@ pub trait AggregateFunction<IN, ACC, OUT>: Clone + Send + Sync + 'static {
 }
 
 /// What a [`ProcessWindowFunction`] knows about the window that fired (Flink's
-/// `ProcessWindowFunction.Context`).
-pub struct WindowContext<'a, W> {
+/// `ProcessWindowFunction.Context`), with the key's state: [`global_state`](Self::global_state)
+/// per key, [`window_state`](Self::window_state) per key and window.
+pub struct WindowContext<'a, K, W> {
+    key: &'a K,
     window: &'a W,
     watermark: i64,
     clock: &'a ClockRef,
     side: &'a mut SideOutputs,
+    state: &'a mut WindowFnState<K, W>,
+    /// The key of per-window state, made when first needed.
+    key_window: Option<KeyWindow<K, W>>,
     error: Option<EddyError>,
 }
 
-impl<W: Window> WindowContext<'_, W> {
+/// The [`WindowContext`] of non-keyed windows (their single key is `()`).
+pub type AllWindowContext<'a, W> = WindowContext<'a, (), W>;
+
+impl<'a, K: Key, W: Window> WindowContext<'a, K, W> {
+    fn new(key: &'a K, window: &'a W, fire: &'a mut FireContext<'_, K, W>) -> Self {
+        WindowContext {
+            key,
+            window,
+            watermark: fire.watermark,
+            clock: fire.clock,
+            side: fire.side,
+            state: fire.state,
+            key_window: None,
+            error: None,
+        }
+    }
+
     /// The window that fired.
     pub fn window(&self) -> &W {
         self.window
@@ -82,6 +105,52 @@ impl<W: Window> WindowContext<'_, W> {
             }
         }
     }
+
+    /// The key's state, shared by all its windows (Flink's `globalState()`).
+    ///
+    /// ```
+    /// use eddy::prelude::*;
+    ///
+    /// // Each window's count, and the key's running total over all its windows.
+    /// let total = ValueStateDescriptor::<u64>::new("total");
+    /// let strategy = WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(char, i64), _| e.1);
+    /// let out = StreamExecutionEnvironment::local()
+    ///     .with_parallelism(1)
+    ///     .from_collection(vec![('a', 1), ('a', 2), ('a', 12)])
+    ///     .assign_timestamps_and_watermarks(strategy)
+    ///     .key_by(|e: &(char, i64)| e.0)
+    ///     .window(TumblingEventTimeWindows::of(Duration::from_millis(10)))
+    ///     .process(move |k: &char, ctx: &mut WindowContext<char, TimeWindow>, es: &[(char, i64)], out: &mut Collector<(char, usize, u64)>| {
+    ///         let mut global = ctx.global_state();
+    ///         let mut t = global.state(&total);
+    ///         let sum = t.value().copied().unwrap_or(0) + es.len() as u64;
+    ///         t.update(sum);
+    ///         out.collect((*k, es.len(), sum));
+    ///         Ok(())
+    ///     })
+    ///     .execute_and_collect()
+    ///     .unwrap();
+    /// assert_eq!(out, vec![('a', 2, 2), ('a', 1, 3)]);
+    /// ```
+    pub fn global_state(&mut self) -> KeyedStateStore<'_, K> {
+        let state = self.state.global(&mut self.error);
+        KeyedStateStore { state, key: self.key, clock: self.clock, error: &mut self.error }
+    }
+
+    /// The state of the key in this window only (Flink's `windowState()`). It is the function's
+    /// to clear in [`ProcessWindowFunction::clear`], which runs when the window is cleaned up.
+    /// Not available with merging (session) windows.
+    pub fn window_state(&mut self) -> KeyedStateStore<'_, KeyWindow<K, W>> {
+        let key_window = self
+            .key_window
+            .get_or_insert_with(|| KeyWindow { key: self.key.clone(), window: self.window.clone() });
+        let state = self.state.windows(key_window, &mut self.error);
+        KeyedStateStore { state, key: key_window, clock: self.clock, error: &mut self.error }
+    }
+
+    fn finish(self) -> Result<()> {
+        self.error.map_or(Ok(()), Err)
+    }
 }
 
 /// A function over all elements of a window, with the key and the window (Flink's
@@ -100,7 +169,7 @@ impl<W: Window> WindowContext<'_, W> {
 ///     .assign_timestamps_and_watermarks(strategy)
 ///     .key_by(|e: &(String, i64)| e.0.clone())
 ///     .window(TumblingEventTimeWindows::of(Duration::from_millis(10)))
-///     .process(|key: &String, ctx: &mut WindowContext<TimeWindow>, elements: &[(String, i64)], out: &mut Collector<String>| {
+///     .process(|key: &String, ctx: &mut WindowContext<String, TimeWindow>, elements: &[(String, i64)], out: &mut Collector<String>| {
 ///         out.collect(format!("{key} {} {}", ctx.window().start(), elements.len()));
 ///         Ok(())
 ///     })
@@ -116,10 +185,17 @@ pub trait ProcessWindowFunction<IN, OUT, K, W>: Clone + Send + Sync + 'static {
     fn process(
         &mut self,
         key: &K,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, K, W>,
         elements: &[IN],
         out: &mut Collector<'_, OUT>,
     ) -> Result<()>;
+
+    /// The window is being cleaned up (its max timestamp plus the allowed lateness has
+    /// passed): clear what [`WindowContext::window_state`] holds for it. Runs for the keys that
+    /// reached their window state.
+    fn clear(&mut self, _key: &K, _ctx: &mut WindowContext<'_, K, W>) -> Result<()> {
+        Ok(())
+    }
 
     fn close(&mut self) -> Result<()> {
         Ok(())
@@ -128,7 +204,7 @@ pub trait ProcessWindowFunction<IN, OUT, K, W>: Clone + Send + Sync + 'static {
 
 impl<IN, OUT, K, W, F> ProcessWindowFunction<IN, OUT, K, W> for F
 where
-    F: FnMut(&K, &mut WindowContext<'_, W>, &[IN], &mut Collector<'_, OUT>) -> Result<()>
+    F: FnMut(&K, &mut WindowContext<'_, K, W>, &[IN], &mut Collector<'_, OUT>) -> Result<()>
         + Clone
         + Send
         + Sync
@@ -137,7 +213,7 @@ where
     fn process(
         &mut self,
         key: &K,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, K, W>,
         elements: &[IN],
         out: &mut Collector<'_, OUT>,
     ) -> Result<()> {
@@ -153,10 +229,15 @@ pub trait ProcessAllWindowFunction<IN, OUT, W>: Clone + Send + Sync + 'static {
 
     fn process(
         &mut self,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut AllWindowContext<'_, W>,
         elements: &[IN],
         out: &mut Collector<'_, OUT>,
     ) -> Result<()>;
+
+    /// The window is being cleaned up: clear its [`WindowContext::window_state`].
+    fn clear(&mut self, _ctx: &mut AllWindowContext<'_, W>) -> Result<()> {
+        Ok(())
+    }
 
     fn close(&mut self) -> Result<()> {
         Ok(())
@@ -165,7 +246,7 @@ pub trait ProcessAllWindowFunction<IN, OUT, W>: Clone + Send + Sync + 'static {
 
 impl<IN, OUT, W, F> ProcessAllWindowFunction<IN, OUT, W> for F
 where
-    F: FnMut(&mut WindowContext<'_, W>, &[IN], &mut Collector<'_, OUT>) -> Result<()>
+    F: FnMut(&mut AllWindowContext<'_, W>, &[IN], &mut Collector<'_, OUT>) -> Result<()>
         + Clone
         + Send
         + Sync
@@ -173,7 +254,7 @@ where
 {
     fn process(
         &mut self,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut AllWindowContext<'_, W>,
         elements: &[IN],
         out: &mut Collector<'_, OUT>,
     ) -> Result<()> {
@@ -194,11 +275,14 @@ impl<IN, OUT, W, P: ProcessAllWindowFunction<IN, OUT, W>> ProcessWindowFunction<
     fn process(
         &mut self,
         _: &(),
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut AllWindowContext<'_, W>,
         elements: &[IN],
         out: &mut Collector<'_, OUT>,
     ) -> Result<()> {
         self.0.process(ctx, elements, out)
+    }
+    fn clear(&mut self, _: &(), ctx: &mut AllWindowContext<'_, W>) -> Result<()> {
+        self.0.clear(ctx)
     }
     fn close(&mut self) -> Result<()> {
         self.0.close()
@@ -206,10 +290,11 @@ impl<IN, OUT, W, P: ProcessAllWindowFunction<IN, OUT, W>> ProcessWindowFunction<
 }
 
 /// What a window operator hands to its functions when a window fires.
-pub(crate) struct FireContext<'a> {
+pub(crate) struct FireContext<'a, K, W> {
     pub watermark: i64,
     pub clock: &'a ClockRef,
     pub side: &'a mut SideOutputs,
+    pub state: &'a mut WindowFnState<K, W>,
 }
 
 /// Incremental aggregation inside the crate: `reduce` or an [`AggregateFunction`].
@@ -307,7 +392,7 @@ pub(crate) trait InternalWindowFn<IN, K, W>: Clone + Send + Sync + 'static {
         key: &K,
         window: &W,
         value: IN,
-        fire: &mut FireContext<'_>,
+        fire: &mut FireContext<'_, K, W>,
         out: &mut MainOutput<Self::Out>,
     ) -> Result<()>;
     /// All elements of the window.
@@ -316,9 +401,13 @@ pub(crate) trait InternalWindowFn<IN, K, W>: Clone + Send + Sync + 'static {
         key: &K,
         window: &W,
         values: &[IN],
-        fire: &mut FireContext<'_>,
+        fire: &mut FireContext<'_, K, W>,
         out: &mut MainOutput<Self::Out>,
     ) -> Result<()>;
+    /// The window of `key` is cleaned up and its function state was used: the function clears it.
+    fn clear(&mut self, _key: &K, _window: &W, _fire: &mut FireContext<'_, K, W>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Emits the aggregate itself (`reduce`, `aggregate`).
@@ -334,7 +423,7 @@ impl<IN: Data, K, W: Window> InternalWindowFn<IN, K, W> for PassThrough {
         _: &K,
         w: &W,
         value: IN,
-        _: &mut FireContext<'_>,
+        _: &mut FireContext<'_, K, W>,
         out: &mut MainOutput<IN>,
     ) -> Result<()> {
         out.collect_with_timestamp(value, w.max_timestamp())
@@ -344,7 +433,7 @@ impl<IN: Data, K, W: Window> InternalWindowFn<IN, K, W> for PassThrough {
         _: &K,
         w: &W,
         values: &[IN],
-        _: &mut FireContext<'_>,
+        _: &mut FireContext<'_, K, W>,
         out: &mut MainOutput<IN>,
     ) -> Result<()> {
         values.iter().try_for_each(|v| out.collect_with_timestamp(v.clone(), w.max_timestamp()))
@@ -372,6 +461,7 @@ impl<P, OUT> UserFn<P, OUT> {
 impl<IN, OUT, K, W, P> InternalWindowFn<IN, K, W> for UserFn<P, OUT>
 where
     OUT: Data,
+    K: Key,
     W: Window,
     P: ProcessWindowFunction<IN, OUT, K, W>,
 {
@@ -388,7 +478,7 @@ where
         key: &K,
         window: &W,
         value: IN,
-        fire: &mut FireContext<'_>,
+        fire: &mut FireContext<'_, K, W>,
         out: &mut MainOutput<OUT>,
     ) -> Result<()> {
         self.apply_many(key, window, std::slice::from_ref(&value), fire, out)
@@ -398,21 +488,20 @@ where
         key: &K,
         window: &W,
         values: &[IN],
-        fire: &mut FireContext<'_>,
+        fire: &mut FireContext<'_, K, W>,
         out: &mut MainOutput<OUT>,
     ) -> Result<()> {
         out.set_timestamp(window.max_timestamp());
-        let mut ctx = WindowContext {
-            window,
-            watermark: fire.watermark,
-            clock: fire.clock,
-            side: fire.side,
-            error: None,
-        };
+        let mut ctx = WindowContext::new(key, window, fire);
         let mut c = Collector::new(out);
         self.f.process(key, &mut ctx, values, &mut c)?;
         c.finish()?;
-        ctx.error.map_or(Ok(()), Err)
+        ctx.finish()
+    }
+    fn clear(&mut self, key: &K, window: &W, fire: &mut FireContext<'_, K, W>) -> Result<()> {
+        let mut ctx = WindowContext::new(key, window, fire);
+        self.f.clear(key, &mut ctx)?;
+        ctx.finish()
     }
 }
 
@@ -442,7 +531,7 @@ where
         key: &K,
         window: &W,
         value: T,
-        fire: &mut FireContext<'_>,
+        fire: &mut FireContext<'_, K, W>,
         out: &mut MainOutput<WF::Out>,
     ) -> Result<()> {
         let acc = self.agg.create(value);
@@ -456,7 +545,7 @@ where
         key: &K,
         window: &W,
         values: &[T],
-        fire: &mut FireContext<'_>,
+        fire: &mut FireContext<'_, K, W>,
         out: &mut MainOutput<WF::Out>,
     ) -> Result<()> {
         let mut it = values.iter().cloned();
@@ -469,6 +558,9 @@ where
             Some(r) => self.then.apply_one(key, window, r, fire, out),
             None => Ok(()),
         }
+    }
+    fn clear(&mut self, key: &K, window: &W, fire: &mut FireContext<'_, K, W>) -> Result<()> {
+        self.then.clear(key, window, fire)
     }
 }
 
@@ -489,9 +581,11 @@ pub(crate) trait WindowContents<T, K, W>: Clone + Send + Sync + 'static {
         key: &K,
         window: &W,
         contents: &mut Self::Acc,
-        fire: &mut FireContext<'_>,
+        fire: &mut FireContext<'_, K, W>,
         out: &mut MainOutput<Self::Out>,
     ) -> Result<bool>;
+    /// The window of `key` is cleaned up and its function state was used.
+    fn clear(&mut self, key: &K, window: &W, fire: &mut FireContext<'_, K, W>) -> Result<()>;
 }
 
 /// An accumulator per window (`reduce`, `aggregate`, and their `_with` forms).
@@ -533,13 +627,16 @@ where
         key: &K,
         window: &W,
         contents: &mut AG::Acc,
-        fire: &mut FireContext<'_>,
+        fire: &mut FireContext<'_, K, W>,
         out: &mut MainOutput<WF::Out>,
     ) -> Result<bool> {
         if let Some(r) = self.agg.result(contents) {
             self.wf.apply_one(key, window, r, fire, out)?;
         }
         Ok(true)
+    }
+    fn clear(&mut self, key: &K, window: &W, fire: &mut FireContext<'_, K, W>) -> Result<()> {
+        self.wf.clear(key, window, fire)
     }
 }
 
@@ -570,11 +667,14 @@ impl<T: Data, K, W, WF: InternalWindowFn<T, K, W>> WindowContents<T, K, W> for B
         key: &K,
         window: &W,
         contents: &mut Vec<T>,
-        fire: &mut FireContext<'_>,
+        fire: &mut FireContext<'_, K, W>,
         out: &mut MainOutput<WF::Out>,
     ) -> Result<bool> {
         self.wf.apply_many(key, window, contents, fire, out)?;
         Ok(true)
+    }
+    fn clear(&mut self, key: &K, window: &W, fire: &mut FireContext<'_, K, W>) -> Result<()> {
+        self.wf.clear(key, window, fire)
     }
 }
 
@@ -610,7 +710,7 @@ where
         key: &K,
         window: &W,
         contents: &mut WindowElements<T>,
-        fire: &mut FireContext<'_>,
+        fire: &mut FireContext<'_, K, W>,
         out: &mut MainOutput<WF::Out>,
     ) -> Result<bool> {
         let ctx = EvictorContext { watermark: fire.watermark, processing_time: fire.clock.now_ms() };
@@ -618,5 +718,8 @@ where
         self.wf.apply_many(key, window, contents.values(), fire, out)?;
         self.evictor.evict_after(contents, window, &ctx);
         Ok(!contents.is_empty())
+    }
+    fn clear(&mut self, key: &K, window: &W, fire: &mut FireContext<'_, K, W>) -> Result<()> {
+        self.wf.clear(key, window, fire)
     }
 }

@@ -47,7 +47,7 @@
 //!     .assign_timestamps_and_watermarks(strategy)
 //!     .key_by(|r: &(String, i64, f64)| r.0.clone())
 //!     .window(TumblingEventTimeWindows::of(Duration::from_secs(10)))
-//!     .aggregate_with(Average, |sensor: &String, ctx: &mut WindowContext<TimeWindow>, avg: &[f64], out: &mut Collector<(String, i64, f64)>| {
+//!     .aggregate_with(Average, |sensor: &String, ctx: &mut WindowContext<_, TimeWindow>, avg: &[f64], out: &mut Collector<(String, i64, f64)>| {
 //!         out.collect((sensor.clone(), ctx.window().start(), avg[0]));
 //!         Ok(())
 //!     })
@@ -81,14 +81,21 @@
 //! whose tumbling or sliding `reduce`/`aggregate` windows ran on the aligned operator
 //! (`hashmap`) cannot switch backends through it yet: the two operators' formats differ.
 //!
+//! **State in window functions.** A [`ProcessWindowFunction`] reaches the key's keyed state
+//! through `ctx.global_state()` and the state of the key in the firing window through
+//! `ctx.window_state()` (Flink's `globalState()` and `windowState()`), in the job's state
+//! backend, checkpointed and rescaled with the window contents. Per-window state is the
+//! function's to clear in `ProcessWindowFunction::clear`, which runs when the window is
+//! cleaned up. Merging (session) windows have no per-window state.
+//!
 //! **Differences from Flink.** Processing-time assigners read the clock once per batch of
-//! records rather than per record. Per-window state in process functions
-//! (`windowState()`/`globalState()`) is not available yet.
+//! records rather than per record.
 
 mod aligned;
 pub mod assigners;
 pub(crate) mod checkpoint;
 pub mod evictors;
+pub(crate) mod fn_state;
 pub mod functions;
 mod operator;
 mod store;
@@ -110,7 +117,10 @@ pub use assigners::{
 pub use evictors::{
     CountEvictor, DeltaEvictor, Evictor, EvictorContext, NoEvictor, TimeEvictor, WindowElements,
 };
-pub use functions::{AggregateFunction, ProcessAllWindowFunction, ProcessWindowFunction, WindowContext};
+pub use fn_state::KeyWindow;
+pub use functions::{
+    AggregateFunction, AllWindowContext, ProcessAllWindowFunction, ProcessWindowFunction, WindowContext,
+};
 pub use stream::{AllWindowedStream, WindowedStream};
 pub use triggers::{
     ContinuousEventTimeTrigger, ContinuousProcessingTimeTrigger, CountTrigger, EndOfStreamTrigger,
@@ -122,13 +132,13 @@ pub use window::{GlobalWindow, TimeWindow, Window};
 /// What `eddy::prelude` re-exports from windowing.
 pub mod prelude {
     pub use super::{
-        AggregateFunction, AllWindowedStream, ContinuousEventTimeTrigger, ContinuousProcessingTimeTrigger,
-        CountEvictor, CountTrigger, DeltaEvictor, EndOfStreamTrigger, EventTimeSessionWindows,
-        EventTimeTrigger, Evictor, EvictorContext, GlobalWindow, GlobalWindows, MergeCallback, NeverTrigger,
-        NoEvictor, ProcessAllWindowFunction, ProcessWindowFunction, ProcessingTimeSessionWindows,
-        ProcessingTimeTrigger, PurgingTrigger, SlidingEventTimeWindows, SlidingProcessingTimeWindows,
-        TimeEvictor, TimeWindow, Trigger, TriggerContext, TriggerResult, TumblingEventTimeWindows,
-        TumblingProcessingTimeWindows, Window, WindowAssigner, WindowAssignerContext, WindowContext,
-        WindowElements, WindowedStream,
+        AggregateFunction, AllWindowContext, AllWindowedStream, ContinuousEventTimeTrigger,
+        ContinuousProcessingTimeTrigger, CountEvictor, CountTrigger, DeltaEvictor, EndOfStreamTrigger,
+        EventTimeSessionWindows, EventTimeTrigger, Evictor, EvictorContext, GlobalWindow, GlobalWindows,
+        KeyWindow, MergeCallback, NeverTrigger, NoEvictor, ProcessAllWindowFunction, ProcessWindowFunction,
+        ProcessingTimeSessionWindows, ProcessingTimeTrigger, PurgingTrigger, SlidingEventTimeWindows,
+        SlidingProcessingTimeWindows, TimeEvictor, TimeWindow, Trigger, TriggerContext, TriggerResult,
+        TumblingEventTimeWindows, TumblingProcessingTimeWindows, Window, WindowAssigner,
+        WindowAssignerContext, WindowContext, WindowElements, WindowedStream,
     };
 }

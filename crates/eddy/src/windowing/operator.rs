@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::assigners::{WindowAssigner, WindowAssignerContext};
 use super::checkpoint::{cut_by_key_group, KeyedSnapshot, Restore, RestoredTime, FORMAT_VERSION};
+use super::fn_state::WindowFnState;
 use super::functions::{FireContext, WindowContents};
 use super::store::KeyedLists;
 use super::triggers::{TimerRequest, Trigger, TriggerContext};
@@ -198,6 +199,8 @@ where
     batch: bool,
     keys: KeyWindows<K, A::Window, C::Acc, Tr::State>,
     timers: Timers<K, A::Window>,
+    /// The keyed state of the window function.
+    fn_state: WindowFnState<K, A::Window>,
     watermark: i64,
     clock: ClockRef,
     requests: Vec<TimerRequest>,
@@ -264,11 +267,12 @@ fn fire_entry<T, K, W: Window, Acc, S, C: WindowContents<T, K, W, Acc = Acc>>(
     entry: &mut WindowEntry<W, Acc, S>,
     watermark: i64,
     clock: &ClockRef,
+    state: &mut WindowFnState<K, W>,
     out: &mut Emitter<C::Out>,
 ) -> Result<()> {
     if let Some(acc) = entry.contents.as_mut() {
         let (main, side) = out.split();
-        let mut fire = FireContext { watermark, clock, side };
+        let mut fire = FireContext { watermark, clock, side, state };
         if !contents.emit(key, &entry.window, acc, &mut fire, main)? {
             entry.contents = None;
         }
@@ -287,6 +291,12 @@ where
 {
     /// The operator, keeping its windows in the backend `state.backend` names.
     pub fn new(spec: WindowSpec<KF, A, Tr>, contents: C, ctx: &OperatorContext) -> Result<Self> {
+        let fn_state = WindowFnState::new(
+            ctx.state_backend.clone(),
+            spec.assigner.is_event_time(),
+            spec.lateness,
+            spec.assigner.is_merging(),
+        );
         Ok(WindowOperator {
             event_time: spec.assigner.is_event_time(),
             merging: spec.assigner.is_merging(),
@@ -294,6 +304,7 @@ where
             contents,
             batch: ctx.runtime_mode == RuntimeMode::Batch,
             keys: KeyedLists::new(&ctx.state_backend, ctx.max_parallelism)?,
+            fn_state,
             timers: Timers {
                 event: BinaryHeap::new(),
                 processing: BinaryHeap::new(),
@@ -376,7 +387,7 @@ where
     ) -> Result<()> {
         let cleanup = self.cleanup_time(&window);
         let cleanup_domain = self.cleanup_domain();
-        let Self { keys, spec, contents, timers, requests, clock, .. } = self;
+        let Self { keys, spec, contents, timers, requests, clock, fn_state, .. } = self;
         let entries = keys.entries(key)?;
         let idx = match entries.iter().position(|e| e.window == window) {
             Some(i) => i,
@@ -393,7 +404,7 @@ where
         contents.add(&mut entry.contents, value, ts);
         timers.apply(requests, key, &entry.window, &mut entry.timers);
         if result.is_fire() {
-            fire_entry(contents, key, entry, watermark, clock, out)?;
+            fire_entry(contents, key, entry, watermark, clock, fn_state, out)?;
         }
         if result.is_purge() {
             entry.contents = None;
@@ -536,11 +547,20 @@ where
         Ok(())
     }
 
-    /// Fires the timers of `domain` due at `time`, including those registered meanwhile.
+    /// Fires the timers of `domain` due at `time`, including those registered meanwhile; then
+    /// the function clears its state of the windows cleaned up by then.
     fn fire_timers(&mut self, domain: TimeDomain, time: i64, out: &mut Emitter<C::Out>) -> Result<()> {
         let now = self.clock.now_ms();
         while let Some(timer) = self.timers.pop_due(domain, time) {
             self.on_timer(domain, timer, now, out)?;
+        }
+        if domain == self.cleanup_domain() {
+            let (_, side) = out.split();
+            let (watermark, clock) = (self.watermark, &self.clock);
+            for kw in self.fn_state.due(time) {
+                let mut fire = FireContext { watermark, clock, side, state: &mut self.fn_state };
+                self.contents.clear(&kw.key, &kw.window, &mut fire)?;
+            }
         }
         Ok(())
     }
@@ -554,7 +574,7 @@ where
     ) -> Result<()> {
         let cleanup_domain = self.cleanup_domain();
         let (event_time, lateness, watermark) = (self.event_time, self.spec.lateness, self.watermark);
-        let Self { keys, spec, contents, timers, requests, clock, .. } = self;
+        let Self { keys, spec, contents, timers, requests, clock, fn_state, .. } = self;
         let Some(entries) = keys.get_mut(&timer.key)? else { return Ok(()) };
         let Some(idx) = entries.iter().position(|e| e.window == timer.window) else { return Ok(()) };
         let entry = &mut entries[idx];
@@ -573,7 +593,7 @@ where
         };
         timers.apply(requests, &timer.key, &entry.window, &mut entry.timers);
         if result.is_fire() {
-            fire_entry(contents, &timer.key, entry, watermark, clock, out)?;
+            fire_entry(contents, &timer.key, entry, watermark, clock, fn_state, out)?;
         }
         if result.is_purge() {
             entry.contents = None;
@@ -651,13 +671,15 @@ where
             times: self.restored_time.snapshot(&self.key_groups, self.watermark, Vec::new()),
             shared: Vec::new(),
             key_groups: cut_by_key_group(entries, self.max_parallelism)?,
+            functions: self.fn_state.snapshot(self.clock.now_ms())?,
         }
         .encode()
     }
 
     /// Takes the windows and timers of the key groups this subtask owns out of the snapshots.
     fn restore(&mut self, restored: &RestoredState) -> Result<()> {
-        let restore = Restore::read(restored, OPERATOR)?;
+        let mut restore = Restore::read(restored, OPERATOR)?;
+        self.fn_state.restore(&mut restore)?;
         let keys: RestoredKeys<K, A::Window, C::Acc, Tr::State> = restore.entries()?;
         let mut timers: Vec<(u64, bool, i64, K, A::Window)> = Vec::new();
         for (key, windows) in keys {
@@ -716,6 +738,7 @@ where
 
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
         self.max_parallelism = ctx.max_parallelism;
+        self.fn_state.open(ctx.max_parallelism);
         self.key_groups =
             key_group_range_for_operator(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
         self.contents.open(&RuntimeContext { op: ctx.clone() })

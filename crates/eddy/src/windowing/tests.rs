@@ -85,7 +85,7 @@ impl<T, W: Window> Trigger<T, W> for SameAsEventTime {
 #[allow(clippy::ptr_arg)]
 fn list(
     key: &String,
-    ctx: &mut WindowContext<TimeWindow>,
+    ctx: &mut WindowContext<String, TimeWindow>,
     elements: &[E],
     out: &mut Collector<String>,
 ) -> Result<()> {
@@ -198,7 +198,7 @@ fn process_sees_all_elements_and_the_window() {
 #[allow(clippy::ptr_arg)]
 fn describe_sum(
     key: &String,
-    ctx: &mut WindowContext<TimeWindow>,
+    ctx: &mut WindowContext<String, TimeWindow>,
     v: &[E],
     out: &mut Collector<String>,
 ) -> Result<()> {
@@ -236,7 +236,7 @@ fn aggregate_with_passes_the_result_and_side_outputs_carry_the_window_timestamp(
         let out = k.window(SlidingEventTimeWindows::of(ms(10), ms(5))).aggregate_with(
             Average,
             move |key: &String,
-                  ctx: &mut WindowContext<TimeWindow>,
+                  ctx: &mut WindowContext<String, TimeWindow>,
                   avg: &[f64],
                   out: &mut Collector<(String, f64)>| {
                 out.collect((key.clone(), avg[0]));
@@ -838,7 +838,7 @@ fn evict_after_changes_what_later_firings_see() {
             .evictor(CountEvictor::of_after(1))
             .process(
                 |key: &String,
-                 _: &mut WindowContext<GlobalWindow>,
+                 _: &mut WindowContext<_, GlobalWindow>,
                  els: &[E],
                  out: &mut Collector<String>| {
                     out.collect(format!("{key}: {:?}", els.iter().map(|e| e.1).collect::<Vec<_>>()));
@@ -1019,7 +1019,7 @@ fn keyed_windows_end_to_end_in_both_modes() {
             .window(SlidingEventTimeWindows::of(ms(100), ms(30)))
             .process(
                 |k: &String,
-                 ctx: &mut WindowContext<TimeWindow>,
+                 ctx: &mut WindowContext<String, TimeWindow>,
                  els: &[(String, i64, i64)],
                  out: &mut Collector<(String, i64, i64)>| {
                     out.collect((k.clone(), ctx.window().max_timestamp(), els.iter().map(|e| e.2).sum()));
@@ -1070,7 +1070,7 @@ fn sessions_end_to_end_in_both_modes() {
             .reduce_with(
                 |a, b| (a.0, 0, a.2 + b.2),
                 |k: &String,
-                 ctx: &mut WindowContext<TimeWindow>,
+                 ctx: &mut WindowContext<String, TimeWindow>,
                  v: &[(String, i64, i64)],
                  out: &mut Collector<(String, i64, i64)>| {
                     out.collect((k.clone(), ctx.window().max_timestamp(), v[0].2));
@@ -1090,7 +1090,7 @@ fn window_all_runs_one_operator_over_all_elements() {
     let out = timestamped(&env, data.clone())
         .window_all(TumblingEventTimeWindows::of(ms(50)))
         .process(
-            |ctx: &mut WindowContext<TimeWindow>,
+            |ctx: &mut AllWindowContext<TimeWindow>,
              els: &[(String, i64, i64)],
              out: &mut Collector<(i64, usize, i64)>| {
                 out.collect((ctx.window().start(), els.len(), els.iter().map(|e| e.2).sum()));
@@ -1157,8 +1157,9 @@ fn operator_names_follow_flink() {
     let env = StreamExecutionEnvironment::local().with_parallelism(1);
     let s = env.from_collection(vec![e("a", 1)]).key_by(key);
     s.window(TumblingEventTimeWindows::of(ms(1000))).reduce(sum).collect_to_vec();
-    s.count_window_with_slide(5, 2)
-        .process(|_: &String, _: &mut WindowContext<GlobalWindow>, _: &[E], _: &mut Collector<i64>| Ok(()));
+    s.count_window_with_slide(5, 2).process(
+        |_: &String, _: &mut WindowContext<_, GlobalWindow>, _: &[E], _: &mut Collector<i64>| Ok(()),
+    );
     let plan = env.execution_plan().unwrap();
     assert!(
         plan.contains("Window(TumblingEventTimeWindows(1000), EventTimeTrigger, ReduceFunction)"),
