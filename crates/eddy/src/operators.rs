@@ -164,13 +164,6 @@ fn empty_snapshot() -> crate::state::KeyedStateSnapshot {
     }
 }
 
-/// Whether keyed state on `fjall` is snapshotted on the task's snapshot thread. Off: fjall 2's
-/// MVCC views do not keep the segments they read alive through a concurrent compaction, and a
-/// long read of a view taken at the barrier then fails (`lsm-tree` 2.10 panics "should acquire
-/// file handle"; seen with 4 M keys under steady updates). The snapshot is then finished on the
-/// task thread, right after the view is taken, where compactions are rarely done in between.
-const DEFER_LSM_SNAPSHOTS: bool = false;
-
 /// What a keyed operator's checkpoint holds: its keyed state by key group and its timers.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(bound = "K: Key")]
@@ -210,7 +203,7 @@ impl<K: Key> KeyedCore<K> {
         } else {
             self.state.checkpoint_async(self.max_parallelism, now, barrier.id)?
         };
-        let deferred = pending.is_deferred() && DEFER_LSM_SNAPSHOTS;
+        let deferred = pending.is_deferred();
         let (event_timers, processing_timers) =
             (self.timers.event.snapshot(), self.timers.processing.snapshot());
         let build = move || -> Result<Vec<u8>> {

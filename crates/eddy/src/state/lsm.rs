@@ -16,8 +16,9 @@
 //! handle works on the cached entry (loaded on first access), and changed entries are encoded
 //! and written back in one batch when the cache is full and before every snapshot. Hot keys
 //! therefore cost what they cost on the heap backend; a miss costs an LSM lookup and a decode.
-//! The budget (`state.backend.fjall.memory`) is split: half for these caches, a quarter each for
-//! fjall's block cache and its write buffers.
+//! The budget (`state.backend.fjall.memory`) is split: half for these caches, a quarter for
+//! fjall's block cache, and an eighth for its memtable (fjall seals a memtable at that size and
+//! flushes it in the background, so two can be in memory at once).
 
 use std::any::Any;
 use std::fmt;
@@ -40,8 +41,8 @@ const CACHE_OVERHEAD: usize = 48;
 
 /// One operator subtask's LSM tree, and what its states' caches share.
 pub(crate) struct LsmStore {
-    keyspace: fjall::Keyspace,
-    partition: fjall::PartitionHandle,
+    db: fjall::Database,
+    partition: fjall::Keyspace,
     dir: PathBuf,
     /// The key groups keys are grouped by (the operator's max parallelism).
     pub max_parallelism: usize,
@@ -72,23 +73,23 @@ impl LsmStore {
             .map_err(|e| EddyError::io("cannot create the fjall state directory", &dir, e))?;
         let budget = config.memory_budget().bytes() as usize;
         let quarter = (budget / 4).max(1 << 20);
-        let keyspace = fjall::Config::new(&dir)
+        let db = fjall::Database::builder(&dir)
             .temporary(true)
             .manual_journal_persist(true)
             .cache_size(quarter as u64)
-            .max_write_buffer_size(quarter as u64)
-            .flush_workers(1)
-            .compaction_workers(1)
+            .worker_threads(1)
             .open()
+            .map_err(|e| lsm_error(&dir, "cannot open the fjall database", e))?;
+        let options = || {
+            fjall::KeyspaceCreateOptions::default()
+                .manual_journal_persist(true)
+                .max_memtable_size((quarter / 2) as u64)
+        };
+        let partition = db
+            .keyspace("keyed-state", options)
             .map_err(|e| lsm_error(&dir, "cannot open the fjall keyspace", e))?;
-        let options = fjall::PartitionCreateOptions::default()
-            .manual_journal_persist(true)
-            .max_memtable_size(u32::try_from(quarter / 2).unwrap_or(u32::MAX));
-        let partition = keyspace
-            .open_partition("keyed-state", options)
-            .map_err(|e| lsm_error(&dir, "cannot open the fjall partition", e))?;
         Ok(LsmStore {
-            keyspace,
+            db,
             partition,
             dir,
             max_parallelism,
@@ -101,14 +102,14 @@ impl LsmStore {
     }
 
     /// A consistent view of everything written so far.
-    pub fn view(&self) -> fjall::Snapshot {
-        self.partition.snapshot()
+    pub fn view(&self) -> LsmView {
+        self.snapshot_view()
     }
 
     /// A consistent view of everything written so far, which can be read on another thread
     /// while this store takes new writes.
     pub fn snapshot_view(&self) -> LsmView {
-        LsmView { view: self.partition.snapshot(), dir: self.dir.clone() }
+        LsmView { view: self.db.snapshot(), keyspace: self.partition.clone(), dir: self.dir.clone() }
     }
 
     /// Marks `key_group` as written to since the last snapshot.
@@ -128,11 +129,11 @@ impl LsmStore {
     /// encoded entry) pairs in key order.
     pub fn scan<'v>(
         &'v self,
-        view: &'v fjall::Snapshot,
+        view: &'v LsmView,
         key_group: usize,
         state: u16,
     ) -> impl Iterator<Item = Result<(fjall::Slice, fjall::Slice)>> + 'v {
-        scan(view, &self.dir, key_group, state)
+        view.scan(key_group, state)
     }
 
     /// The cache capacity, in entries, of one of the live states whose entries take about
@@ -142,26 +143,32 @@ impl LsmStore {
     }
 }
 
-fn scan<'v>(
-    view: &'v fjall::Snapshot,
-    dir: &'v Path,
-    key_group: usize,
-    state: u16,
-) -> impl Iterator<Item = Result<(fjall::Slice, fjall::Slice)>> + 'v {
-    let mut prefix = [0u8; 4];
-    prefix[..2].copy_from_slice(&(key_group as u16).to_be_bytes());
-    prefix[2..].copy_from_slice(&state.to_be_bytes());
-    view.prefix(prefix).map(move |kv| kv.map_err(|e| lsm_error(dir, "cannot read state", e)))
-}
-
 /// A consistent (MVCC) view of an [`LsmStore`], owned: the asynchronous part of a snapshot
-/// reads it on the snapshot thread while the task writes on.
+/// reads it on the snapshot thread while the task writes on. The view pins the data it sees:
+/// neither new writes nor compactions change what it reads.
 pub(crate) struct LsmView {
     view: fjall::Snapshot,
+    keyspace: fjall::Keyspace,
     dir: PathBuf,
 }
 
 impl LsmView {
+    /// The entries of state `state` in key group `key_group`, as (encoded key, encoded entry)
+    /// pairs in key order.
+    fn scan(
+        &self,
+        key_group: usize,
+        state: u16,
+    ) -> impl Iterator<Item = Result<(fjall::Slice, fjall::Slice)>> + '_ {
+        use fjall::Readable;
+        let mut prefix = [0u8; 4];
+        prefix[..2].copy_from_slice(&(key_group as u16).to_be_bytes());
+        prefix[2..].copy_from_slice(&state.to_be_bytes());
+        self.view
+            .prefix(&self.keyspace, prefix)
+            .map(move |kv| kv.into_inner().map_err(|e| lsm_error(&self.dir, "cannot read state", e)))
+    }
+
     /// The snapshot bytes of a state's entries in `key_group` (`Vec<(key, entry)>` as the codec
     /// writes it: a little-endian u64 count, then each key and entry), `None` if it has none.
     pub fn key_group_bytes(
@@ -172,7 +179,7 @@ impl LsmView {
     ) -> Result<Option<Vec<u8>>> {
         let mut out = vec![0u8; 8];
         let mut count = 0u64;
-        for kv in scan(&self.view, &self.dir, key_group, writer.id) {
+        for kv in self.scan(key_group, writer.id) {
             let (key, value) = kv?;
             if (writer.write)(writer, &key[4..], &value, now, &mut out)? {
                 count += 1;
@@ -311,7 +318,7 @@ impl<K: Key, E: Entry> LsmTable<K, E> {
         store: &mut LsmStore,
     ) -> Result<()> {
         let entries: Vec<(K, E)> = decode_key_group(&self.name, max_parallelism, kg, self.ttl.is_some())?;
-        let mut batch = store.keyspace.batch();
+        let mut batch = store.db.batch();
         for (key, entry) in &entries {
             store.encode_key(kg.key_group as u16, self.id, key)?;
             store.value_buf.clear();
@@ -348,7 +355,7 @@ impl<K: Key, E: Entry> LsmStateTable<K> for LsmTable<K, E> {
     }
 
     fn flush(&mut self, store: &mut LsmStore) -> Result<()> {
-        let mut batch = store.keyspace.batch();
+        let mut batch = store.db.batch();
         let (mut written, mut bytes) = (0usize, 0usize);
         for (key, c) in self.cache.iter_mut().filter(|(_, c)| c.dirty) {
             store.encode_key(c.key_group, self.id, key)?;
