@@ -88,7 +88,7 @@ async function start() {
   const input = document.getElementById('token');
   box.hidden = !config['submission-token-required'] && !token();
   input.value = token();
-  input.addEventListener('change', () => setToken(input.value.trim()));
+  input.addEventListener('input', () => setToken(input.value.trim()));
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden && current && !current.static) refreshNow();
   });

@@ -116,7 +116,7 @@ export function render(plan, vertices, metrics, selected) {
       `transform="translate(${x},${y})" tabindex="0" role="button">` +
       `<title>${esc(name)}</title>` +
       `<rect width="${W}" height="${H}" rx="8"/>` +
-      `<text class="vertex-name" x="12" y="22">${esc(truncate(name, 30))}</text>` +
+      `<text class="vertex-name" x="12" y="22">${esc(truncate(name, 28))}</text>` +
       `<text class="vertex-line" x="12" y="42">Parallelism: ${esc(v.parallelism ?? n.parallelism)}` +
       ` · <tspan class="state-text state-${esc(status.toLowerCase())}">${esc(status)}</tspan></text>` +
       `<text class="vertex-line vertex-records" x="12" y="61">Records in: ${num(readRecords)} · out: ${num(

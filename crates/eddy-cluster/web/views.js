@@ -3,7 +3,7 @@
 // the REST API reports; the app calls refresh every web.refresh-interval.
 
 import {
-  DASH, TERMINAL, ago, badge, bytes, duration, esc, get, getOrNull, num, send, splitArgs, time,
+  DASH, HttpError, TERMINAL, ago, badge, bytes, duration, esc, get, getOrNull, num, send, splitArgs, time,
 } from './api.js';
 
 function stat(key, label, value) {
@@ -150,6 +150,25 @@ export function taskmanager(id) {
   };
 }
 
+/**
+ * Uploads a job binary. A server that refuses an upload answers before it has read the body,
+ * which a browser may report as a broken connection: an empty upload then asks for the reason
+ * (an authorized one is refused only for being empty).
+ */
+async function upload(file) {
+  try {
+    return await send('POST', '/artifacts', file, 'application/octet-stream');
+  } catch (e) {
+    if (e instanceof HttpError) throw e;
+    try {
+      await send('POST', '/artifacts', new Blob([]), 'application/octet-stream');
+    } catch (reason) {
+      if (reason instanceof HttpError && reason.status !== 400) throw reason;
+    }
+    throw e;
+  }
+}
+
 export function submit(config, navigate) {
   return {
     mount(root) {
@@ -188,7 +207,7 @@ export function submit(config, navigate) {
           const savepoint = root.querySelector('#submit-savepoint').value.trim();
           button.disabled = true;
           show(`Uploading ${file.name} (${bytes(file.size)})…`);
-          const artifact = await send('POST', '/artifacts', file, 'application/octet-stream');
+          const artifact = await upload(file);
           show('Starting the program…');
           const body = { programArgsList: args };
           if (parallelism) body.parallelism = Number(parallelism);
