@@ -10,10 +10,12 @@ pub mod jobmanager;
 pub mod options;
 pub mod rest;
 mod rest_checkpoints;
+mod rest_run;
 mod rest_savepoints;
 pub mod rpc;
 pub mod savepoints;
 pub mod taskmanager;
+pub mod web;
 pub mod worker;
 
 /// The generated gRPC messages and services (proto/cluster.proto).

@@ -95,6 +95,26 @@ pub const WEB_UPLOAD_DIR: ConfigOption<String> = ConfigOption::without_default(
      temporary directory, removed when the JobManager stops).",
 );
 
+pub const WEB_REFRESH_INTERVAL: ConfigOption<Duration> = ConfigOption::new(
+    "web.refresh-interval",
+    Duration::from_secs(3),
+    "How often the web dashboard refreshes what it shows.",
+);
+
+pub const WEB_SUBMIT_ENABLE: ConfigOption<bool> = ConfigOption::new(
+    "web.submit.enable",
+    true,
+    "Whether job binaries can be run from the web dashboard (POST /artifacts/:id/run). Uploads \
+     and submissions still need rest.submission.token where one is required.",
+);
+
+pub const WEB_TIMEOUT: ConfigOption<Duration> = ConfigOption::new(
+    "web.timeout",
+    Duration::from_secs(600),
+    "How long a job binary run from the dashboard (POST /artifacts/:id/run) may take to submit its \
+     job before it is stopped.",
+);
+
 pub const TASKMANAGER_HOST: ConfigOption<String> = ConfigOption::new(
     "taskmanager.host",
     String::new(),

@@ -40,6 +40,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/jobs/{jobid}"),
     ("patch", "/jobs/{jobid}"),
     ("get", "/jobs/{jobid}/plan"),
+    ("get", "/jobs/{jobid}/config"),
     ("get", "/jobs/{jobid}/vertices/{vertexid}"),
     ("get", "/jobs/{jobid}/exceptions"),
     ("get", "/jobs/{jobid}/checkpoints"),
@@ -51,6 +52,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/jobs/{jobid}/stop"),
     ("post", "/artifacts"),
     ("get", "/artifacts/{artifactid}"),
+    ("post", "/artifacts/{artifactid}/run"),
     ("get", "/openapi.json"),
 ];
 
@@ -87,6 +89,7 @@ pub fn router(jm: Jm) -> Router {
         .route("/jobs/overview", get(jobs_overview))
         .route("/jobs/{jobid}", get(job_details).patch(job_patch))
         .route("/jobs/{jobid}/plan", get(job_plan))
+        .route("/jobs/{jobid}/config", get(job_config))
         .route("/jobs/{jobid}/vertices/{vertexid}", get(vertex_details))
         .route("/jobs/{jobid}/exceptions", get(job_exceptions))
         .route("/jobs/{jobid}/checkpoints", get(crate::rest_checkpoints::statistics))
@@ -101,7 +104,9 @@ pub fn router(jm: Jm) -> Router {
         .route("/jobs/{jobid}/stop", post(crate::rest_savepoints::stop))
         .route("/artifacts", post(upload))
         .route("/artifacts/{id}", get(artifact))
+        .route("/artifacts/{id}/run", post(crate::rest_run::run))
         .route("/openapi.json", get(openapi))
+        .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(jm)
@@ -167,15 +172,21 @@ async fn overview(State(jm): State<Jm>) -> ApiResult {
 }
 
 async fn config(State(jm): State<Jm>) -> ApiResult {
+    let refresh = jm.config.get(&crate::options::WEB_REFRESH_INTERVAL).map_err(bad_config)?;
+    let web_submit = jm.config.get(&crate::options::WEB_SUBMIT_ENABLE).map_err(bad_config)?;
     ok(json!({
-        "refresh-interval": 3000,
+        "refresh-interval": refresh.as_millis().max(100) as u64,
         "timezone-name": "UTC",
         "timezone-offset": 0,
         "eddy-version": env!("CARGO_PKG_VERSION"),
-        "features": { "web-submit": false, "web-cancel": true, "web-history": false },
+        "features": { "web-submit": web_submit, "web-cancel": true, "web-history": false },
         "submission-token-required": jm.token.is_some() || jm.rest_exposed,
         "upload-max-size": jm.artifacts.max_bytes(),
     }))
+}
+
+pub(crate) fn bad_config(e: eddy_core::EddyError) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("the JobManager's configuration is invalid: {e}"))
 }
 
 fn taskmanager_json(tm: &TaskManagerEntry) -> Value {
@@ -446,6 +457,42 @@ async fn job_plan(State(jm): State<Jm>, Path(id): Path<String>) -> ApiResult {
     let state = jm.shared.lock();
     let job = state.jobs.get(&id).ok_or_else(|| job_not_found(&id))?;
     ok(json!({ "plan": job.plan }))
+}
+
+/// Whether a configuration key may hold a secret, whose value is then not shown.
+fn is_sensitive(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "token", "apikey", "api-key", "credential", "private-key", "auth"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+async fn job_config(State(jm): State<Jm>, Path(id): Path<String>) -> ApiResult {
+    let state = jm.shared.lock();
+    let job = state.jobs.get(&id).ok_or_else(|| job_not_found(&id))?;
+    let user_config: serde_json::Map<String, Value> = job
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(if is_sensitive(k) { "******" } else { v.as_str() })))
+        .collect();
+    let parallelism = job
+        .properties
+        .get(eddy_core::config::options::PARALLELISM_DEFAULT.key)
+        .and_then(|p| p.parse::<i64>().ok())
+        .unwrap_or(-1);
+    let restart = job.properties.get("restart-strategy.type").map_or("cluster default", String::as_str);
+    ok(json!({
+        "jid": job.id,
+        "name": job.name,
+        "execution-config": {
+            "execution-mode": "PIPELINED",
+            "restart-strategy": restart,
+            "job-parallelism": parallelism,
+            "object-reuse-mode": false,
+            "user-config": user_config,
+        },
+        "program-args": job.program_args,
+    }))
 }
 
 async fn job_exceptions(State(jm): State<Jm>, Path(id): Path<String>) -> ApiResult {

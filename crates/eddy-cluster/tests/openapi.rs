@@ -430,6 +430,26 @@ fn a_running_jobmanager_answers_as_documented() {
     let artifact = stored["id"].as_str().unwrap().to_string();
     assert_eq!(artifact, sha256_hex(&binary));
     api.expect(200, "get", "/artifacts/{artifactid}", &format!("/artifacts/{artifact}"), None);
+    // Running an artifact: this one is no program, so it submits no job; the answer says why.
+    let run = "/artifacts/{artifactid}/run";
+    let run_body = |v: Value| Some(("application/json", v.to_string().into_bytes()));
+    let failed = api.expect(
+        400,
+        "post",
+        run,
+        &format!("/artifacts/{artifact}/run"),
+        run_body(json!({"parallelism": 2})),
+    );
+    assert!(failed["errors"][0].as_str().unwrap().contains(&artifact), "{failed}");
+    api.expect(
+        400,
+        "post",
+        run,
+        &format!("/artifacts/{artifact}/run"),
+        run_body(json!({"entryClass": "Main"})),
+    );
+    api.expect(404, "post", run, &format!("/artifacts/{}/run", "0".repeat(64)), run_body(json!({})));
+    api.expect(400, "post", run, "/artifacts/not-an-id/run", None);
 
     // Submission.
     let submission = |artifact: &str| {
@@ -438,7 +458,7 @@ fn a_running_jobmanager_answers_as_documented() {
             "plan": {"type": "STREAMING", "nodes": [{"id": "v0", "parallelism": 1, "description": "Source: numbers"}]},
             "artifact": artifact,
             "programArgs": ["--flag"],
-            "properties": {"restart-strategy.type": "none"},
+            "properties": {"restart-strategy.type": "none", "s3.secret-key": "hunter2"},
         })
     };
     let request_schema =
@@ -465,11 +485,18 @@ fn a_running_jobmanager_answers_as_documented() {
             None,
         );
         api.expect(200, "get", "/jobs/{jobid}/exceptions", &format!("/jobs/{job}/exceptions"), None);
+        let config = api.expect(200, "get", "/jobs/{jobid}/config", &format!("/jobs/{job}/config"), None);
+        assert_eq!(config["execution-config"]["user-config"]["restart-strategy.type"], "none");
+        assert_eq!(
+            config["execution-config"]["user-config"]["s3.secret-key"], "******",
+            "secrets are hidden"
+        );
+        assert_eq!(config["program-args"], json!(["--flag"]));
         api.expect(200, "get", "/jobs/{jobid}", &format!("/jobs/{job}"), None)
     };
     job_reads(&mut api);
     api.expect(404, "get", "/jobs/{jobid}/vertices/{vertexid}", &format!("/jobs/{job}/vertices/nope"), None);
-    for route in ["/jobs/{jobid}", "/jobs/{jobid}/plan", "/jobs/{jobid}/exceptions"] {
+    for route in ["/jobs/{jobid}", "/jobs/{jobid}/plan", "/jobs/{jobid}/exceptions", "/jobs/{jobid}/config"] {
         api.expect(404, "get", route, &route.replace("{jobid}", "nope"), None);
     }
     api.expect(404, "get", "/jobs/{jobid}/vertices/{vertexid}", "/jobs/nope/vertices/v0", None);

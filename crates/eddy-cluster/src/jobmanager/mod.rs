@@ -156,6 +156,8 @@ impl JobManager {
             last_modification_ms: now,
             timestamps: BTreeMap::from([("INITIALIZING", now), ("CREATED", now), ("RUNNING", now)]),
             plan: request.plan,
+            properties: spec.properties.clone(),
+            program_args: spec.args.clone(),
             vertices,
             attempt: 0,
             live_attempt: None,

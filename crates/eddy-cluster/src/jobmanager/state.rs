@@ -82,6 +82,10 @@ pub struct JobEntry {
     /// When the job first entered each status (Flink's `timestamps`).
     pub timestamps: BTreeMap<&'static str, i64>,
     pub plan: Value,
+    /// The job's configuration as submitted (`GET /jobs/:id/config`).
+    pub properties: BTreeMap<String, String>,
+    /// The arguments its binary runs with.
+    pub program_args: Vec<String>,
     pub vertices: Vec<VertexInfo>,
     pub attempt: u32,
     /// The attempt whose workers may run now; `None` between attempts. Workers of any other
