@@ -82,6 +82,7 @@ pub mod prelude {
     pub use eddy_core::{
         record_display_via_display, CompactString, Configuration, Data, EddyError, RecordDisplay, Result,
     };
+    pub use eddy_runtime::metrics::{Counter, Gauge, Histogram, Meter, MetricGroup};
     pub use eddy_runtime::{JobClient, JobExecutionResult, JobStatus};
     pub use std::time::Duration;
 }

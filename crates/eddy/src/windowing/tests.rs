@@ -433,6 +433,7 @@ fn operator_context() -> OperatorContext {
         auto_watermark_interval: 200,
         checkpointing: false,
         state_backend: Default::default(),
+        metrics: Default::default(),
     }
 }
 
