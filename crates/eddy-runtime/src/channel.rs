@@ -73,13 +73,28 @@ impl<T> ChannelSender<T> {
     }
 
     /// [`send`](Self::send), adding the time it waits for room to `backpressured_ns` (the
-    /// clock is read only when the channel is full).
+    /// clock is read only when the channel is full). A long wait is added in steps of at
+    /// most [`CANCEL_CHECK`], so that it shows while it lasts.
     #[inline]
     pub fn send_counted(&self, element: StreamElement<T>, backpressured_ns: &AtomicU64) -> Result<()> {
-        match self.tx.try_send(element) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(e)) => crate::metrics::timed(backpressured_ns, || self.send(e)),
-            Err(TrySendError::Disconnected(_)) => Err(cancelled_error()),
+        let mut element = match self.tx.try_send(element) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(e)) => e,
+            Err(TrySendError::Disconnected(_)) => return Err(cancelled_error()),
+        };
+        loop {
+            let sent =
+                crate::metrics::timed(backpressured_ns, || self.tx.send_timeout(element, CANCEL_CHECK));
+            match sent {
+                Ok(()) => return Ok(()),
+                Err(SendTimeoutError::Timeout(e)) => {
+                    if self.signals.is_cancelled() {
+                        return Err(cancelled_error());
+                    }
+                    element = e;
+                }
+                Err(SendTimeoutError::Disconnected(_)) => return Err(cancelled_error()),
+            }
         }
     }
 }
