@@ -43,6 +43,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/jobs/{jobid}/config"),
     ("get", "/jobs/{jobid}/vertices/{vertexid}"),
     ("get", "/jobs/{jobid}/exceptions"),
+    ("get", "/jobs/{jobid}/metrics"),
+    ("get", "/jobs/{jobid}/vertices/{vertexid}/metrics"),
+    ("get", "/jobs/{jobid}/vertices/{vertexid}/subtasks/metrics"),
+    ("get", "/jobs/{jobid}/vertices/{vertexid}/watermarks"),
+    ("get", "/jobs/{jobid}/vertices/{vertexid}/backpressure"),
+    ("get", "/taskmanagers/{taskmanagerid}/metrics"),
+    ("get", "/jobmanager/metrics"),
     ("get", "/jobs/{jobid}/checkpoints"),
     ("get", "/jobs/{jobid}/checkpoints/config"),
     ("get", "/jobs/{jobid}/checkpoints/details/{checkpointid}"),
@@ -106,6 +113,7 @@ pub fn router(jm: Jm) -> Router {
         .route("/artifacts/{id}", get(artifact))
         .route("/artifacts/{id}/run", post(crate::rest_run::run))
         .route("/openapi.json", get(openapi))
+        .merge(crate::rest_metrics::routes())
         .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -346,6 +354,7 @@ async fn job_details(State(jm): State<Jm>, Path(id): Path<String>) -> ApiResult 
                 subtasks.iter().map(|t| f(t)).sum::<u64>()
             };
             let start = subtasks.iter().map(|t| t.start_ms).filter(|t| *t > 0).min().unwrap_or(-1);
+            let (times, backpressure) = crate::rest_metrics::vertex_summary(job, v, info.parallelism);
             let end = if subtasks.len() == info.parallelism && subtasks.iter().all(|t| t.end_ms > 0) {
                 subtasks.iter().map(|t| t.end_ms).max().unwrap_or(-1)
             } else {
@@ -369,7 +378,11 @@ async fn job_details(State(jm): State<Jm>, Path(id): Path<String>) -> ApiResult 
                     "read-records-complete": complete,
                     "write-records": sum(|t| t.records_out),
                     "write-records-complete": complete,
+                    "accumulated-backpressured-time": times["accumulated-backpressured-time"],
+                    "accumulated-idle-time": times["accumulated-idle-time"],
+                    "accumulated-busy-time": times["accumulated-busy-time"],
                 },
+                "backpressure-level": backpressure,
             })
         })
         .collect();

@@ -112,6 +112,17 @@ pub fn spawn_server(
     })
 }
 
+/// A client of a TaskManager's RPC at `endpoint` (`http://host:port`), connecting lazily.
+pub fn taskexecutor_client(endpoint: &str, token: Option<&str>) -> Result<TaskExecutorClient> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .map_err(|e| EddyError::user(format!("bad TaskManager address {endpoint}: {e}")))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy();
+    Ok(TaskExecutorServiceClient::with_interceptor(channel, AddToken::new(token)?)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
 /// A client of a JobManager's RPC at `endpoint` (`http://host:port`), connecting lazily.
 pub fn jobmanager_client(endpoint: &str, token: Option<&str>) -> Result<JobManagerClient> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())

@@ -29,6 +29,7 @@ use crate::worker::env as wenv;
 /// A worker process of (job, attempt).
 struct Worker {
     attempt: u32,
+    pid: u32,
     kill: tokio::sync::mpsc::Sender<()>,
 }
 
@@ -44,6 +45,12 @@ struct TaskManager {
     workers: Mutex<HashMap<String, Worker>>,
     /// One artifact download at a time.
     fetching: tokio::sync::Mutex<()>,
+    /// Where this TaskManager's RPC listens; its workers report their metrics there.
+    rpc_address: SocketAddr,
+    /// The latest task report of each running worker, by (job, attempt, worker).
+    reports: Mutex<HashMap<(String, u32, u32), TaskReport>>,
+    /// This process's `Status.*` metrics.
+    process: Mutex<crate::process_metrics::ProcessSampler>,
 }
 
 fn status(e: impl std::fmt::Display) -> Status {
@@ -126,6 +133,7 @@ impl TaskExecutorService for Rpc {
             .env(wenv::TASKMANAGER_ID, &tm.id)
             .env(wenv::WATCH_STDIN, "1")
             .env(wenv::RPC_TOKEN, tm.rpc_token.as_deref().unwrap_or(""))
+            .env(wenv::TASKMANAGER_RPC, tm.rpc_address.to_string())
             .stdin(Stdio::piped())
             .kill_on_drop(true);
         let mut child = command.spawn().map_err(|e| {
@@ -138,7 +146,7 @@ impl TaskExecutorService for Rpc {
             .workers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(r.job_id.clone(), Worker { attempt: r.attempt, kill })
+            .insert(r.job_id.clone(), Worker { attempt: r.attempt, pid, kill })
         {
             let _ = old.kill.try_send(());
         }
@@ -163,6 +171,10 @@ impl TaskExecutorService for Rpc {
                     workers.remove(&r.job_id);
                 }
             }
+            tm.reports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(job, attempt, _), _| !(job == &r.job_id && *attempt == r.attempt));
             let _ = std::fs::remove_dir_all(&dir);
             let report = WorkerExitedRequest {
                 job_id: r.job_id,
@@ -176,6 +188,23 @@ impl TaskExecutorService for Rpc {
                 tracing::debug!(status = %e, "cannot report a worker's end");
             }
         });
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn report_tasks(&self, request: Request<TaskReport>) -> std::result::Result<Response<Ack>, Status> {
+        let r = request.into_inner();
+        let tm = &self.0;
+        // Only from a worker this TaskManager runs: a late report of an ended one is dropped.
+        let running = tm
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&r.job_id)
+            .is_some_and(|w| w.attempt == r.attempt);
+        if running {
+            let key = (r.job_id.clone(), r.attempt, r.worker);
+            tm.reports.lock().unwrap_or_else(|p| p.into_inner()).insert(key, r);
+        }
         Ok(Response::new(Ack {}))
     }
 
@@ -207,6 +236,8 @@ fn describe_exit(status: &std::process::ExitStatus) -> String {
 pub struct TaskManagerHandle {
     pub id: String,
     pub rpc_address: SocketAddr,
+    /// Where the Prometheus reporter serves `/metrics`, when it is enabled.
+    pub prometheus_address: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     tm: Arc<TaskManager>,
@@ -224,6 +255,63 @@ impl TaskManagerHandle {
         for t in self.tasks {
             let _ = t.await;
         }
+    }
+}
+
+impl TaskManager {
+    /// The TaskManager's metrics: its own process's `Status.*`, and its workers' summed up as
+    /// `Status.Workers.*` (they run the subtasks, so their memory is the TaskManager's too).
+    fn status_metrics(&self) -> Vec<(String, f64)> {
+        let mut out = self.process.lock().unwrap_or_else(|p| p.into_inner()).sample();
+        let pids: Vec<u32> =
+            self.workers.lock().unwrap_or_else(|p| p.into_inner()).values().map(|w| w.pid).collect();
+        let mut total = crate::process_metrics::ProcessStatus::default();
+        for pid in &pids {
+            if let Some(s) = crate::process_metrics::read_process(&pid.to_string()) {
+                total.rss_bytes += s.rss_bytes;
+                total.virtual_bytes += s.virtual_bytes;
+                total.threads += s.threads;
+                total.cpu_ticks += s.cpu_ticks;
+            }
+        }
+        out.extend(crate::process_metrics::status_metrics("Status.Workers", &total));
+        out.push(("Status.Workers.Count".into(), pids.len() as f64));
+        out
+    }
+
+    /// The TaskManager's Prometheus page: its metrics and its workers' subtasks'.
+    fn prometheus_page(&self) -> String {
+        let mut w = crate::prometheus::TextWriter::default();
+        let tm_labels = [("tm_id", self.id.as_str())];
+        for (name, v) in self.status_metrics() {
+            w.sample(&format!("eddy_taskmanager_{name}"), &tm_labels, v);
+        }
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        for report in reports.values() {
+            for task in &report.tasks {
+                let subtask = task.subtask.to_string();
+                let labels = [
+                    ("job_id", report.job_id.as_str()),
+                    ("job_name", report.job_name.as_str()),
+                    ("task_name", task.task_name.as_str()),
+                    ("subtask_index", subtask.as_str()),
+                    ("tm_id", self.id.as_str()),
+                ];
+                for (name, v) in &task.metrics {
+                    match crate::prometheus::split_operator(name) {
+                        (None, metric) => {
+                            w.sample(&format!("eddy_taskmanager_job_task_{metric}"), &labels, *v)
+                        }
+                        (Some(op), metric) => {
+                            let mut with_op = labels.to_vec();
+                            with_op.push(("operator_name", op));
+                            w.sample(&format!("eddy_taskmanager_job_task_operator_{metric}"), &with_op, *v);
+                        }
+                    }
+                }
+            }
+        }
+        w.finish()
     }
 }
 
@@ -285,6 +373,9 @@ pub async fn start(config: Configuration) -> Result<TaskManagerHandle> {
         work_dir,
         workers: Mutex::new(HashMap::new()),
         fetching: tokio::sync::Mutex::new(()),
+        rpc_address,
+        reports: Mutex::new(HashMap::new()),
+        process: Default::default(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -319,7 +410,8 @@ pub async fn start(config: Configuration) -> Result<TaskManagerHandle> {
                     Err(e) => tracing::warn!(jobmanager = %jm_endpoint, status = %e.message(), "cannot register; retrying"),
                 }
             } else {
-                match client.heartbeat(HeartbeatRequest { taskmanager_id: heart.id.clone() }).await {
+                let metrics = heart.status_metrics().into_iter().collect();
+                match client.heartbeat(HeartbeatRequest { taskmanager_id: heart.id.clone(), metrics }).await {
                     Ok(r) if !r.get_ref().known => {
                         tracing::warn!("the JobManager does not know this TaskManager (any more); registering again");
                         registered = false;
@@ -336,8 +428,18 @@ pub async fn start(config: Configuration) -> Result<TaskManagerHandle> {
             }
         }
     }));
+    let prometheus_address = match crate::prometheus::config(&config)? {
+        Some(prom) => {
+            let page = tm.clone();
+            let render: crate::prometheus::Render = Arc::new(move || page.prometheus_page());
+            let (address, server) = crate::prometheus::serve(&prom, render, shutdown.subscribe()).await?;
+            tasks.push(server);
+            Some(address)
+        }
+        None => None,
+    };
     tracing::info!(taskmanager = %id, rpc = %rpc_address, slots, "TaskManager started");
-    Ok(TaskManagerHandle { id, rpc_address, shutdown, tasks, tm })
+    Ok(TaskManagerHandle { id, rpc_address, prometheus_address, shutdown, tasks, tm })
 }
 
 /// Runs a TaskManager in the foreground until the process is interrupted or terminated.
@@ -345,6 +447,9 @@ pub fn run_foreground(config: Configuration) -> Result<()> {
     let runtime = crate::runtime("taskmanager")?;
     runtime.block_on(async {
         let handle = start(config).await?;
+        if let Some(address) = handle.prometheus_address {
+            println!("TaskManager {} Prometheus metrics: http://{address}/metrics", handle.id);
+        }
         println!("TaskManager {} running: RPC {}", handle.id, handle.rpc_address);
         crate::wait_for_termination().await;
         tracing::info!("TaskManager stopping");

@@ -55,6 +55,8 @@ pub mod env {
     pub const WATCH_STDIN: &str = "EDDY_WORKER_WATCH_STDIN";
     /// The cluster's RPC token (`cluster.rpc.token`), empty when there is none.
     pub const RPC_TOKEN: &str = "EDDY_WORKER_RPC_TOKEN";
+    /// Where the TaskManager that started the worker takes its metric reports (`host:port`).
+    pub const TASKMANAGER_RPC: &str = "EDDY_WORKER_TASKMANAGER_RPC";
 }
 
 /// What a TaskManager tells its worker.
@@ -66,6 +68,8 @@ pub struct WorkerEnv {
     pub jobmanager_rpc: String,
     pub data_host: String,
     pub taskmanager_id: String,
+    /// The TaskManager's RPC address, when it takes metric reports.
+    pub taskmanager_rpc: Option<String>,
     pub watch_stdin: bool,
     pub rpc_token: Option<String>,
 }
@@ -90,6 +94,7 @@ impl WorkerEnv {
                 jobmanager_rpc: var(env::JOBMANAGER_RPC)?,
                 data_host: std::env::var(env::DATA_HOST).unwrap_or_else(|_| "127.0.0.1".into()),
                 taskmanager_id: std::env::var(env::TASKMANAGER_ID).unwrap_or_default(),
+                taskmanager_rpc: std::env::var(env::TASKMANAGER_RPC).ok().filter(|a| !a.is_empty()),
                 watch_stdin: std::env::var(env::WATCH_STDIN).is_ok_and(|v| v == "1"),
                 rpc_token: std::env::var(env::RPC_TOKEN).ok().filter(|t| !t.is_empty()),
             })
@@ -237,15 +242,37 @@ fn run_inner(worker: &WorkerEnv, graph: StreamGraph, settings: ExecutionSettings
         {
             let mut r = reports.0.lock().unwrap_or_else(|p| p.into_inner());
             for (v, s, _) in &metrics {
+                let task_name = jg.vertices.get(*v as usize).map(|x| x.name.clone()).unwrap_or_default();
                 r.tasks.insert(
                     (*v, *s),
-                    TaskState { vertex: *v, subtask: *s, state: "DEPLOYING".into(), ..Default::default() },
+                    TaskState {
+                        vertex: *v,
+                        subtask: *s,
+                        state: "DEPLOYING".into(),
+                        task_name,
+                        ..Default::default()
+                    },
                 );
             }
             r.changed = true;
         }
-        let reporter =
-            start_reporter(worker, runtime.handle().clone(), client.clone(), reports.clone(), metrics)?;
+        let taskmanager = {
+            let _entered = runtime.enter();
+            worker
+                .taskmanager_rpc
+                .as_deref()
+                .map(|a| crate::rpc::taskexecutor_client(&format!("http://{a}"), worker.rpc_token.as_deref()))
+                .transpose()?
+        };
+        let clients = Clients { jobmanager: client.clone(), taskmanager };
+        let reporter = start_reporter(
+            worker,
+            &settings.job_name,
+            runtime.handle().clone(),
+            clients,
+            reports.clone(),
+            metrics,
+        )?;
         let (events, events_thread) = checkpoint_events.unzip();
         let on_state = {
             let reports = reports.clone();
@@ -356,16 +383,26 @@ fn start_checkpointing(
     Ok((events, sender))
 }
 
-/// Sends the subtasks' states when they change and their counters every half second, from a
-/// thread of its own, until the subtasks have ended (then once more).
+/// Where the reporter sends: the job master, and the TaskManager for Prometheus.
+struct Clients {
+    jobmanager: crate::rpc::JobManagerClient,
+    taskmanager: Option<crate::rpc::TaskExecutorClient>,
+}
+
+/// Sends the subtasks' states when they change and their metrics every half second, from a
+/// thread of its own, until the subtasks have ended (then once more): to the job master, and
+/// to the TaskManager that started this worker (which serves them to Prometheus).
 fn start_reporter(
     worker: &WorkerEnv,
+    job_name: &str,
     runtime: tokio::runtime::Handle,
-    mut client: crate::rpc::JobManagerClient,
+    clients: Clients,
     reports: Arc<(Mutex<Reports>, Condvar)>,
     metrics: Vec<(u32, u32, Arc<eddy_runtime::task::TaskMetrics>)>,
 ) -> Result<std::thread::JoinHandle<()>> {
     let (job_id, attempt, index) = (worker.job_id.clone(), worker.attempt, worker.worker);
+    let (job_name, taskmanager_id) = (job_name.to_string(), worker.taskmanager_id.clone());
+    let Clients { jobmanager: mut client, taskmanager: mut tm_client } = clients;
     std::thread::Builder::new()
         .name("worker-reporter".into())
         .spawn(move || loop {
@@ -382,11 +419,24 @@ fn start_reporter(
                 for (v, s, m) in &metrics {
                     if let Some(t) = r.tasks.get_mut(&(*v, *s)) {
                         [t.records_in, t.records_out, t.bytes_in, t.bytes_out] = m.snapshot();
+                        t.metrics = m.values().into_iter().collect();
                     }
                 }
                 (r.tasks.values().cloned().collect::<Vec<_>>(), r.done)
             };
-            let report = TaskReport { job_id: job_id.clone(), attempt, worker: index, tasks };
+            let report = TaskReport {
+                job_id: job_id.clone(),
+                attempt,
+                worker: index,
+                tasks,
+                job_name: job_name.clone(),
+                taskmanager_id: taskmanager_id.clone(),
+            };
+            if let Some(tm) = &mut tm_client {
+                if let Err(e) = runtime.block_on(tm.report_tasks(report.clone())) {
+                    tracing::debug!(status = %e, "cannot report task metrics to the TaskManager");
+                }
+            }
             match runtime.block_on(client.report_tasks(report)) {
                 Ok(_) => {}
                 Err(e) if matches!(e.code(), tonic::Code::FailedPrecondition | tonic::Code::NotFound) => {

@@ -496,6 +496,42 @@ fn a_running_jobmanager_answers_as_documented() {
     };
     job_reads(&mut api);
     api.expect(404, "get", "/jobs/{jobid}/vertices/{vertexid}", &format!("/jobs/{job}/vertices/nope"), None);
+
+    // Metrics: empty for a job whose workers have not reported, the shapes as documented.
+    let vertex_routes = [
+        "/jobs/{jobid}/vertices/{vertexid}/metrics",
+        "/jobs/{jobid}/vertices/{vertexid}/subtasks/metrics",
+        "/jobs/{jobid}/vertices/{vertexid}/watermarks",
+        "/jobs/{jobid}/vertices/{vertexid}/backpressure",
+    ];
+    for route in vertex_routes {
+        api.expect(200, "get", route, &route.replace("{jobid}", &job).replace("{vertexid}", "v0"), None);
+        api.expect(404, "get", route, &route.replace("{jobid}", &job).replace("{vertexid}", "nope"), None);
+        api.expect(404, "get", route, &route.replace("{jobid}", "nope").replace("{vertexid}", "v0"), None);
+    }
+    let agg = "/jobs/{jobid}/vertices/{vertexid}/subtasks/metrics";
+    let with_get = format!("/jobs/{job}/vertices/v0/subtasks/metrics?get=numRecordsIn&agg=max");
+    assert_eq!(api.expect(200, "get", agg, &with_get, None), json!([]));
+    let bad = format!("/jobs/{job}/vertices/v0/subtasks/metrics?get=numRecordsIn&subtasks=x");
+    api.expect(400, "get", agg, &bad, None);
+    let backpressure =
+        api.expect(200, "get", vertex_routes[3], &format!("/jobs/{job}/vertices/v0/backpressure"), None);
+    assert_eq!(backpressure["subtasks"][0]["backpressure-level"], "ok");
+    let job_metrics = api.expect(
+        200,
+        "get",
+        "/jobs/{jobid}/metrics",
+        &format!("/jobs/{job}/metrics?get=numRestarts"),
+        None,
+    );
+    assert_eq!(job_metrics, json!([{"id": "numRestarts", "value": "0"}]));
+    api.expect(404, "get", "/jobs/{jobid}/metrics", "/jobs/nope/metrics", None);
+    let tm_metrics = format!("/taskmanagers/{tm_id}/metrics?get=Status.Slots.Total");
+    let slots = api.expect(200, "get", "/taskmanagers/{taskmanagerid}/metrics", &tm_metrics, None);
+    assert_eq!(slots, json!([{"id": "Status.Slots.Total", "value": "2"}]));
+    api.expect(404, "get", "/taskmanagers/{taskmanagerid}/metrics", "/taskmanagers/nobody/metrics", None);
+    let jm_metrics = api.expect(200, "get", "/jobmanager/metrics", "/jobmanager/metrics", None);
+    assert!(jm_metrics.as_array().unwrap().iter().any(|m| m["id"] == "Status.Memory.RSS"), "{jm_metrics}");
     for route in ["/jobs/{jobid}", "/jobs/{jobid}/plan", "/jobs/{jobid}/exceptions", "/jobs/{jobid}/config"] {
         api.expect(404, "get", route, &route.replace("{jobid}", "nope"), None);
     }

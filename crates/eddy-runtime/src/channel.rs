@@ -9,11 +9,11 @@
 //! its receiving end is a bounded channel fed by the connection, plus a [`RemoteInput`] hook
 //! through which the gate returns a credit for every element the task takes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select, SendTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Select, SendTimeoutError, Sender, TryRecvError, TrySendError};
 use eddy_core::{EddyError, Result, StreamElement};
 
 use crate::task::TaskMetrics;
@@ -71,6 +71,32 @@ impl<T> ChannelSender<T> {
             }
         }
     }
+
+    /// [`send`](Self::send), adding the time it waits for room to `backpressured_ns` (the
+    /// clock is read only when the channel is full). A long wait is added in steps of at
+    /// most [`CANCEL_CHECK`], so that it shows while it lasts.
+    #[inline]
+    pub fn send_counted(&self, element: StreamElement<T>, backpressured_ns: &AtomicU64) -> Result<()> {
+        let mut element = match self.tx.try_send(element) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(e)) => e,
+            Err(TrySendError::Disconnected(_)) => return Err(cancelled_error()),
+        };
+        loop {
+            let sent =
+                crate::metrics::timed(backpressured_ns, || self.tx.send_timeout(element, CANCEL_CHECK));
+            match sent {
+                Ok(()) => return Ok(()),
+                Err(SendTimeoutError::Timeout(e)) => {
+                    if self.signals.is_cancelled() {
+                        return Err(cancelled_error());
+                    }
+                    element = e;
+                }
+                Err(SendTimeoutError::Disconnected(_)) => return Err(cancelled_error()),
+            }
+        }
+    }
 }
 
 /// Where a partition writer sends one channel's elements: a local channel, or a remote one
@@ -87,6 +113,17 @@ impl<T: eddy_core::Data> OutputChannel<T> {
     pub fn send(&self, element: StreamElement<T>) -> Result<()> {
         match self {
             OutputChannel::Local(tx) => tx.send(element),
+            OutputChannel::Remote(tx) => tx.send(element),
+        }
+    }
+
+    /// Sends, adding the time spent waiting for room (or credit) to the producing task's
+    /// `backpressured_ns`.
+    #[inline]
+    pub fn send_counted(&self, element: StreamElement<T>, metrics: &TaskMetrics) -> Result<()> {
+        match self {
+            OutputChannel::Local(tx) => tx.send_counted(element, &metrics.backpressured_ns),
+            // Counts its own wait for credit, into the producer's metrics it was made with.
             OutputChannel::Remote(tx) => tx.send(element),
         }
     }
@@ -225,12 +262,17 @@ impl<T> InputGate<T> {
                 index.push(i);
             }
         }
-        let received = match sel.select_deadline(deadline) {
-            Ok(op) => {
-                let ch = index[op.index()];
-                Some((ch, op.recv(&self.channels[ch])))
+        let received = {
+            let clock = crate::metrics::WaitClock::start();
+            let selected = sel.select_deadline(deadline);
+            clock.stop(&self.metrics.idle_ns);
+            match selected {
+                Ok(op) => {
+                    let ch = index[op.index()];
+                    Some((ch, op.recv(&self.channels[ch])))
+                }
+                Err(_) => None,
             }
-            Err(_) => None,
         };
         drop(sel);
         match received {
@@ -288,7 +330,7 @@ impl<T> InputGate<T> {
             remote.consumed();
         }
         match &e {
-            StreamElement::Records(b) => TaskMetrics::add(&self.metrics.records_in, b.len()),
+            StreamElement::Records(b) => crate::metrics::count(&self.metrics.records_in, b.len()),
             StreamElement::EndOfInput => {
                 self.finished[ch] = true;
                 self.skip[ch] = true;
@@ -340,13 +382,24 @@ pub fn next_of_two<A, B>(
     if index.is_empty() {
         return Ok(false);
     }
-    let Ok(op) = sel.select_deadline(deadline) else {
+    let received = {
+        let clock = crate::metrics::WaitClock::start();
+        let selected = sel.select_deadline(deadline);
+        clock.stop(&g1.metrics.idle_ns);
+        selected.map(|op| {
+            let (first, ch) = index[op.index()];
+            let (r1, r2) = if first {
+                (Some(op.recv(&g1.channels[ch])), None)
+            } else {
+                (None, Some(op.recv(&g2.channels[ch])))
+            };
+            (ch, r1, r2)
+        })
+    };
+    drop(sel);
+    let Ok((ch, r1, r2)) = received else {
         return Ok(false);
     };
-    let (first, ch) = index[op.index()];
-    let (r1, r2) =
-        if first { (Some(op.recv(&g1.channels[ch])), None) } else { (None, Some(op.recv(&g2.channels[ch]))) };
-    drop(sel);
     match (r1, r2) {
         (Some(r), _) => {
             let e = r.map_err(|_| g1.lost(ch))?;

@@ -178,8 +178,8 @@ struct JobInner {
     signals: Arc<JobSignals>,
     /// `cancel` was called (also while a failure was already winding the attempt down).
     cancel_requested: bool,
-    /// The counters of the current attempt's tasks: (vertex, counters).
-    metrics: Vec<(usize, Arc<TaskMetrics>)>,
+    /// The metrics of the current attempt's tasks: (vertex, subtask, metrics).
+    metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
     restarts: usize,
     finished_at: Option<Instant>,
     /// Takes savepoints of the current attempt while it runs (STREAMING jobs).
@@ -253,6 +253,17 @@ pub(crate) fn is_new_root_cause(current: &Option<EddyError>, error: &EddyError) 
     }
 }
 
+/// The metrics of one subtask, as [`JobClient::task_metrics`] returns them.
+#[derive(Debug, Clone)]
+pub struct SubtaskMetrics {
+    pub vertex: usize,
+    pub vertex_name: String,
+    /// 0-based.
+    pub subtask: usize,
+    /// Metric name → value.
+    pub values: std::collections::BTreeMap<String, f64>,
+}
+
 /// A handle on a running job: wait, query status, cancel. Dropping it leaves the job running,
 /// as Flink's `JobClient` does.
 pub struct JobClient {
@@ -291,10 +302,28 @@ impl JobClient {
     pub fn vertex_metrics(&self) -> Vec<VertexMetrics> {
         let tasks = self.state.lock().metrics.clone();
         let mut vertices = self.vertices.clone();
-        for (vertex, metrics) in tasks {
+        for (vertex, _, metrics) in tasks {
             vertices[vertex].add(metrics.snapshot());
         }
         vertices
+    }
+
+    /// Every metric of every subtask of the current attempt (after the job ended: of its last
+    /// attempt), by vertex and subtask, with Flink's names (see [`TaskMetrics::values`]):
+    /// `numRecordsInPerSecond`, `busyTimeMsPerSecond`, `currentInputWatermark`,
+    /// `<operator>.numLateRecordsDropped`, the metrics functions registered, ...
+    pub fn task_metrics(&self) -> Vec<SubtaskMetrics> {
+        let mut tasks = self.state.lock().metrics.clone();
+        tasks.sort_by_key(|(v, s, _)| (*v, *s));
+        tasks
+            .into_iter()
+            .map(|(vertex, subtask, m)| SubtaskMetrics {
+                vertex,
+                vertex_name: self.vertices[vertex].name.clone(),
+                subtask,
+                values: m.values().into_iter().collect(),
+            })
+            .collect()
     }
 
     /// Cancels the job, also while it waits to restart; returns at once. `wait` reports the
@@ -627,7 +656,8 @@ impl JobMaster {
         loop {
             match next {
                 Ok(attempt) => {
-                    let metrics = attempt.tasks.iter().map(|t| (t.vertex, t.metrics.clone())).collect();
+                    let metrics =
+                        attempt.tasks.iter().map(|t| (t.vertex, t.subtask, t.metrics.clone())).collect();
                     if !self.begin_attempt(&attempt.signals, metrics) {
                         return;
                     }
@@ -664,7 +694,11 @@ impl JobMaster {
 
     /// Installs the attempt's signals and counters and marks the job running, unless it was
     /// cancelled in the meantime.
-    fn begin_attempt(&self, signals: &Arc<JobSignals>, metrics: Vec<(usize, Arc<TaskMetrics>)>) -> bool {
+    fn begin_attempt(
+        &self,
+        signals: &Arc<JobSignals>,
+        metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
+    ) -> bool {
         let mut inner = self.state.lock();
         if inner.cancel_requested {
             self.state.set_status(&mut inner, JobStatus::Canceled);
@@ -861,9 +895,10 @@ pub(crate) fn run_task_threads(
         _ => Some(settings.buffer_timeout),
     };
     let mut threads = Vec::with_capacity(tasks.len());
-    for WorkerTask { vertex, subtask, task, metrics: _, checkpoints } in tasks {
+    for WorkerTask { vertex, subtask, task, metrics, checkpoints } in tasks {
         let rt = TaskRuntime {
             signals: signals.clone(),
+            metrics,
             buffer_timeout,
             clock: settings.clock.clone(),
             checkpoints,
@@ -994,7 +1029,9 @@ impl<'a> Builder<'a> {
         };
         for v in &jg.vertices {
             for s in b.subtasks_here(v.parallelism) {
-                b.metrics.insert((v.index, s), Arc::default());
+                let metrics = Arc::default();
+                crate::metrics::register_views(&metrics);
+                b.metrics.insert((v.index, s), metrics);
             }
         }
         b.create_channels(job)?;
@@ -1144,6 +1181,8 @@ impl<'a> Builder<'a> {
             auto_watermark_interval: self.settings.auto_watermark_interval.as_millis() as i64,
             checkpointing: self.settings.checkpointing.is_enabled() && self.mode != RuntimeMode::Batch,
             state_backend: self.settings.state_backend.clone(),
+            metrics: self.metrics[&(self.jg.node_vertex[node], subtask)]
+                .operator(&self.graph.nodes[node].name),
         }
     }
 

@@ -23,6 +23,7 @@ pub mod distributed;
 pub mod executor;
 pub mod graph;
 pub mod jobgraph;
+pub mod metrics;
 pub mod net;
 pub mod operator;
 pub mod output;
@@ -36,6 +37,7 @@ pub mod watermark;
 
 pub use executor::{JobClient, JobExecutionResult, JobStatus, LocalExecutor};
 pub use graph::{ChainingStrategy, NodeId, StreamGraph};
+pub use metrics::{Counter, Gauge, Histogram, Meter, MetricGroup};
 pub use operator::{OneInputOperator, OperatorContext, TwoInputOperator};
 pub use output::{Emitter, MainOutput, Output, SideOutputs};
 pub use task::{TaskMetrics, TaskState, VertexMetrics};

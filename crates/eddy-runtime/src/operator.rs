@@ -59,6 +59,8 @@ pub struct OperatorContext {
     pub checkpointing: bool,
     /// `state.backend` and its options: where keyed operators keep their state.
     pub state_backend: std::sync::Arc<eddy_core::config::StateBackendConfig>,
+    /// The operator subtask's metrics, and where its functions register theirs.
+    pub metrics: crate::metrics::MetricGroup,
 }
 
 impl OperatorContext {
@@ -252,7 +254,7 @@ impl<Op: OneInputOperator> ChainedOperator<Op> {
     /// Restores the operator's state from `init`, then opens it.
     pub fn open_with_state(
         mut op: Op,
-        out: Emitter<Op::Out>,
+        mut out: Emitter<Op::Out>,
         ctx: OperatorContext,
         init: OperatorInit,
     ) -> Result<Self> {
@@ -260,6 +262,7 @@ impl<Op: OneInputOperator> ChainedOperator<Op> {
             op.initialize_state(init.restored.as_ref())?;
             op.open(&ctx)
         })?;
+        out.set_metrics(ctx.metrics.clone());
         let (id, finished_on_restore) = (init.operator_id, init.finished);
         Ok(ChainedOperator { op, out, ctx, ended: false, id, finished_on_restore })
     }
@@ -268,6 +271,7 @@ impl<Op: OneInputOperator> ChainedOperator<Op> {
 impl<Op: OneInputOperator> Output<Op::In> for ChainedOperator<Op> {
     #[inline]
     fn emit_batch(&mut self, batch: Batch<Op::In>) -> Result<()> {
+        crate::metrics::count(&self.ctx.metrics.records_in, batch.len());
         let (op, out) = (&mut self.op, &mut self.out);
         self.ctx.guard(|| {
             op.process_batch(batch, out)?;
@@ -276,6 +280,7 @@ impl<Op: OneInputOperator> Output<Op::In> for ChainedOperator<Op> {
     }
 
     fn emit_watermark(&mut self, watermark: i64) -> Result<()> {
+        crate::metrics::set_watermark(&self.ctx.metrics.input_watermark, watermark);
         let (op, out) = (&mut self.op, &mut self.out);
         self.ctx.guard(|| op.process_watermark(watermark, out))
     }
@@ -354,7 +359,7 @@ impl<Op: TwoInputOperator> TwoInputHead<Op> {
     /// Restores the operator's state from `init`, then opens it.
     pub fn open_with_state(
         mut op: Op,
-        out: Emitter<Op::Out>,
+        mut out: Emitter<Op::Out>,
         ctx: OperatorContext,
         init: OperatorInit,
     ) -> Result<Self> {
@@ -362,6 +367,7 @@ impl<Op: TwoInputOperator> TwoInputHead<Op> {
             op.initialize_state(init.restored.as_ref())?;
             op.open(&ctx)
         })?;
+        out.set_metrics(ctx.metrics.clone());
         let (id, finished_on_restore) = (init.operator_id, init.finished);
         Ok(TwoInputHead { op, out, ctx, id, finished_on_restore })
     }
@@ -389,6 +395,7 @@ impl<Op: TwoInputOperator> TwoInputHead<Op> {
     }
 
     pub(crate) fn batch1(&mut self, b: Batch<Op::In1>) -> Result<()> {
+        crate::metrics::count(&self.ctx.metrics.records_in, b.len());
         let (op, out) = (&mut self.op, &mut self.out);
         self.ctx.guard(|| {
             op.process_batch1(b, out)?;
@@ -397,6 +404,7 @@ impl<Op: TwoInputOperator> TwoInputHead<Op> {
     }
 
     pub(crate) fn batch2(&mut self, b: Batch<Op::In2>) -> Result<()> {
+        crate::metrics::count(&self.ctx.metrics.records_in, b.len());
         let (op, out) = (&mut self.op, &mut self.out);
         self.ctx.guard(|| {
             op.process_batch2(b, out)?;
@@ -405,6 +413,7 @@ impl<Op: TwoInputOperator> TwoInputHead<Op> {
     }
 
     pub(crate) fn watermark(&mut self, w: i64) -> Result<()> {
+        crate::metrics::set_watermark(&self.ctx.metrics.input_watermark, w);
         let (op, out) = (&mut self.op, &mut self.out);
         self.ctx.guard(|| op.process_watermark(w, out))
     }

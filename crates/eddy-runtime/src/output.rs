@@ -181,6 +181,8 @@ pub struct MainOutput<T> {
     /// record keeps the timestamp of the input record that produced it).
     current_timestamp: i64,
     out: Box<dyn Output<T>>,
+    /// The operator's metrics: `numRecordsOut` and the output watermark.
+    metrics: crate::metrics::MetricGroup,
 }
 
 impl<T: Data> MainOutput<T> {
@@ -219,6 +221,7 @@ impl<T: Data> MainOutput<T> {
     pub fn emit_batch(&mut self, batch: Batch<T>) -> Result<()> {
         self.flush_main()?;
         if !batch.is_empty() {
+            crate::metrics::count(&self.metrics.records_out, batch.len());
             self.out.emit_batch(batch)?;
         }
         Ok(())
@@ -227,6 +230,7 @@ impl<T: Data> MainOutput<T> {
     fn flush_main(&mut self) -> Result<()> {
         if !self.buffer.is_empty() {
             let b = std::mem::replace(&mut self.buffer, Batch::with_capacity(self.capacity.min(4096)));
+            crate::metrics::count(&self.metrics.records_out, b.len());
             self.out.emit_batch(b)?;
         }
         Ok(())
@@ -263,9 +267,15 @@ impl<T: Data> Emitter<T> {
                 capacity,
                 current_timestamp: eddy_core::NO_TIMESTAMP,
                 out,
+                metrics: crate::metrics::MetricGroup::default(),
             },
             side: SideOutputs { slots: Vec::new(), capacity },
         }
+    }
+
+    /// Counts what the operator emits into `metrics` (the operator's group).
+    pub fn set_metrics(&mut self, metrics: crate::metrics::MetricGroup) {
+        self.main.metrics = metrics;
     }
 
     /// Registers the consumer of side output `tag` (carrying `X`).
@@ -294,6 +304,7 @@ impl<T: Data> Emitter<T> {
     }
 
     pub fn emit_watermark(&mut self, watermark: i64) -> Result<()> {
+        crate::metrics::set_watermark(&self.main.metrics.output_watermark, watermark);
         self.main.flush_main()?;
         self.side.control(|| Control::Watermark(watermark))?;
         self.main.out.emit_watermark(watermark)

@@ -202,7 +202,7 @@ impl<T: Data, S: ChannelSelector<T>> PartitionWriter<T, S> {
             return Ok(());
         }
         let b = std::mem::replace(&mut self.buffers[ch], Batch::with_capacity(self.batch_size));
-        self.channels[ch].send(StreamElement::Records(b))
+        self.channels[ch].send_counted(StreamElement::Records(b), &self.metrics)
     }
 
     fn send_all(&mut self, element: StreamElement<T>) -> Result<()> {
@@ -210,7 +210,7 @@ impl<T: Data, S: ChannelSelector<T>> PartitionWriter<T, S> {
             self.send_buffer(ch)?;
         }
         for c in &self.channels {
-            c.send(element.clone())?;
+            c.send_counted(element.clone(), &self.metrics)?;
         }
         Ok(())
     }
@@ -218,7 +218,7 @@ impl<T: Data, S: ChannelSelector<T>> PartitionWriter<T, S> {
 
 impl<T: Data, S: ChannelSelector<T>> Output<T> for PartitionWriter<T, S> {
     fn emit_batch(&mut self, mut batch: Batch<T>) -> Result<()> {
-        TaskMetrics::add(&self.metrics.records_out, batch.len());
+        crate::metrics::count(&self.metrics.records_out, batch.len());
         let n = self.channels.len();
         if self.broadcast || n == 1 {
             // Whole batches: no per-record routing.
@@ -226,7 +226,7 @@ impl<T: Data, S: ChannelSelector<T>> Output<T> for PartitionWriter<T, S> {
                 let buf = &mut self.buffers[ch];
                 if buf.is_empty() && batch.len() >= self.batch_size / 2 {
                     let b = if ch + 1 == n { std::mem::take(&mut batch) } else { batch.clone() };
-                    self.channels[ch].send(StreamElement::Records(b))?;
+                    self.channels[ch].send_counted(StreamElement::Records(b), &self.metrics)?;
                     continue;
                 }
                 if ch + 1 == n {
@@ -264,6 +264,7 @@ impl<T: Data, S: ChannelSelector<T>> Output<T> for PartitionWriter<T, S> {
     }
 
     fn emit_watermark(&mut self, watermark: i64) -> Result<()> {
+        crate::metrics::set_watermark(&self.metrics.output_watermark, watermark);
         self.send_all(StreamElement::Watermark(watermark))
     }
 

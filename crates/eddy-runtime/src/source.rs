@@ -524,7 +524,9 @@ impl<R: SourceReader> SourceTask<R> {
             let reader = &mut self.reader;
             let status = self.ctx.guard(|| reader.poll_next(&mut output))?;
             if !output.is_empty() {
-                self.out.emit_batch(output.take())?;
+                let batch = output.take();
+                crate::metrics::count(&self.ctx.metrics.records_out, batch.len());
+                self.out.emit_batch(batch)?;
             }
             match status {
                 ReaderStatus::MoreAvailable => {}
@@ -536,7 +538,8 @@ impl<R: SourceReader> SourceTask<R> {
                             until = until.min(clock.instant_of(t));
                         }
                         if until > now {
-                            if let Some(control) = checkpoints.wait(until - now) {
+                            let wait = || checkpoints.wait(until - now);
+                            if let Some(control) = crate::metrics::timed(&rt.metrics.idle_ns, wait) {
                                 stop = self.on_control(control, rt)?;
                             }
                         }
@@ -553,7 +556,8 @@ impl<R: SourceReader> SourceTask<R> {
                     // Waits on the control inbox: a checkpoint trigger (which may be what holds
                     // the split back) is handled at once.
                     SplitAssignment::NotYet => {
-                        if let Some(control) = checkpoints.wait(CANCEL_CHECK) {
+                        let wait = || checkpoints.wait(CANCEL_CHECK);
+                        if let Some(control) = crate::metrics::timed(&rt.metrics.idle_ns, wait) {
                             stop = self.on_control(control, rt)?;
                         }
                     }

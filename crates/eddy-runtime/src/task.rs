@@ -9,7 +9,6 @@
 //! Every subtask counts what passes through it in its [`TaskMetrics`], and a worker reports
 //! each task's [`TaskState`] as it runs and ends.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,8 @@ use crate::watermark::{ValveOutput, WatermarkValve};
 /// What a task needs from the job while it runs.
 pub struct TaskRuntime {
     pub signals: Arc<JobSignals>,
+    /// The subtask's metrics.
+    pub metrics: Arc<TaskMetrics>,
     /// `None`: flush only full batches and at the end (BATCH mode).
     pub buffer_timeout: Option<Duration>,
     pub clock: ClockRef,
@@ -34,38 +35,7 @@ pub struct TaskRuntime {
     pub checkpoints: TaskCheckpointing,
 }
 
-/// The I/O counters of one subtask, Flink's `numRecordsIn/Out` and `numBytesIn/Out`.
-///
-/// Records are counted once per batch (one relaxed atomic add), never per record:
-/// `records_in` where the task's input gates hand batches to the chain, `records_out` where
-/// the chain's partition writers take them (records leaving the task; a record written to two
-/// exchanges counts twice, a broadcast record once). A source has no input and a sink no
-/// partition writer, so their `records_in` and `records_out` are 0. `bytes_in` and
-/// `bytes_out` count the frames of remote channels (header included); in-process channels
-/// move records without encoding them and count no bytes.
-///
-/// Cache-line aligned, so that the counters of tasks on different threads never share a line.
-#[derive(Debug, Default)]
-#[repr(align(64))]
-pub struct TaskMetrics {
-    pub records_in: AtomicU64,
-    pub records_out: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-}
-
-impl TaskMetrics {
-    #[inline]
-    pub(crate) fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    /// The counters now: `[records_in, records_out, bytes_in, bytes_out]`.
-    pub fn snapshot(&self) -> [u64; 4] {
-        [&self.records_in, &self.records_out, &self.bytes_in, &self.bytes_out]
-            .map(|c| c.load(Ordering::Relaxed))
-    }
-}
+pub use crate::metrics::TaskMetrics;
 
 /// The I/O counters of one job vertex, summed over its subtasks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -228,9 +198,12 @@ impl<T: Data> OneInputTask<T> {
     }
 }
 
-fn forward_valve<T>(out: &mut dyn Output<T>, v: Option<ValveOutput>) -> Result<()> {
+fn forward_valve<T>(out: &mut dyn Output<T>, v: Option<ValveOutput>, metrics: &TaskMetrics) -> Result<()> {
     match v {
-        Some(ValveOutput::Watermark(w)) => out.emit_watermark(w),
+        Some(ValveOutput::Watermark(w)) => {
+            crate::metrics::set_watermark(&metrics.input_watermark, w);
+            out.emit_watermark(w)
+        }
         Some(ValveOutput::Idle(i)) => out.emit_idle(i),
         None => Ok(()),
     }
@@ -514,18 +487,18 @@ impl<T: Data> Invokable for OneInputTask<T> {
                     None
                 }
                 GateEvent::Element(ch, StreamElement::Watermark(w)) => {
-                    forward_valve(head, valve.input_watermark(ch, w))?;
+                    forward_valve(head, valve.input_watermark(ch, w), &rt.metrics)?;
                     None
                 }
                 GateEvent::Element(ch, StreamElement::Idle(i)) => {
-                    forward_valve(head, valve.input_idle(ch, i))?;
+                    forward_valve(head, valve.input_idle(ch, i), &rt.metrics)?;
                     None
                 }
                 GateEvent::Element(ch, StreamElement::CheckpointBarrier(b)) => {
                     checkpointing.on_barrier(gate, ch, b)
                 }
                 GateEvent::Element(ch, StreamElement::EndOfInput) => {
-                    forward_valve(head, valve.channel_finished(ch))?;
+                    forward_valve(head, valve.channel_finished(ch), &rt.metrics)?;
                     checkpointing.on_end_of_input(gate, ch)
                 }
                 GateEvent::Timeout => checkpointing.on_time(gate),
@@ -677,6 +650,7 @@ impl<Op: TwoInputOperator> Invokable for TwoInputTask<Op> {
                         }
                         if w > combined {
                             combined = w;
+                            crate::metrics::set_watermark(&rt.metrics.input_watermark, w);
                             self.head.watermark(w)?;
                         }
                     }

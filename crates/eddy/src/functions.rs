@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 
 use eddy_core::{Data, EddyError, Key, Result, NO_TIMESTAMP};
 use eddy_runtime::time::ClockRef;
-use eddy_runtime::{MainOutput, OperatorContext, SideOutputs};
+use eddy_runtime::{MainOutput, MetricGroup, OperatorContext, SideOutputs};
 
 use crate::state::{
     AggregatingState, AggregatingStateDescriptor, KeyedState, ListState, ListStateDescriptor, MapState,
@@ -116,6 +116,36 @@ impl RuntimeContext {
     /// `getAttemptNumber`).
     pub fn attempt_number(&self) -> usize {
         self.op.attempt
+    }
+
+    /// The metric group of this operator subtask (Flink's `getMetricGroup`): counters,
+    /// gauges, meters and histograms registered here are reported with the subtask's other
+    /// metrics as `<operator name>.<name>` (REST, Prometheus, `JobClient::task_metrics`).
+    /// Register them in `open` and keep them in the function: a counter's `inc` is one relaxed
+    /// atomic add.
+    ///
+    /// ```
+    /// use eddy::prelude::*;
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct Parse { bad: Option<Counter> }
+    ///
+    /// impl ProcessFunction<String, i64> for Parse {
+    ///     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+    ///         self.bad = Some(ctx.metrics().counter("badLines"));
+    ///         Ok(())
+    ///     }
+    ///     fn process_element(&mut self, line: String, _: &mut Context, out: &mut Collector<i64>) -> Result<()> {
+    ///         match line.trim().parse() {
+    ///             Ok(n) => out.collect(n),
+    ///             Err(_) => self.bad.as_ref().map_or((), |c| c.inc()),
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn metrics(&self) -> &MetricGroup {
+        &self.op.metrics
     }
 }
 

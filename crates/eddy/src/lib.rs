@@ -49,7 +49,8 @@ pub use eddy_core::random;
 pub use eddy_core::{
     config, Batch, CompactString, Configuration, Data, EddyError, Key, RecordDisplay, Result, ShowRecord,
 };
-pub use eddy_runtime::{sink, source, JobClient, JobExecutionResult, JobStatus};
+pub use eddy_runtime::executor::SubtaskMetrics;
+pub use eddy_runtime::{metrics, sink, source, JobClient, JobExecutionResult, JobStatus};
 pub use env::StreamExecutionEnvironment;
 
 /// Everything a typical program needs.
@@ -83,6 +84,7 @@ pub mod prelude {
     pub use eddy_core::{
         record_display_via_display, CompactString, Configuration, Data, EddyError, RecordDisplay, Result,
     };
+    pub use eddy_runtime::metrics::{Counter, Gauge, Histogram, Meter, MetricGroup};
     pub use eddy_runtime::{JobClient, JobExecutionResult, JobStatus};
     pub use std::time::Duration;
 }

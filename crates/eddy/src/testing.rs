@@ -160,6 +160,7 @@ impl<I: Data + Sync, O: Data> OneInputHarness<I, O> {
             state_backend: Arc::new(eddy_core::config::StateBackendConfig::from_configuration(
                 &inner.config,
             )?),
+            metrics: Default::default(),
         };
         let output = Arc::new(Mutex::new(Vec::new()));
         let main = upcast_output::<O>(Box::new(Recorder(output.clone())));

@@ -242,6 +242,7 @@ fn runtime(subtask: usize, parallelism: usize) -> RuntimeContext {
         auto_watermark_interval: 200,
         checkpointing: true,
         state_backend: Default::default(),
+        metrics: Default::default(),
     })
 }
 

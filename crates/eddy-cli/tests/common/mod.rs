@@ -140,6 +140,11 @@ impl Cluster {
         Proc::spawn(command, &self.dir.path().join(format!("taskmanager-{index}-{}.log", extra.len())))
     }
 
+    /// The first line of the JobManager's stdout after its start line that contains `needle`.
+    pub fn jobmanager_line(&self, needle: &str) -> String {
+        self._jobmanager.line_with(needle)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.rest)
     }

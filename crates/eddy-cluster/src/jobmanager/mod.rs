@@ -48,6 +48,8 @@ pub struct JobManager {
     pub rest_address: SocketAddr,
     /// `cluster.rpc.token`: carried by every control RPC.
     pub rpc_token: Option<String>,
+    /// This process's `Status.*` metrics.
+    pub process: std::sync::Mutex<crate::process_metrics::ProcessSampler>,
 }
 
 /// What a client submits (`POST /jobs`).
@@ -347,6 +349,7 @@ impl JobManagerService for Rpc {
                 cpu_cores: r.cpu_cores,
                 physical_memory: r.physical_memory,
                 client,
+                metrics: Default::default(),
             },
         );
         self.0.shared.slots_changed.notify_waiters();
@@ -360,11 +363,14 @@ impl JobManagerService for Rpc {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> std::result::Result<Response<HeartbeatResponse>, Status> {
-        let id = request.into_inner().taskmanager_id;
+        let HeartbeatRequest { taskmanager_id: id, metrics } = request.into_inner();
         let mut state = self.0.shared.lock();
         let known = match state.taskmanagers.get_mut(&id) {
             Some(tm) => {
                 tm.last_heartbeat = Instant::now();
+                if !metrics.is_empty() {
+                    tm.metrics = metrics;
+                }
                 true
             }
             None => false,
@@ -521,6 +527,8 @@ fn stream_file(path: &std::path::Path, tx: mpsc::Sender<std::result::Result<Arti
 pub struct JobManagerHandle {
     pub rest_address: SocketAddr,
     pub rpc_address: SocketAddr,
+    /// Where the Prometheus reporter serves `/metrics`, when it is enabled.
+    pub prometheus_address: Option<SocketAddr>,
     pub jobmanager: Arc<JobManager>,
     shutdown: watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
@@ -599,6 +607,7 @@ pub async fn start(config: Configuration) -> Result<JobManagerHandle> {
         started_ms: now_ms(),
         rest_address,
         rpc_token: rpc_token.clone(),
+        process: Default::default(),
         config,
     });
     if jobmanager.rest_exposed && jobmanager.token.is_none() {
@@ -632,6 +641,7 @@ pub async fn start(config: Configuration) -> Result<JobManagerHandle> {
     }));
 
     let monitor = jobmanager.clone();
+    let stop_prom = shutdown_rx.clone();
     let mut stop = shutdown_rx;
     servers.push(tokio::spawn(async move {
         let period =
@@ -659,8 +669,27 @@ pub async fn start(config: Configuration) -> Result<JobManagerHandle> {
             }
         }
     }));
+    let prometheus_address = match crate::prometheus::config(&jobmanager.config)? {
+        Some(prom) => {
+            let page = jobmanager.clone();
+            let render: crate::prometheus::Render =
+                Arc::new(move || crate::rest_metrics::prometheus_page(&page));
+            let (address, server) = crate::prometheus::serve(&prom, render, stop_prom).await?;
+            servers.push(server);
+            Some(address)
+        }
+        None => None,
+    };
     tracing::info!(rpc = %rpc_address, rest = %rest_address, "JobManager started");
-    Ok(JobManagerHandle { rest_address, rpc_address, jobmanager, shutdown, servers, temporary_dir })
+    Ok(JobManagerHandle {
+        rest_address,
+        rpc_address,
+        prometheus_address,
+        jobmanager,
+        shutdown,
+        servers,
+        temporary_dir,
+    })
 }
 
 /// Runs a JobManager in the foreground until the process is interrupted or terminated.
@@ -669,6 +698,9 @@ pub fn run_foreground(config: Configuration) -> Result<()> {
     runtime.block_on(async {
         let handle = start(config).await?;
         println!("JobManager running: REST API http://{} , RPC {}", handle.rest_address, handle.rpc_address);
+        if let Some(address) = handle.prometheus_address {
+            println!("JobManager Prometheus metrics: http://{address}/metrics");
+        }
         crate::wait_for_termination().await;
         tracing::info!("JobManager stopping");
         handle.shutdown().await;

@@ -34,6 +34,8 @@ pub struct TaskManagerEntry {
     pub cpu_cores: u32,
     pub physical_memory: u64,
     pub client: crate::rpc::TaskExecutorClient,
+    /// The TaskManager's process metrics, from its latest heartbeat.
+    pub metrics: HashMap<String, f64>,
 }
 
 impl TaskManagerEntry {
@@ -61,6 +63,8 @@ pub struct TaskSnapshot {
     pub start_ms: i64,
     pub end_ms: i64,
     pub taskmanager: String,
+    /// Every metric of the subtask by Flink's name, from its latest report.
+    pub metrics: HashMap<String, f64>,
 }
 
 /// One failure in a job's history.
@@ -169,6 +173,9 @@ impl JobEntry {
             snap.records_out = t.records_out;
             snap.bytes_in = t.bytes_in;
             snap.bytes_out = t.bytes_out;
+            if !t.metrics.is_empty() {
+                snap.metrics = t.metrics.clone();
+            }
         }
         self.last_modification_ms = now;
     }

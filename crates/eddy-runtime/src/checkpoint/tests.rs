@@ -115,6 +115,7 @@ fn run(task: Box<dyn Invokable>, mode: CheckpointingMode, before: &[TaskControl]
     let rt = TaskRuntime {
         signals: Arc::new(JobSignals::default()),
         buffer_timeout: None,
+        metrics: Default::default(),
         clock: ClockRef::system(),
         checkpoints: TaskCheckpointing::new(mode, 0, 0, rx, responses.clone()),
     };
@@ -272,6 +273,7 @@ fn ctx() -> OperatorContext {
         auto_watermark_interval: 0,
         checkpointing: false,
         state_backend: Default::default(),
+        metrics: Default::default(),
     }
 }
 
@@ -309,6 +311,7 @@ fn one_input_unaligned(
     let rt = TaskRuntime {
         signals,
         buffer_timeout: None,
+        metrics: Default::default(),
         clock: ClockRef::system(),
         checkpoints: TaskCheckpointing::new(CheckpointingMode::ExactlyOnce, 0, 0, rx, responses.clone())
             .with_unaligned(Some(std::time::Duration::ZERO)),
@@ -467,6 +470,7 @@ mod asynchronous {
             let rt = TaskRuntime {
                 signals: task_signals,
                 buffer_timeout: None,
+                metrics: Default::default(),
                 clock: ClockRef::system(),
                 checkpoints: TaskCheckpointing::new(CheckpointingMode::ExactlyOnce, 0, 0, inbox, responder),
             };

@@ -110,7 +110,7 @@ impl<T: Data> RemoteSender<T> {
         let bytes = frame.len();
         self.conn.enqueue(Outgoing::Frame(frame))?;
         if let Some(m) = &self.metrics {
-            TaskMetrics::add(&m.bytes_out, bytes);
+            crate::metrics::count(&m.bytes_out, bytes);
         }
         if ends {
             self.ended.store(true, Ordering::Relaxed);
@@ -147,11 +147,12 @@ impl<T: Data> RemoteSender<T> {
             if self.signals.is_cancelled() {
                 return Err(cancelled_error());
             }
-            st = self
-                .channel
-                .changed
-                .wait_timeout(st, CANCEL_CHECK)
-                .map_or_else(|e| e.into_inner().0, |r| r.0);
+            let wait = || self.channel.changed.wait_timeout(st, CANCEL_CHECK);
+            let waited = match &self.metrics {
+                Some(m) => crate::metrics::timed(&m.backpressured_ns, wait),
+                None => wait(),
+            };
+            st = waited.map_or_else(|e| e.into_inner().0, |r| r.0);
         }
     }
 }
@@ -203,7 +204,7 @@ impl<T: Data> Inbound for TypedInbound<T> {
     fn deliver(&self, payload: &[u8]) -> std::result::Result<bool, String> {
         let id = self.channel.id;
         if let Some(m) = &self.metrics {
-            TaskMetrics::add(&m.bytes_in, frame::HEADER_BYTES + payload.len());
+            crate::metrics::count(&m.bytes_in, frame::HEADER_BYTES + payload.len());
         }
         let element = codec::decode_element::<T>(payload).map_err(|e| format!("channel {id}: {e}"))?;
         let ends = matches!(element, StreamElement::EndOfInput);

@@ -103,6 +103,7 @@ impl<Op: TwoInputOperator> TwoInputHarness<Op> {
             auto_watermark_interval: 200,
             checkpointing: false,
             state_backend: Default::default(),
+            metrics: Default::default(),
         };
         op.open(&ctx)?;
         let output: Log<Op::Out> = Arc::default();

@@ -129,6 +129,8 @@ pub(crate) struct AlignedWindowOperator<T, K, KF, AG: IncrementalAgg<T>, WF, W> 
     last: Option<(i64, usize)>,
     /// Late elements dropped because no side output for late data was set.
     pub num_late_records_dropped: u64,
+    /// The same count, as the operator's `numLateRecordsDropped` metric (from `open`).
+    late_dropped: eddy_runtime::metrics::Counter,
     /// The time up to which windows have fired (event or processing time).
     reached: i64,
     /// Time reached before a restore, per key group (see [`super::checkpoint`]).
@@ -182,6 +184,7 @@ where
             clock: ctx.clock.clone(),
             last: None,
             num_late_records_dropped: 0,
+            late_dropped: Default::default(),
             reached: i64::MIN,
             restored_time: RestoredTime::default(),
             key_groups: 0..=0,
@@ -275,7 +278,10 @@ where
         if self.event_time && ts.saturating_add(self.lateness) <= watermark {
             match &self.late_tag {
                 Some(tag) => out.side_output(tag, value, ts)?,
-                None => self.num_late_records_dropped += 1,
+                None => {
+                    self.num_late_records_dropped += 1;
+                    self.late_dropped.inc();
+                }
             }
         }
         Ok(())
@@ -502,6 +508,7 @@ where
         self.fn_state.open(ctx.max_parallelism);
         self.key_groups =
             key_group_range_for_operator(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
+        self.late_dropped = ctx.metrics.counter("numLateRecordsDropped");
         self.wf.open(&RuntimeContext { op: ctx.clone() })
     }
 

@@ -83,6 +83,7 @@ impl<I: Data + Sync, O: Data> Subtask<I, O> {
             auto_watermark_interval: 200,
             checkpointing: true,
             state_backend: Default::default(),
+            metrics: Default::default(),
         };
         let out = Arc::new(Mutex::new(Vec::new()));
         let main = upcast_output::<O>(Box::new(Recorder(out.clone())));
@@ -520,6 +521,7 @@ fn build_err<O: Data>(pipeline: Pipeline<E, O>, restored: RestoredState) -> Stri
         auto_watermark_interval: 200,
         checkpointing: true,
         state_backend: Default::default(),
+        metrics: Default::default(),
     };
     let main = upcast_output::<O>(Box::new(Recorder(Arc::default())));
     let mut init = OperatorInit::fresh(node.name.as_str());

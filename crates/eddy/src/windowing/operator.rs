@@ -208,6 +208,8 @@ where
     scratch: Vec<A::Window>,
     /// Late elements dropped because no side output for late data was set.
     pub num_late_records_dropped: u64,
+    /// The same count, as the operator's `numLateRecordsDropped` metric (from `open`).
+    late_dropped: eddy_runtime::metrics::Counter,
     /// Event time reached before a restore, per key group (see [`super::checkpoint`]).
     restored_time: RestoredTime,
     /// The key groups of this subtask and their number (set in `open`).
@@ -318,6 +320,7 @@ where
             assigned: Vec::new(),
             scratch: Vec::new(),
             num_late_records_dropped: 0,
+            late_dropped: Default::default(),
             restored_time: RestoredTime::default(),
             key_groups: 0..=0,
             max_parallelism: 1,
@@ -366,7 +369,10 @@ where
         if skipped && self.is_element_late(ts, wm) {
             match (&self.spec.late_tag, value) {
                 (Some(tag), Some(v)) => out.side_output(tag, v, ts)?,
-                _ => self.num_late_records_dropped += 1,
+                _ => {
+                    self.num_late_records_dropped += 1;
+                    self.late_dropped.inc();
+                }
             }
         }
         Ok(())
@@ -741,6 +747,7 @@ where
         self.fn_state.open(ctx.max_parallelism);
         self.key_groups =
             key_group_range_for_operator(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index);
+        self.late_dropped = ctx.metrics.counter("numLateRecordsDropped");
         self.contents.open(&RuntimeContext { op: ctx.clone() })
     }
 

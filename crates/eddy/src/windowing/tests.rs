@@ -433,6 +433,7 @@ fn operator_context() -> OperatorContext {
         auto_watermark_interval: 200,
         checkpointing: false,
         state_backend: Default::default(),
+        metrics: Default::default(),
     }
 }
 
@@ -471,6 +472,8 @@ fn late_elements_without_side_output_are_dropped_and_counted() {
     };
     let mut general =
         WindowOperator::new(spec, Incremental { agg: ReduceAgg(sum), wf: PassThrough }, &ctx).unwrap();
+    aligned.open(&ctx).unwrap();
+    general.open(&ctx).unwrap();
 
     aligned.process_batch(batch(&[("a", 1, 3), ("a", 2, 15)]), &mut out).unwrap();
     general.process_batch(batch(&[("a", 1, 3), ("a", 2, 15)]), &mut out).unwrap();
@@ -483,6 +486,8 @@ fn late_elements_without_side_output_are_dropped_and_counted() {
     aligned.process_batch(late.clone(), &mut out).unwrap();
     general.process_batch(late, &mut out).unwrap();
     assert_eq!((aligned.num_late_records_dropped, general.num_late_records_dropped), (2, 2));
+    // Both count into their operator's numLateRecordsDropped metric (one group here).
+    assert_eq!(ctx.metrics.counter("numLateRecordsDropped").count(), 4);
     aligned.process_watermark(i64::MAX, &mut out).unwrap();
     general.process_watermark(i64::MAX, &mut out).unwrap();
     out.flush_buffer().unwrap();
