@@ -312,6 +312,18 @@ async fn jobs_overview(State(jm): State<Jm>) -> ApiResult {
     ok(json!({ "jobs": jobs }))
 }
 
+/// The vertex `vertex_id` of `job` and its index, or a 404 naming both.
+pub(crate) fn find_vertex<'a>(
+    job: &'a JobEntry,
+    vertex_id: &str,
+) -> Result<(usize, &'a crate::jobmanager::state::VertexInfo), ApiError> {
+    job.vertices
+        .iter()
+        .enumerate()
+        .find(|(_, v)| v.id == vertex_id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("Job {} has no vertex {vertex_id}", job.id)))
+}
+
 pub(crate) fn job_not_found(id: &str) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, format!("Job {id} not found"))
 }
@@ -428,12 +440,7 @@ async fn job_details(State(jm): State<Jm>, Path(id): Path<String>) -> ApiResult 
 async fn vertex_details(State(jm): State<Jm>, Path((id, vertex_id)): Path<(String, String)>) -> ApiResult {
     let state = jm.shared.lock();
     let job = state.jobs.get(&id).ok_or_else(|| job_not_found(&id))?;
-    let (v, info) = job
-        .vertices
-        .iter()
-        .enumerate()
-        .find(|(_, info)| info.id == vertex_id)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("Job {id} has no vertex {vertex_id}")))?;
+    let (v, info) = find_vertex(job, &vertex_id)?;
     let subtasks: Vec<Value> = (0..info.parallelism)
         .map(|s| {
             let task = job.tasks.get(&(v as u32, s as u32)).cloned().unwrap_or_default();
@@ -617,13 +624,16 @@ fn artifact_error(e: ArtifactError, limit: u64) -> ApiError {
     }
 }
 
-async fn artifact(State(jm): State<Jm>, Path(id): Path<String>) -> ApiResult {
-    if !is_artifact_id(&id) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("{id:?} is not an artifact id (64 hex digits)"),
-        ));
+/// A 400 unless `id` has the form of an artifact id.
+pub(crate) fn check_artifact_id(id: &str) -> Result<(), ApiError> {
+    if is_artifact_id(id) {
+        return Ok(());
     }
+    Err(ApiError(StatusCode::BAD_REQUEST, format!("{id:?} is not an artifact id (64 hex digits)")))
+}
+
+async fn artifact(State(jm): State<Jm>, Path(id): Path<String>) -> ApiResult {
+    check_artifact_id(&id)?;
     let size = jm
         .artifacts
         .size(&id)

@@ -212,10 +212,7 @@ pub(crate) async fn subtasks(
 ) -> ApiResult {
     let body = with_stats(&jm, &id, |job, stats| {
         let r = find(stats, &cid)?;
-        let v =
-            job.vertices.iter().position(|v| v.id == vertex_id).ok_or_else(|| {
-                ApiError(StatusCode::NOT_FOUND, format!("Job {id} has no vertex {vertex_id}"))
-            })?;
+        let (v, _) = crate::rest::find_vertex(job, &vertex_id)?;
         let (parallelism, acks) = r.vertices.get(&v).map(|(p, a)| (*p, a.as_slice())).unwrap_or((0, &[]));
         let mut size = Summary::default();
         let mut duration = Summary::default();

@@ -22,8 +22,8 @@ use axum::http::StatusCode;
 use eddy_runtime::JobStatus;
 use serde_json::{json, Value};
 
-use crate::jobmanager::state::{now_ms, ClusterState, JobEntry, VertexInfo};
-use crate::rest::{job_not_found, ok, ApiError, ApiResult, Jm};
+use crate::jobmanager::state::{now_ms, ClusterState, JobEntry};
+use crate::rest::{find_vertex, job_not_found, ok, ApiError, ApiResult, Jm};
 
 pub use eddy_runtime::metrics::{backpressure_level, format_value};
 
@@ -63,14 +63,6 @@ pub fn metric_list(values: &BTreeMap<String, f64>, get: Option<&str>) -> Value {
     }
 }
 
-fn vertex<'a>(job: &'a JobEntry, vertex_id: &str) -> Result<(usize, &'a VertexInfo), ApiError> {
-    job.vertices
-        .iter()
-        .enumerate()
-        .find(|(_, v)| v.id == vertex_id)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("Job {} has no vertex {vertex_id}", job.id)))
-}
-
 /// The latest metrics of each subtask of vertex `v` (empty before its first report).
 fn subtask_metrics(job: &JobEntry, v: usize, parallelism: usize) -> Vec<HashMap<String, f64>> {
     (0..parallelism)
@@ -89,7 +81,7 @@ pub async fn vertex_metrics(
 ) -> ApiResult {
     let state = jm.shared.lock();
     let job = job(&state, &id)?;
-    let (v, info) = vertex(job, &vertex_id)?;
+    let (v, info) = find_vertex(job, &vertex_id)?;
     let mut values = BTreeMap::new();
     for (s, metrics) in subtask_metrics(job, v, info.parallelism).into_iter().enumerate() {
         values.extend(metrics.into_iter().map(|(name, value)| (format!("{s}.{name}"), value)));
@@ -133,7 +125,7 @@ pub async fn subtasks_metrics(
 ) -> ApiResult {
     let state = jm.shared.lock();
     let job = job(&state, &id)?;
-    let (v, info) = vertex(job, &vertex_id)?;
+    let (v, info) = find_vertex(job, &vertex_id)?;
     let mut subtasks = subtask_metrics(job, v, info.parallelism);
     if let Some(list) = q.subtasks.as_deref() {
         let chosen: Vec<usize> = names(list)
@@ -158,7 +150,7 @@ pub async fn subtasks_metrics(
 pub async fn watermarks(State(jm): State<Jm>, Path((id, vertex_id)): Path<(String, String)>) -> ApiResult {
     let state = jm.shared.lock();
     let job = job(&state, &id)?;
-    let (v, info) = vertex(job, &vertex_id)?;
+    let (v, info) = find_vertex(job, &vertex_id)?;
     let list: Vec<Value> = subtask_metrics(job, v, info.parallelism)
         .iter()
         .enumerate()
@@ -187,7 +179,7 @@ pub fn backpressure_entry(subtask: usize, attempt: u32, m: &HashMap<String, f64>
 pub async fn backpressure(State(jm): State<Jm>, Path((id, vertex_id)): Path<(String, String)>) -> ApiResult {
     let state = jm.shared.lock();
     let job = job(&state, &id)?;
-    let (v, info) = vertex(job, &vertex_id)?;
+    let (v, info) = find_vertex(job, &vertex_id)?;
     let metrics = subtask_metrics(job, v, info.parallelism);
     let worst = metrics
         .iter()

@@ -18,8 +18,7 @@ use eddy_core::config::PROPERTIES_ENV;
 use eddy_core::Configuration;
 use serde_json::json;
 
-use crate::artifacts::is_artifact_id;
-use crate::rest::{authorize, bad_config, ok, ApiError, ApiResult, Jm};
+use crate::rest::{authorize, bad_config, check_artifact_id, ok, ApiError, ApiResult, Jm};
 use crate::worker::env;
 
 /// What the dashboard sends (Flink's jar run request, without `entryClass`).
@@ -59,12 +58,7 @@ pub(crate) async fn run(
             )
         })?
     };
-    if !is_artifact_id(&id) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("{id:?} is not an artifact id (64 hex digits)"),
-        ));
-    }
+    check_artifact_id(&id)?;
     let binary = jm
         .artifacts
         .get(&id)

@@ -56,20 +56,8 @@ pub struct ChannelSender<T> {
 
 impl<T> ChannelSender<T> {
     /// Sends, waiting while the channel is full (backpressure) unless the job is cancelled.
-    pub fn send(&self, mut element: StreamElement<T>) -> Result<()> {
-        loop {
-            match self.tx.send_timeout(element, CANCEL_CHECK) {
-                Ok(()) => return Ok(()),
-                Err(SendTimeoutError::Timeout(e)) => {
-                    if self.signals.is_cancelled() {
-                        return Err(cancelled_error());
-                    }
-                    element = e;
-                }
-                // The consumer is gone: it failed or was cancelled, and the job with it.
-                Err(SendTimeoutError::Disconnected(_)) => return Err(cancelled_error()),
-            }
-        }
+    pub fn send(&self, element: StreamElement<T>) -> Result<()> {
+        self.send_waiting(element, None)
     }
 
     /// [`send`](Self::send), adding the time it waits for room to `backpressured_ns` (the
@@ -77,14 +65,25 @@ impl<T> ChannelSender<T> {
     /// most [`CANCEL_CHECK`], so that it shows while it lasts.
     #[inline]
     pub fn send_counted(&self, element: StreamElement<T>, backpressured_ns: &AtomicU64) -> Result<()> {
-        let mut element = match self.tx.try_send(element) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full(e)) => e,
-            Err(TrySendError::Disconnected(_)) => return Err(cancelled_error()),
-        };
+        match self.tx.try_send(element) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(e)) => self.send_waiting(e, Some(backpressured_ns)),
+            Err(TrySendError::Disconnected(_)) => Err(cancelled_error()),
+        }
+    }
+
+    /// Waits for room in steps of [`CANCEL_CHECK`], checking for cancellation between them,
+    /// and adds each step to `backpressured_ns` if given.
+    fn send_waiting(
+        &self,
+        mut element: StreamElement<T>,
+        backpressured_ns: Option<&AtomicU64>,
+    ) -> Result<()> {
         loop {
-            let sent =
-                crate::metrics::timed(backpressured_ns, || self.tx.send_timeout(element, CANCEL_CHECK));
+            let sent = match backpressured_ns {
+                Some(ns) => crate::metrics::timed(ns, || self.tx.send_timeout(element, CANCEL_CHECK)),
+                None => self.tx.send_timeout(element, CANCEL_CHECK),
+            };
             match sent {
                 Ok(()) => return Ok(()),
                 Err(SendTimeoutError::Timeout(e)) => {
@@ -93,6 +92,7 @@ impl<T> ChannelSender<T> {
                     }
                     element = e;
                 }
+                // The consumer is gone: it failed or was cancelled, and the job with it.
                 Err(SendTimeoutError::Disconnected(_)) => return Err(cancelled_error()),
             }
         }

@@ -98,16 +98,8 @@ impl<K: Key, W: Window> WindowFnState<K, W> {
     /// The per-key state, created on first use. On failure the error goes to `error` and the
     /// state returned is a detached one.
     pub fn global(&mut self, error: &mut Option<EddyError>) -> &mut KeyedState<K> {
-        if self.global.is_none() {
-            match KeyedState::new(self.config.clone(), self.max_parallelism) {
-                Ok(state) => self.global = Some(state),
-                Err(e) => {
-                    error.get_or_insert(e);
-                    return self.detached_global.get_or_insert_with(KeyedState::default);
-                }
-            }
-        }
-        self.global.as_mut().expect("created above")
+        let (config, max_parallelism) = (&self.config, self.max_parallelism);
+        created(&mut self.global, &mut self.detached_global, config, max_parallelism, error)
     }
 
     /// The per-window state, created on first use; `key_window`'s `clear` is due when its
@@ -126,19 +118,11 @@ impl<K: Key, W: Window> WindowFnState<K, W> {
             ));
             return self.detached.get_or_insert_with(KeyedState::default);
         }
-        if self.windows.is_none() {
-            match KeyedState::new(self.config.clone(), self.max_parallelism) {
-                Ok(state) => self.windows = Some(state),
-                Err(e) => {
-                    error.get_or_insert(e);
-                    return self.detached.get_or_insert_with(KeyedState::default);
-                }
-            }
-        }
         if !self.registered.contains_key(key_window) {
             self.register(key_window.clone());
         }
-        self.windows.as_mut().expect("created above")
+        let (config, max_parallelism) = (&self.config, self.max_parallelism);
+        created(&mut self.windows, &mut self.detached, config, max_parallelism, error)
     }
 
     fn register(&mut self, key_window: KeyWindow<K, W>) {
@@ -215,4 +199,25 @@ impl<K: Key, W: Window> WindowFnState<K, W> {
         state.restore(snapshots, range.clone())?;
         Ok(Some(state))
     }
+}
+
+/// `state`, created on the backend `config` names if it does not exist yet; if it cannot be
+/// created, the error goes to `error` and `detached` (a heap state nothing reads) is returned.
+fn created<'s, KK: Key>(
+    state: &'s mut Option<KeyedState<KK>>,
+    detached: &'s mut Option<KeyedState<KK>>,
+    config: &Arc<StateBackendConfig>,
+    max_parallelism: usize,
+    error: &mut Option<EddyError>,
+) -> &'s mut KeyedState<KK> {
+    if state.is_none() {
+        match KeyedState::new(config.clone(), max_parallelism) {
+            Ok(s) => *state = Some(s),
+            Err(e) => {
+                error.get_or_insert(e);
+                return detached.get_or_insert_with(KeyedState::default);
+            }
+        }
+    }
+    state.as_mut().expect("created above")
 }
