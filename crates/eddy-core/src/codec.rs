@@ -102,6 +102,13 @@ pub fn decode_value<V: DeserializeOwned>(bytes: &[u8]) -> Result<V> {
     decode_from(bytes, std::any::type_name::<V>())
 }
 
+/// Decodes one value of type `V` from the start of `bytes`, and says how many bytes it took:
+/// for reading a sequence of values while keeping each one's encoded bytes.
+pub fn decode_prefix<V: DeserializeOwned>(bytes: &[u8]) -> Result<(V, usize)> {
+    bincode::serde::decode_from_slice::<V, _>(bytes, config())
+        .map_err(|e| bad_input(std::any::type_name::<V>(), bytes.len(), e.to_string()))
+}
+
 fn encode_into<V: Serialize + ?Sized>(
     value: &V,
     buf: &mut Vec<u8>,

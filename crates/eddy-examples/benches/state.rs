@@ -319,8 +319,7 @@ fn run_recovery(s: &Scenario, dir: &Path) -> std::result::Result<(), String> {
     let snapshot: eddy::state::KeyedStateSnapshot = eddy_core::codec::decode_value(&bytes).map_err(err)?;
     drop(bytes);
     let mut restored = KeyedState::<u64>::new(backend, 128).map_err(err)?;
-    restored.restore(std::slice::from_ref(&snapshot), 0..=127).map_err(err)?;
-    drop(snapshot);
+    restored.restore(vec![snapshot], 0..=127).map_err(err)?;
     let probe = keys / 2;
     let value = restored.value_state(&desc, &probe, 0).map_err(err)?.value().cloned();
     let seconds = started.elapsed().as_secs_f64();

@@ -707,7 +707,9 @@ pub(crate) struct KeyedBroadcastProcessOperator<K, I, B, O, KF, P> {
 /// operator writes them) and its copy of the broadcast state.
 #[derive(Serialize, Deserialize)]
 struct KeyedBroadcastSnapshot {
+    #[serde(with = "serde_bytes")]
     keyed: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     broadcast: Vec<u8>,
 }
 

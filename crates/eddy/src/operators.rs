@@ -234,7 +234,7 @@ impl<K: Key> KeyedCore<K> {
         let mut snapshots = snapshots;
         let states: Vec<_> =
             snapshots.iter_mut().map(|s| std::mem::replace(&mut s.state, empty_snapshot())).collect();
-        self.state.restore(&states, range.clone())?;
+        self.state.restore(states, range.clone())?;
         let max_parallelism = restored.max_parallelism;
         let mine = |timers: Vec<(i64, K)>| -> Vec<(i64, K)> {
             timers

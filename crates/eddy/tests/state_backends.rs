@@ -118,7 +118,7 @@ fn a_second_incremental_checkpoint_writes_only_the_key_groups_written_to() {
     let snapshot = stored(&second);
     for kind in [StateBackendKind::Fjall, StateBackendKind::HashMap] {
         let mut restored = KeyedState::new(backend(kind, true, dir.path()), MAX_PARALLELISM).unwrap();
-        restored.restore(std::slice::from_ref(&snapshot), ALL_KEY_GROUPS).unwrap();
+        restored.restore(vec![snapshot.clone()], ALL_KEY_GROUPS).unwrap();
         for key in 0..1_000 {
             assert_eq!(d.read(&mut restored, key), d.read(&mut st, key), "key {key} on {kind}");
         }
@@ -140,7 +140,7 @@ fn a_restored_incremental_checkpoint_keeps_referencing_its_files_until_written_t
     let halves = [0..=63, 64..=127];
     for range in halves {
         let mut restored = KeyedState::new(config.clone(), MAX_PARALLELISM).unwrap();
-        restored.restore(std::slice::from_ref(&first), range.clone()).unwrap();
+        restored.restore(vec![first.clone()], range.clone()).unwrap();
         let key = (0..200u64).find(|k| range.contains(&assign_to_key_group(k, MAX_PARALLELISM))).unwrap();
         d.write(&mut restored, key, 7);
         let next = restored.checkpoint(MAX_PARALLELISM, 0, 2).unwrap();
@@ -174,20 +174,81 @@ fn a_missing_or_corrupt_shared_file_fails_the_restore_naming_it() {
     corrupt[last] ^= 0xff;
     std::fs::write(&victim, &corrupt).unwrap();
     let mut restored = KeyedState::<u64>::new(config.clone(), MAX_PARALLELISM).unwrap();
-    let err = restored.restore(std::slice::from_ref(&snapshot), ALL_KEY_GROUPS).unwrap_err();
+    let err = restored.restore(vec![snapshot.clone()], ALL_KEY_GROUPS).unwrap_err();
     let EddyError::BadInput { location, reason } = &err else { panic!("{err:?}") };
     assert_eq!(location, &victim.display().to_string());
     assert!(reason.contains("corrupt"), "{reason}");
 
     std::fs::remove_file(&victim).unwrap();
-    let err = restored.restore(std::slice::from_ref(&snapshot), ALL_KEY_GROUPS).unwrap_err();
+    let err = restored.restore(vec![snapshot.clone()], ALL_KEY_GROUPS).unwrap_err();
     assert!(matches!(err, EddyError::Io { .. }), "{err:?}");
     assert!(err.to_string().contains(&victim.display().to_string()), "{err}");
 
     // Key groups outside the restored range are not read at all.
     let elsewhere = snapshot.shared[3].key_group;
     let range = if elsewhere >= 64 { 0..=63 } else { 64..=127 };
-    restored.restore(std::slice::from_ref(&snapshot), range).unwrap();
+    restored.restore(vec![snapshot.clone()], range).unwrap();
+}
+
+#[test]
+fn a_large_restore_into_fjall_ingests_every_key_and_refuses_a_corrupt_key_group_in_the_middle() {
+    // Enough bytes that the restore decodes on a second thread while it ingests (from 4 MB).
+    const KEYS: u64 = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let desc = ValueStateDescriptor::<String>::new("payload");
+    // Written on the heap, whose snapshot lists each key group's keys in hash order: the restore
+    // must sort them for the LSM tree.
+    let mut heap =
+        KeyedState::new(backend(StateBackendKind::HashMap, false, dir.path()), MAX_PARALLELISM).unwrap();
+    for key in 0..KEYS {
+        heap.value_state(&desc, &key, 0).unwrap().update(payload(key));
+    }
+    let snapshot = stored(&heap.snapshot(MAX_PARALLELISM, 0).unwrap());
+    let bytes: usize = snapshot.states[0].key_groups.iter().map(|kg| kg.bytes.len()).sum();
+    assert!(bytes > 4 << 20, "{bytes} bytes is too little to exercise the pipelined restore");
+
+    let fjall = backend(StateBackendKind::Fjall, false, dir.path());
+    let mut restored = KeyedState::<u64>::new(fjall.clone(), MAX_PARALLELISM).unwrap();
+    restored.restore(vec![snapshot.clone()], ALL_KEY_GROUPS).unwrap();
+    let wrong: Vec<u64> = (0..KEYS)
+        .filter(|key| restored.value_state(&desc, key, 0).unwrap().value() != Some(&payload(*key)))
+        .collect();
+    assert!(wrong.is_empty(), "{} keys came back wrong, the first {:?}", wrong.len(), wrong.first());
+    // And through fjall's own snapshot once more, read in another order.
+    let again = stored(&restored.snapshot(MAX_PARALLELISM, 0).unwrap());
+    let mut twice = KeyedState::<u64>::new(fjall.clone(), MAX_PARALLELISM).unwrap();
+    twice.restore(vec![again], ALL_KEY_GROUPS).unwrap();
+    for key in (0..KEYS).rev().step_by(7) {
+        assert_eq!(twice.value_state(&desc, &key, 0).unwrap().value(), Some(&payload(key)));
+    }
+
+    // One key group in the middle cut short, and one holding its first entry twice: the
+    // restore fails naming the key group, and no key of the state is readable afterwards.
+    let middle = snapshot.states[0].key_groups.len() / 2;
+    let mut cut = snapshot.clone();
+    let kg = &mut cut.states[0].key_groups[middle];
+    kg.bytes.pop();
+    let (cut_group, some_key) = (kg.key_group, 0u64);
+    let mut doubled = snapshot.clone();
+    let kg = &mut doubled.states[0].key_groups[middle + 1];
+    let count = u64::from_le_bytes(kg.bytes[..8].try_into().unwrap());
+    let first_entry = kg.bytes.len().checked_sub(8).unwrap() / count as usize; // equal-size entries
+    let copy = kg.bytes[8..8 + first_entry].to_vec();
+    kg.bytes.extend_from_slice(&copy);
+    kg.bytes[..8].copy_from_slice(&(count + 1).to_le_bytes());
+    let doubled_group = kg.key_group;
+    for (bad, group, reason) in
+        [(cut, cut_group, "bytes"), (doubled, doubled_group, "holds the same key twice")]
+    {
+        let mut restored = KeyedState::<u64>::new(fjall.clone(), MAX_PARALLELISM).unwrap();
+        restored.restore(vec![bad], ALL_KEY_GROUPS).unwrap();
+        let err = restored.value_state(&desc, &some_key, 0).map(|_| ()).unwrap_err();
+        let EddyError::BadInput { location, reason: why } = &err else { panic!("{err:?}") };
+        assert_eq!(location, &format!("keyed state 'payload', key group {group}"), "{err}");
+        assert!(why.contains(reason), "{err}");
+        let err = restored.value_state(&desc, &some_key, 0).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("payload"), "the state stays unreadable: {err}");
+    }
 }
 
 /// Every key's value and tags, read from a heap state restored from `snapshot`.
@@ -199,7 +260,7 @@ fn restored_contents(
     let d = Descriptors::new();
     let config = backend(StateBackendKind::HashMap, false, dir);
     let mut restored = KeyedState::new(config, MAX_PARALLELISM).unwrap();
-    restored.restore(std::slice::from_ref(&stored(snapshot)), ALL_KEY_GROUPS).unwrap();
+    restored.restore(vec![stored(snapshot)], ALL_KEY_GROUPS).unwrap();
     keys.map(|key| d.read(&mut restored, key)).collect()
 }
 
@@ -305,7 +366,7 @@ fn a_savepoint_switches_a_job_between_backends() {
         }
         let savepoint = stored(&st.snapshot(MAX_PARALLELISM, 0).unwrap());
         let mut restored = KeyedState::new(backend(to, false, dir.path()), MAX_PARALLELISM).unwrap();
-        restored.restore(&[savepoint], ALL_KEY_GROUPS).unwrap();
+        restored.restore(vec![savepoint], ALL_KEY_GROUPS).unwrap();
         for key in 0..300 {
             assert_eq!(d.read(&mut restored, key), d.read(&mut st, key), "key {key}, {from} to {to}");
         }

@@ -10,7 +10,6 @@
 //! but a consistent view and ordered prefix scans, and since files are per key group, a rescale
 //! hands them to the new owners as they are.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::sync::{Arc, OnceLock};
@@ -88,20 +87,20 @@ impl Backend {
 }
 
 /// Snapshots with their shared key groups read back, and the shared files by key group.
-pub(crate) type Resolved<'s> = (Vec<Cow<'s, KeyedStateSnapshot>>, BTreeMap<usize, SharedFile>);
+pub(crate) type Resolved = (Vec<KeyedStateSnapshot>, BTreeMap<usize, SharedFile>);
 
 /// `snapshots` with the shared files of their key groups in `range` read back into their
 /// states, and those files by key group.
-pub(crate) fn resolve_shared<'s>(
-    snapshots: &'s [KeyedStateSnapshot],
+pub(crate) fn resolve_shared(
+    snapshots: Vec<KeyedStateSnapshot>,
     range: &RangeInclusive<usize>,
     config: &StateBackendConfig,
-) -> Result<Resolved<'s>> {
+) -> Result<Resolved> {
     let mut files = BTreeMap::new();
     let mut resolved = Vec::with_capacity(snapshots.len());
-    for snapshot in snapshots {
+    for mut snapshot in snapshots {
         if snapshot.shared.is_empty() {
-            resolved.push(Cow::Borrowed(snapshot));
+            resolved.push(snapshot);
             continue;
         }
         let Some((dir, _)) = &config.checkpoints else {
@@ -111,7 +110,6 @@ pub(crate) fn resolve_shared<'s>(
                     .into(),
             ));
         };
-        let mut snapshot = snapshot.clone();
         for shared in std::mem::take(&mut snapshot.shared) {
             if !range.contains(&shared.key_group) {
                 continue;
@@ -134,7 +132,7 @@ pub(crate) fn resolve_shared<'s>(
             }
             files.insert(shared.key_group, shared.file);
         }
-        resolved.push(Cow::Owned(snapshot));
+        resolved.push(snapshot);
     }
     Ok((resolved, files))
 }

@@ -22,6 +22,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use eddy_core::keygroup::assign_to_key_group;
 use eddy_core::{EddyError, Key, Result};
 
 use super::entry::{Cached, Entry, RETURNED};
-use super::snapshot::{decode_key_group, KeyGroupState};
+use super::snapshot::{for_each_entry, KeyGroupState};
 use super::ttl::StateTtlConfig;
 use super::Map;
 
@@ -120,8 +121,7 @@ impl LsmStore {
     /// Fills `key_buf` with the LSM key of `key` in state `state` and key group `key_group`.
     fn encode_key<K: Key>(&mut self, key_group: u16, state: u16, key: &K) -> Result<()> {
         self.key_buf.clear();
-        self.key_buf.extend_from_slice(&key_group.to_be_bytes());
-        self.key_buf.extend_from_slice(&state.to_be_bytes());
+        self.key_buf.extend_from_slice(&lsm_prefix(key_group, state));
         encode_value(key, &mut self.key_buf)
     }
 
@@ -161,11 +161,8 @@ impl LsmView {
         state: u16,
     ) -> impl Iterator<Item = Result<(fjall::Slice, fjall::Slice)>> + '_ {
         use fjall::Readable;
-        let mut prefix = [0u8; 4];
-        prefix[..2].copy_from_slice(&(key_group as u16).to_be_bytes());
-        prefix[2..].copy_from_slice(&state.to_be_bytes());
         self.view
-            .prefix(&self.keyspace, prefix)
+            .prefix(&self.keyspace, lsm_prefix(key_group as u16, state))
             .map(move |kv| kv.into_inner().map_err(|e| lsm_error(&self.dir, "cannot read state", e)))
     }
 
@@ -239,6 +236,13 @@ fn write_entry<E: Entry>(
     }
 }
 
+/// The first bytes of the LSM keys of state `state` in key group `key_group`.
+fn lsm_prefix(key_group: u16, state: u16) -> [u8; 4] {
+    let [g0, g1] = key_group.to_be_bytes();
+    let [s0, s1] = state.to_be_bytes();
+    [g0, g1, s0, s1]
+}
+
 fn lsm_error(dir: &Path, what: &str, e: impl fmt::Display) -> EddyError {
     EddyError::user(format!("fjall state backend in {}: {what}: {e}", dir.display()))
 }
@@ -310,22 +314,119 @@ impl<K: Key, E: Entry> LsmTable<K, E> {
         Ok(())
     }
 
-    /// Decodes the entries of one restored key group and writes them to the LSM tree.
-    pub fn restore_key_group(
+    /// Decodes and checks the restored key groups of this (new, empty) state and writes their
+    /// entries to the LSM tree by bulk ingestion: sorted runs go straight into new tables,
+    /// bypassing the journal and the memtable, so recovery costs about one write of the state.
+    /// The entries' encodings are copied from the snapshot, not encoded again. With more than a
+    /// few megabytes to restore, a second thread decodes and sorts the next key groups while
+    /// this one writes. Nothing is visible before every key group has decoded: an error leaves
+    /// the state empty.
+    pub fn restore(
         &mut self,
         max_parallelism: usize,
-        kg: &KeyGroupState,
+        key_groups: &[KeyGroupState],
         store: &mut LsmStore,
     ) -> Result<()> {
-        let entries: Vec<(K, E)> = decode_key_group(&self.name, max_parallelism, kg, self.ttl.is_some())?;
-        let mut batch = store.db.batch();
-        for (key, entry) in &entries {
-            store.encode_key(kg.key_group as u16, self.id, key)?;
-            store.value_buf.clear();
-            encode_value(entry, &mut store.value_buf)?;
-            batch.insert(&store.partition, store.key_buf.as_slice(), store.value_buf.as_slice());
+        if let Some(w) = key_groups.windows(2).find(|w| w[0].key_group >= w[1].key_group) {
+            return Err(EddyError::BadInput {
+                location: format!("keyed state '{}'", self.name),
+                reason: format!("key groups {} and {} out of order", w[0].key_group, w[1].key_group),
+            });
         }
-        batch.commit().map_err(|e| lsm_error(&store.dir, "cannot write restored state", e))
+        let (name, id, ttl) = (self.name.as_str(), self.id, self.ttl.is_some());
+        let sort = |kg| SortedKeyGroup::decode::<K, E>(name, id, max_parallelism, ttl, kg);
+        let fail = |e: fjall::Error| lsm_error(&store.dir, &format!("cannot restore state '{name}'"), e);
+        let mut ingestion = store.partition.start_ingestion().map_err(fail)?;
+        let bytes: usize = key_groups.iter().map(|kg| kg.bytes.len()).sum();
+        if bytes < PIPELINED_RESTORE_BYTES {
+            for kg in key_groups {
+                sort(kg)?.write(|k, v| ingestion.write(k, v)).map_err(fail)?;
+            }
+        } else {
+            std::thread::scope(|scope| -> Result<()> {
+                let (sorted, received) = std::sync::mpsc::sync_channel(2);
+                scope.spawn(move || {
+                    for kg in key_groups {
+                        let next = sort(kg);
+                        let failed = next.is_err();
+                        // Stops when the writer has stopped, or after the first error.
+                        if sorted.send(next).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+                for next in received {
+                    next?.write(|k, v| ingestion.write(k, v)).map_err(fail)?;
+                }
+                Ok(())
+            })?;
+        }
+        ingestion.finish().map_err(fail)
+    }
+}
+
+/// Restores of fewer bytes decode and write on one thread.
+const PIPELINED_RESTORE_BYTES: usize = 4 << 20;
+
+/// The entries of one restored key group of one state, as LSM keys and values in key order.
+struct SortedKeyGroup<'a> {
+    kg: &'a KeyGroupState,
+    /// The LSM keys, back to back.
+    keys: Vec<u8>,
+    /// Each entry's LSM key in `keys` and encoded value in `kg.bytes`, sorted by key.
+    rows: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl<'a> SortedKeyGroup<'a> {
+    /// Decodes and checks the entries of `kg` (see `for_each_entry`), leaves out empty ones, and
+    /// sorts them by LSM key; a key that comes twice is an error.
+    fn decode<K: Key, E: Entry>(
+        name: &str,
+        state: u16,
+        max_parallelism: usize,
+        has_ttl: bool,
+        kg: &'a KeyGroupState,
+    ) -> Result<Self> {
+        let prefix = lsm_prefix(kg.key_group as u16, state);
+        let mut keys = Vec::new();
+        let mut rows = Vec::new();
+        let mut empty = Vec::new();
+        for_each_entry::<K, E>(name, max_parallelism, kg, has_ttl, |_, entry, at| {
+            let start = keys.len();
+            keys.extend_from_slice(&prefix);
+            keys.extend_from_slice(&kg.bytes[at.key]);
+            if entry.is_empty() {
+                empty.push(start..keys.len());
+            } else {
+                rows.push((start..keys.len(), at.entry));
+            }
+            Ok(())
+        })?;
+        rows.sort_unstable_by(|a, b| keys[a.0.clone()].cmp(&keys[b.0.clone()]));
+        let twice = |a: &Range<usize>, b: &Range<usize>| keys[a.clone()] == keys[b.clone()];
+        let mut duplicate = rows.windows(2).any(|w| twice(&w[0].0, &w[1].0));
+        if !empty.is_empty() {
+            empty.sort_unstable_by(|a, b| keys[a.clone()].cmp(&keys[b.clone()]));
+            duplicate |= empty.windows(2).any(|w| twice(&w[0], &w[1]))
+                || empty
+                    .iter()
+                    .any(|e| rows.binary_search_by(|(k, _)| keys[k.clone()].cmp(&keys[e.clone()])).is_ok());
+        }
+        if duplicate {
+            return Err(EddyError::BadInput {
+                location: format!("keyed state '{name}', key group {}", kg.key_group),
+                reason: "holds the same key twice".into(),
+            });
+        }
+        Ok(SortedKeyGroup { kg, keys, rows })
+    }
+
+    /// Hands the entries to `write` (an ingestion's) in key order.
+    fn write(&self, mut write: impl FnMut(&[u8], &[u8]) -> fjall::Result<()>) -> fjall::Result<()> {
+        for (key, value) in &self.rows {
+            write(&self.keys[key.clone()], &self.kg.bytes[value.clone()])?;
+        }
+        Ok(())
     }
 }
 

@@ -413,11 +413,11 @@ impl<K: Key> KeyedState<K> {
     /// entries are decoded and checked when a descriptor first names their state.
     pub fn restore(
         &mut self,
-        snapshots: &[KeyedStateSnapshot],
+        snapshots: Vec<KeyedStateSnapshot>,
         key_groups: RangeInclusive<usize>,
     ) -> Result<()> {
         let (resolved, shared) = backend::resolve_shared(snapshots, &key_groups, &self.config)?;
-        let (max_parallelism, states) = select_key_groups(&resolved, key_groups.clone())?;
+        let (max_parallelism, states) = select_key_groups(resolved, key_groups.clone())?;
         self.slots = states
             .into_iter()
             .map(|snapshot| Slot {
@@ -650,9 +650,7 @@ fn restore_table<K: Key, E: Entry>(
                 )));
             }
             if let Some(t) = t.as_any_mut().downcast_mut::<LsmTable<K, E>>() {
-                for kg in &snapshot.key_groups {
-                    t.restore_key_group(max_parallelism, kg, store)?;
-                }
+                t.restore(max_parallelism, &snapshot.key_groups, store)?;
             }
         }
         _ => {}

@@ -3,9 +3,9 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
-use std::ops::RangeInclusive;
+use std::ops::{Range, RangeInclusive};
 
-use eddy_core::codec::{decode_value, encode_value};
+use eddy_core::codec::{decode_prefix, encode_value};
 use eddy_core::keygroup::assign_to_key_group;
 use eddy_core::{EddyError, Key, Result};
 use eddy_runtime::checkpoint::storage::SharedFile;
@@ -49,7 +49,24 @@ pub struct SharedKeyGroup {
 pub struct KeyGroupFile {
     pub format_version: u32,
     pub key_group: usize,
+    #[serde(with = "state_bytes")]
     pub states: Vec<(String, Vec<u8>)>,
+}
+
+/// The states of a [`KeyGroupFile`], their bytes written and read as one block each (serde
+/// would otherwise see a `Vec<u8>` as a sequence and decode it byte by byte).
+mod state_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    pub fn serialize<S: Serializer>(states: &[(String, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(states.iter().map(|(name, bytes)| (name, Bytes::new(bytes))))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
+        let states = Vec::<(String, ByteBuf)>::deserialize(d)?;
+        Ok(states.into_iter().map(|(name, bytes)| (name, bytes.into_vec())).collect())
+    }
 }
 
 impl KeyedStateSnapshot {
@@ -76,6 +93,7 @@ pub struct StateSnapshot {
 pub struct KeyGroupState {
     pub key_group: usize,
     /// `Vec<(key, entry)>` encoded with `eddy_core::codec::encode_value`.
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 
@@ -84,12 +102,12 @@ pub struct KeyGroupState {
 ///
 /// Checks the layout: one format version and max parallelism, key groups in range and not
 /// twice, one kind and TTL flag per name. The entries are checked when they are decoded.
-pub(crate) fn select_key_groups<S: std::borrow::Borrow<KeyedStateSnapshot>>(
-    snapshots: &[S],
+pub(crate) fn select_key_groups(
+    snapshots: Vec<KeyedStateSnapshot>,
     range: RangeInclusive<usize>,
 ) -> Result<(usize, Vec<StateSnapshot>)> {
     let bad = |reason: String| EddyError::BadInput { location: "keyed state snapshot".into(), reason };
-    let Some(max_parallelism) = snapshots.first().map(|s| s.borrow().max_parallelism) else {
+    let Some(max_parallelism) = snapshots.first().map(|s| s.max_parallelism) else {
         return Ok((0, Vec::new()));
     };
     check_max_parallelism(max_parallelism).map_err(|e| bad(e.to_string()))?;
@@ -100,7 +118,6 @@ pub(crate) fn select_key_groups<S: std::borrow::Borrow<KeyedStateSnapshot>>(
     }
     let mut selected: Vec<StateSnapshot> = Vec::new();
     for s in snapshots {
-        let s: &KeyedStateSnapshot = s.borrow();
         if s.format_version != SNAPSHOT_FORMAT_VERSION {
             let v = s.format_version;
             return Err(bad(format!("format version {v} (this build reads {SNAPSHOT_FORMAT_VERSION})")));
@@ -111,9 +128,9 @@ pub(crate) fn select_key_groups<S: std::borrow::Borrow<KeyedStateSnapshot>>(
                 "snapshots of max parallelism {max_parallelism} and {m} cannot be merged"
             )));
         }
-        for state in &s.states {
+        for mut state in s.states {
             let into = match selected.iter().position(|r| r.name == state.name) {
-                Some(i) if !selected[i].same_state_as(state) => {
+                Some(i) if !selected[i].same_state_as(&state) => {
                     let name = &state.name;
                     return Err(bad(format!(
                         "state '{name}' differs in kind, types or TTL between snapshots"
@@ -125,7 +142,7 @@ pub(crate) fn select_key_groups<S: std::borrow::Borrow<KeyedStateSnapshot>>(
                     selected.len() - 1
                 }
             };
-            for kg in &state.key_groups {
+            for kg in std::mem::take(&mut state.key_groups) {
                 if kg.key_group >= max_parallelism {
                     let (name, g) = (&state.name, kg.key_group);
                     return Err(bad(format!(
@@ -133,7 +150,7 @@ pub(crate) fn select_key_groups<S: std::borrow::Borrow<KeyedStateSnapshot>>(
                     )));
                 }
                 if range.contains(&kg.key_group) {
-                    selected[into].key_groups.push(kg.clone());
+                    selected[into].key_groups.push(kg);
                 }
             }
         }
@@ -208,30 +225,65 @@ pub(crate) fn decode_key_group<K: Key, E: Entry>(
     kg: &KeyGroupState,
     has_ttl: bool,
 ) -> Result<Vec<(K, E)>> {
-    let bad = |reason: String| EddyError::BadInput {
-        location: format!("keyed state '{name}', key group {}", kg.key_group),
-        reason,
-    };
-    let mut entries: Vec<(K, E)> = decode_value(&kg.bytes).map_err(|e| match e {
-        EddyError::BadInput { location, reason } => bad(format!("{location}: {reason}")),
-        other => bad(other.to_string()),
+    let mut entries: Vec<(K, E)> = Vec::new();
+    for_each_entry::<K, E>(name, max_parallelism, kg, has_ttl, |key, entry, _| {
+        entries.push((key, entry));
+        Ok(())
     })?;
-    {
-        let mut seen = HashSet::with_capacity(entries.len());
-        for (key, entry) in &entries {
-            let actual = assign_to_key_group(key, max_parallelism);
-            if actual != kg.key_group {
-                let m = max_parallelism;
-                return Err(bad(format!("holds a key of key group {actual} (max parallelism {m})")));
-            }
-            entry.check(has_ttl).map_err(bad)?;
-            if !seen.insert(key) {
-                return Err(bad("holds the same key twice".into()));
-            }
-        }
+    let mut seen = HashSet::with_capacity(entries.len());
+    if entries.iter().any(|(key, _)| !seen.insert(key)) {
+        return Err(bad_key_group(name, kg, "holds the same key twice".into()));
     }
+    drop(seen);
     entries.retain(|(_, e)| !e.is_empty());
     Ok(entries)
+}
+
+/// Where a decoded entry's encodings are in its key group's bytes.
+pub(crate) struct EncodedAt {
+    pub key: Range<usize>,
+    pub entry: Range<usize>,
+}
+
+/// Decodes the entries of one key group of state `name` one at a time and hands each to `f`
+/// with where its key and entry are encoded in `kg.bytes`. Checks that every key is in that key
+/// group, every entry is well formed and the bytes hold exactly the entries they count; whether
+/// a key comes twice is the caller's to check.
+pub(crate) fn for_each_entry<K: Key, E: Entry>(
+    name: &str,
+    max_parallelism: usize,
+    kg: &KeyGroupState,
+    has_ttl: bool,
+    mut f: impl FnMut(K, E, EncodedAt) -> Result<()>,
+) -> Result<()> {
+    let bad = |reason: String| bad_key_group(name, kg, reason);
+    let decode_error = |e: EddyError| match e {
+        EddyError::BadInput { location, reason } => bad(format!("{location}: {reason}")),
+        other => bad(other.to_string()),
+    };
+    let bytes = &kg.bytes[..];
+    let (count, mut at) = decode_prefix::<u64>(bytes).map_err(decode_error)?;
+    for _ in 0..count {
+        let (key, key_len) = decode_prefix::<K>(&bytes[at..]).map_err(decode_error)?;
+        let (entry, entry_len) = decode_prefix::<E>(&bytes[at + key_len..]).map_err(decode_error)?;
+        let actual = assign_to_key_group(&key, max_parallelism);
+        if actual != kg.key_group {
+            let m = max_parallelism;
+            return Err(bad(format!("holds a key of key group {actual} (max parallelism {m})")));
+        }
+        entry.check(has_ttl).map_err(bad)?;
+        let encoded = EncodedAt { key: at..at + key_len, entry: at + key_len..at + key_len + entry_len };
+        at = encoded.entry.end;
+        f(key, entry, encoded)?;
+    }
+    if at != bytes.len() {
+        return Err(bad(format!("{} trailing bytes after {count} entries", bytes.len() - at)));
+    }
+    Ok(())
+}
+
+fn bad_key_group(name: &str, kg: &KeyGroupState, reason: String) -> EddyError {
+    EddyError::BadInput { location: format!("keyed state '{name}', key group {}", kg.key_group), reason }
 }
 
 impl<K: Key, E: Entry> StateTable<K> for Table<K, E> {

@@ -50,6 +50,7 @@ pub(crate) struct KeyedSnapshot {
     /// How far time had advanced, per key-group range (see [`RestoredTime`]).
     pub times: Vec<TimePart>,
     /// Operator-wide state, encoded by the operator.
+    #[serde(with = "serde_bytes")]
     pub shared: Vec<u8>,
     /// `Vec<(key, entry)>` per key group, in increasing key-group order.
     pub key_groups: Vec<KeyGroupState>,

@@ -166,7 +166,7 @@ impl<K: Key, W: Window> WindowFnState<K, W> {
 
     /// Takes the key groups this subtask owns out of the snapshots' function state.
     pub fn restore(&mut self, restore: &mut Restore<'_>) -> Result<()> {
-        let parts: Vec<FunctionStateSnapshot> =
+        let mut parts: Vec<FunctionStateSnapshot> =
             restore.snapshots.iter_mut().filter_map(|s| s.functions.take()).collect();
         if parts.is_empty() {
             return Ok(());
@@ -174,12 +174,12 @@ impl<K: Key, W: Window> WindowFnState<K, W> {
         let range = restore.restored.key_groups();
         self.max_parallelism = restore.restored.max_parallelism;
         let (mut global, mut windows) = (Vec::new(), Vec::new());
-        for part in &parts {
-            global.extend(part.global.clone());
-            windows.extend(part.windows.clone());
+        for part in &mut parts {
+            global.extend(part.global.take());
+            windows.extend(part.windows.take());
         }
-        self.global = self.restored(&global, &range)?;
-        self.windows = self.restored(&windows, &range)?;
+        self.global = self.restored(global, &range)?;
+        self.windows = self.restored(windows, &range)?;
         let pending: Vec<(K, W)> = restore.decode_key_groups(parts.iter().flat_map(|p| &p.cleanup))?;
         for (key, window) in pending {
             self.register(KeyWindow { key, window });
@@ -189,7 +189,7 @@ impl<K: Key, W: Window> WindowFnState<K, W> {
 
     fn restored<KK: Key>(
         &self,
-        snapshots: &[KeyedStateSnapshot],
+        snapshots: Vec<KeyedStateSnapshot>,
         range: &RangeInclusive<usize>,
     ) -> Result<Option<KeyedState<KK>>> {
         if snapshots.is_empty() {

@@ -359,7 +359,7 @@ fn cleanup_full_snapshot_leaves_expired_entries_out_of_snapshots_only() {
     }
     let snap = st.snapshot(MAX_PARALLELISM, 15).unwrap();
     let mut restored = state::<u32>();
-    restored.restore(&[snap], ALL_KEY_GROUPS).unwrap();
+    restored.restore(vec![snap], ALL_KEY_GROUPS).unwrap();
     for k in 0..20u32 {
         // Read at 9, when nothing has expired yet.
         let got = restored.value_state(&kept, &k, 9).unwrap().value().copied();
@@ -483,14 +483,14 @@ fn every_kind_of_state_survives_a_snapshot_and_restore() {
     assert_eq!(value_groups, expected_groups);
 
     let mut restored = state();
-    restored.restore(std::slice::from_ref(&snapshot), ALL_KEY_GROUPS).unwrap();
+    restored.restore(vec![snapshot.clone()], ALL_KEY_GROUPS).unwrap();
     for k in keys {
         assert_eq!(kinds.read(&mut restored, k), kinds.read(&mut original, k), "key {k}");
     }
     assert!(kinds.is_absent(&mut restored, 1_000));
     // A restored state snapshots to the same bytes, whether its states were used or not.
     let mut untouched = state::<u64>();
-    untouched.restore(std::slice::from_ref(&snapshot), ALL_KEY_GROUPS).unwrap();
+    untouched.restore(vec![snapshot.clone()], ALL_KEY_GROUPS).unwrap();
     assert_eq!(untouched.snapshot(MAX_PARALLELISM, 0).unwrap(), snapshot);
     assert_eq!(key_groups_of(&restored.snapshot(MAX_PARALLELISM, 0).unwrap()), key_groups_of(&snapshot));
 }
@@ -504,12 +504,12 @@ fn ttl_stamps_survive_a_snapshot() {
     let snapshot = stored(&st.snapshot(MAX_PARALLELISM, 5).unwrap());
     assert!(snapshot.states[0].ttl);
     let mut restored = state::<u8>();
-    restored.restore(std::slice::from_ref(&snapshot), ALL_KEY_GROUPS).unwrap();
+    restored.restore(vec![snapshot.clone()], ALL_KEY_GROUPS).unwrap();
     assert_eq!(restored.list_state(&d, &1, 12).unwrap().get(), &[2]);
 
     // TTL is part of the format, as in Flink.
     let mut without = state::<u8>();
-    without.restore(&[snapshot], ALL_KEY_GROUPS).unwrap();
+    without.restore(vec![snapshot], ALL_KEY_GROUPS).unwrap();
     let err = access_error(without.list_state(&ListStateDescriptor::<u8>::new("l"), &1, 0));
     assert!(err.to_string().contains("written with TTL and is now used without TTL"), "{err}");
 }
@@ -540,7 +540,7 @@ fn rescale(old: usize, new: usize) {
     let mut after: Vec<KeyedState<u64>> = (0..new)
         .map(|i| {
             let mut st = state();
-            st.restore(&snapshots, key_group_range_for_operator(MAX_PARALLELISM, new, i)).unwrap();
+            st.restore(snapshots.clone(), key_group_range_for_operator(MAX_PARALLELISM, new, i)).unwrap();
             st
         })
         .collect();
@@ -618,7 +618,7 @@ fn corrupt_key_group_bytes_are_an_error_naming_the_state_and_key_group() {
         corrupt(&mut bad.states[0].key_groups[0].bytes);
         let mut st = state::<u64>();
         // Restore only checks the layout; the entries are decoded on first use.
-        st.restore(&[bad], ALL_KEY_GROUPS).unwrap();
+        st.restore(vec![bad], ALL_KEY_GROUPS).unwrap();
         let err = access_error(st.list_state(&d, &0, 0));
         let (location, _) = bad_input(&err);
         assert_eq!(location, format!("keyed state 'words', key group {first}"), "{what}");
@@ -635,7 +635,7 @@ fn entries_stored_under_the_wrong_key_group_are_an_error() {
     groups[0].key_group = b;
     groups[1].key_group = a;
     let mut st = state::<u64>();
-    st.restore(&[snapshot], ALL_KEY_GROUPS).unwrap();
+    st.restore(vec![snapshot], ALL_KEY_GROUPS).unwrap();
     let err = access_error(st.list_state(&d, &0, 0));
     assert!(bad_input(&err).1.contains("holds a key of key group"), "{err}");
 }
@@ -644,7 +644,7 @@ fn entries_stored_under_the_wrong_key_group_are_an_error() {
 fn inconsistent_snapshots_are_refused_at_restore() {
     let (_, snapshot) = one_list_snapshot();
     let refuse = |snapshots: &[KeyedStateSnapshot], range, expected: &str| {
-        let err = state::<u64>().restore(snapshots, range).unwrap_err();
+        let err = state::<u64>().restore(snapshots.to_vec(), range).unwrap_err();
         assert!(err.to_string().contains(expected), "{err}");
     };
     let mut v2 = snapshot.clone();
@@ -664,7 +664,7 @@ fn inconsistent_snapshots_are_refused_at_restore() {
 
     // A restored state read as another kind.
     let mut st = state::<u64>();
-    st.restore(&[snapshot], ALL_KEY_GROUPS).unwrap();
+    st.restore(vec![snapshot], ALL_KEY_GROUPS).unwrap();
     let err = access_error(st.value_state(&ValueStateDescriptor::<String>::new("words"), &0, 0));
     assert!(err.to_string().contains("is a list state, not a value state"), "{err}");
     // Or as a list of another type, even one whose bytes would decode.
