@@ -141,46 +141,42 @@ impl SensorGenerator {
 /// would fire until the first reader caught up: window state would grow with the input. This
 /// maps offset `o` of reader `k` to `o·p + k` (plus a few at the end when `p` does not divide
 /// `count`): a bijection of `0..count`, so the set of records does not depend on `p`.
-#[derive(Debug, Clone, Copy)]
+///
+/// The readers' first indices are computed once: mapping an index takes no division (this runs
+/// once per generated record).
+#[derive(Debug, Clone)]
 pub struct Interleave {
-    count: u64,
     parallelism: u64,
+    /// `⌊count·k/p⌋` for `k` in `0..=p`: where reader `k`'s range starts.
+    cuts: Arc<[u64]>,
+    /// `⌊count/p⌋`: the records every reader has in full rounds.
+    short: u64,
 }
 
 impl Interleave {
     pub fn new(count: u64, parallelism: usize) -> Self {
-        Interleave { count, parallelism: parallelism.max(1) as u64 }
-    }
-
-    #[inline]
-    fn cut(&self, k: u64) -> u64 {
-        match self.count.checked_mul(k) {
-            Some(nk) => nk / self.parallelism,
-            None => (self.count as u128 * k as u128 / self.parallelism as u128) as u64,
-        }
+        let p = parallelism.max(1) as u64;
+        let cuts = (0..=p).map(|k| (count as u128 * k as u128 / p as u128) as u64).collect();
+        Interleave { parallelism: p, cuts, short: count / p }
     }
 
     /// The position in the interleaved sequence of source index `i < count`.
     #[inline]
     pub fn map(&self, i: u64) -> u64 {
-        let (n, p) = (self.count, self.parallelism);
+        let p = self.parallelism;
         if p == 1 {
             return i;
         }
         // The reader k whose range holds i: the largest k with ⌊n·k/p⌋ ≤ i.
-        let k = match (i + 1).checked_mul(p) {
-            Some(ip) => (ip - 1) / n,
-            None => (((i as u128 + 1) * p as u128 - 1) / n as u128) as u64,
-        };
-        let offset = i - self.cut(k);
-        let short = self.count / self.parallelism;
-        if offset < short {
-            return offset * self.parallelism + k;
+        let k = self.cuts[1..p as usize].partition_point(|&cut| cut <= i);
+        let offset = i - self.cuts[k];
+        if offset < self.short {
+            return offset * p + k as u64;
         }
         // The last record of one of the readers with ⌈n/p⌉ records: after all full rounds,
         // in reader order.
-        let longer_before = (0..k).filter(|&m| self.cut(m + 1) - self.cut(m) > short).count() as u64;
-        short * self.parallelism + longer_before
+        let longer_before = self.cuts[..=k].windows(2).filter(|w| w[1] - w[0] > self.short).count() as u64;
+        self.short * p + longer_before
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 #[cfg(test)]
 use eddy_core::keygroup::assign_to_key_group;
 use eddy_core::keygroup::{flink_murmur_hash, hash_code, operator_index_for_key_group};
-use eddy_core::{Batch, CheckpointBarrier, Data, EddyError, Key, Result, StreamElement};
+use eddy_core::{Batch, CheckpointBarrier, Data, EddyError, Key, Result, StreamElement, NO_TIMESTAMP};
 use serde::Serialize;
 
 use crate::channel::{ChannelSender, OutputChannel};
@@ -182,13 +182,19 @@ pub struct PartitionWriter<T, S> {
     broadcast: bool,
     /// Counts the records leaving the task (`records_out`).
     metrics: Arc<TaskMetrics>,
+    /// The channel of each record of the batch being written.
+    routes: Vec<u32>,
+    /// How many records of that batch go to each channel.
+    counts: Vec<usize>,
 }
 
 impl<T: Data, S: ChannelSelector<T>> PartitionWriter<T, S> {
     pub fn new(channels: Vec<OutputChannel<T>>, selector: S, batch_size: usize, broadcast: bool) -> Self {
         let buffers = channels.iter().map(|_| Batch::new()).collect();
         let metrics = Arc::default();
-        PartitionWriter { channels, buffers, selector, batch_size: batch_size.max(1), broadcast, metrics }
+        let batch_size = batch_size.max(1);
+        let (routes, counts) = (Vec::new(), Vec::new());
+        PartitionWriter { channels, buffers, selector, batch_size, broadcast, metrics, routes, counts }
     }
 
     /// Counts the records written into `metrics.records_out`.
@@ -203,6 +209,16 @@ impl<T: Data, S: ChannelSelector<T>> PartitionWriter<T, S> {
         }
         let b = std::mem::replace(&mut self.buffers[ch], Batch::with_capacity(self.batch_size));
         self.channels[ch].send_counted(StreamElement::Records(b), &self.metrics)
+    }
+
+    /// Sends the buffers that hold `batch_size` records or more.
+    fn send_full(&mut self) -> Result<()> {
+        for ch in 0..self.buffers.len() {
+            if self.buffers[ch].len() >= self.batch_size {
+                self.send_buffer(ch)?;
+            }
+        }
+        Ok(())
     }
 
     fn send_all(&mut self, element: StreamElement<T>) -> Result<()> {
@@ -240,27 +256,41 @@ impl<T: Data, S: ChannelSelector<T>> Output<T> for PartitionWriter<T, S> {
             }
             return Ok(());
         }
-        let timestamps = std::mem::take(&mut batch.timestamps);
-        if timestamps.is_empty() {
-            for v in batch.values {
-                let ch = self.selector.select(&v, n)?;
-                let buf = &mut self.buffers[ch];
-                buf.values.push(v);
-                if buf.values.len() >= self.batch_size {
-                    self.send_buffer(ch)?;
-                }
-            }
-        } else {
-            for (v, ts) in batch.values.into_iter().zip(timestamps) {
-                let ch = self.selector.select(&v, n)?;
-                let buf = &mut self.buffers[ch];
-                buf.push_with_timestamp(v, ts);
-                if buf.len() >= self.batch_size {
-                    self.send_buffer(ch)?;
-                }
+        // First the channel of every record: the hashes are independent of each other and of
+        // the copying below, so the CPU overlaps them.
+        self.routes.clear();
+        for v in &batch.values {
+            self.routes.push(self.selector.select(v, n)? as u32);
+        }
+        // Then each record moves to its channel's buffer, and the buffers holding `batch_size`
+        // records or more are sent whole.
+        let Batch { values, timestamps } = batch;
+        for buf in &mut self.buffers {
+            // Timestamps stay aligned with values when batches with and without them mix.
+            if !(timestamps.is_empty() && buf.timestamps.is_empty()) {
+                buf.timestamps.resize(buf.values.len(), NO_TIMESTAMP);
             }
         }
-        Ok(())
+        self.counts.clear();
+        self.counts.resize(n, 0);
+        for &ch in &self.routes {
+            self.counts[ch as usize] += 1;
+        }
+        for (buf, &count) in self.buffers.iter_mut().zip(&self.counts) {
+            buf.values.reserve(count);
+        }
+        scatter(values, &self.routes, &self.counts, &mut self.buffers);
+        if !timestamps.is_empty() {
+            for (&ch, ts) in self.routes.iter().zip(timestamps) {
+                self.buffers[ch as usize].timestamps.push(ts);
+            }
+        }
+        for buf in &mut self.buffers {
+            if !buf.timestamps.is_empty() {
+                buf.timestamps.resize(buf.values.len(), NO_TIMESTAMP);
+            }
+        }
+        self.send_full()
     }
 
     fn emit_watermark(&mut self, watermark: i64) -> Result<()> {
@@ -309,6 +339,40 @@ impl WriterContext {
     ) -> Box<dyn Any + Send> {
         let w = PartitionWriter::new(channels, selector, self.batch_size, broadcast);
         boxed(w.with_metrics(self.metrics.clone()))
+    }
+}
+
+/// Moves record `i` of `values` to the end of `buffers[routes[i]]`, for every `i`; `counts[c]`
+/// is the number of records routed to channel `c`, and every buffer has room for them.
+///
+/// The records are copied straight from the memory of `values` into the buffers'. Moved in safe
+/// code, each record would pass through an `Option` on the stack (`vec::IntoIter::next`), and
+/// for a record type with a niche (a `CompactString` key, say) rustc copies such temporaries in
+/// overlapping pieces that defeat store-to-load forwarding: that loop stalled on every record
+/// and cost more than hashing the key (BENCHMARKS.md, "Event time and windows").
+fn scatter<T>(mut values: Vec<T>, routes: &[u32], counts: &[usize], buffers: &mut [Batch<T>]) {
+    assert_eq!(values.len(), routes.len(), "one route per record");
+    assert!(
+        buffers.iter().zip(counts).all(|(b, &c)| b.values.capacity() - b.values.len() >= c),
+        "room in every buffer"
+    );
+    assert_eq!(counts.iter().sum::<usize>(), routes.len(), "counts match the routes");
+    let src = values.as_ptr();
+    // SAFETY: the records of `values` are handed over to the buffers: its length is set to 0
+    // first, so it frees its memory without dropping them, and each of its `routes.len()`
+    // initialized records is read exactly once (`src.add(i)`, `i < routes.len()`). Every
+    // route is a valid index (each was counted into `counts`, whose length is the number of
+    // buffers), and each buffer receives exactly `counts[c]` records, for which it has spare
+    // capacity (asserted above), so every write goes to reserved, unused memory, and `set_len`
+    // covers only written slots. Nothing in the loop can panic.
+    unsafe {
+        values.set_len(0);
+        for (i, &ch) in routes.iter().enumerate() {
+            let buf = &mut buffers.get_unchecked_mut(ch as usize).values;
+            let len = buf.len();
+            std::ptr::copy_nonoverlapping(src.add(i), buf.as_mut_ptr().add(len), 1);
+            buf.set_len(len + 1);
+        }
     }
 }
 
@@ -506,6 +570,51 @@ mod tests {
                 let kg = assign_to_key_group(&w.to_string(), max);
                 assert_eq!(s.select(&w.to_string(), 3).unwrap(), kg * 3 / max, "{w} of {max}");
             }
+        }
+    }
+
+    #[test]
+    fn a_keyed_writer_moves_every_record_once_to_its_key_groups_channel_with_its_timestamp() {
+        use crate::channel::{channel, GateEvent, InputGate, JobSignals};
+        let signals = Arc::new(JobSignals::default());
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..3).map(|_| channel(64, signals.clone())).unzip();
+        let outputs = senders.into_iter().map(OutputChannel::from).collect();
+        let key = |v: &(String, u32)| v.0.clone();
+        let mut writer = PartitionWriter::new(outputs, KeyGroupSelector::new(key, 128), 4, false);
+        // Keys long enough to live on the heap: a record handed over twice would be freed twice,
+        // which aborts the test.
+        let record = |i: u32| (format!("a key long enough for the heap, number {}", i % 7), i);
+        let mut with_ts = Batch::new();
+        for i in 0..10 {
+            with_ts.push_with_timestamp(record(i), 1000 + i as i64);
+        }
+        writer.emit_batch(with_ts).unwrap();
+        writer.emit_batch(Batch::from_values((10..15).map(record).collect())).unwrap();
+        let mut later = Batch::new();
+        later.push_with_timestamp(record(15), 1015);
+        writer.emit_batch(later).unwrap();
+        writer.end_input().unwrap();
+
+        let mut gate = InputGate::new(receivers);
+        let mut got: Vec<(usize, (String, u32), i64)> = Vec::new();
+        loop {
+            match gate.next(std::time::Instant::now() + std::time::Duration::from_secs(5)).unwrap() {
+                GateEvent::Element(ch, StreamElement::Records(b)) => {
+                    got.extend(b.into_iter_with_timestamps().map(|(v, ts)| (ch, v, ts)))
+                }
+                GateEvent::Element(..) => {}
+                GateEvent::Timeout => panic!("the writer did not flush"),
+                GateEvent::Finished => break,
+            }
+        }
+        got.sort_by_key(|(_, v, _)| v.1);
+        assert_eq!(got.len(), 16, "{got:?}");
+        for (i, (ch, v, ts)) in got.iter().enumerate() {
+            let i = i as u32;
+            assert_eq!(v, &record(i));
+            assert_eq!(*ch, assign_to_key_group(&v.0, 128) * 3 / 128, "record {i}");
+            let expected = if (10..15).contains(&i) { NO_TIMESTAMP } else { 1000 + i as i64 };
+            assert_eq!(*ts, expected, "record {i}");
         }
     }
 

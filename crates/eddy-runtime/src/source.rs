@@ -24,7 +24,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use eddy_core::{codec, Batch, CheckpointBarrier, CheckpointType, Data, EddyError, Result};
+use eddy_core::{codec, Batch, CheckpointBarrier, CheckpointType, Data, EddyError, Result, NO_TIMESTAMP};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -131,6 +131,16 @@ impl<T> SourceOutput<T> {
     #[inline]
     pub fn collect(&mut self, value: T) {
         self.batch.push(value);
+    }
+
+    /// Collects every record of `values`. Cheaper per record than `collect` in a loop: the
+    /// records are written straight into the batch.
+    #[inline]
+    pub fn extend(&mut self, values: impl IntoIterator<Item = T>) {
+        self.batch.values.extend(values);
+        if !self.batch.timestamps.is_empty() {
+            self.batch.timestamps.resize(self.batch.values.len(), NO_TIMESTAMP);
+        }
     }
 
     #[inline]

@@ -241,13 +241,9 @@ where
                 None => return Ok(ReaderStatus::NothingAvailable),
             }
         }
-        let (generator, stride) = (&self.generator, self.stride);
-        let mut index = self.next;
-        for _ in 0..n {
-            out.collect(generator(index));
-            index = index.wrapping_add(stride);
-        }
-        self.next = index;
+        let (generator, stride, first) = (&self.generator, self.stride, self.next);
+        out.extend((0..n).map(|k| generator(first.wrapping_add(k.wrapping_mul(stride)))));
+        self.next = first.wrapping_add(n.wrapping_mul(stride));
         self.left -= n;
         Ok(ReaderStatus::MoreAvailable)
     }

@@ -127,6 +127,9 @@ pub(crate) struct AlignedWindowOperator<T, K, KF, AG: IncrementalAgg<T>, WF, W> 
     clock: ClockRef,
     /// The last pane used (start, index), while the deque does not change shape.
     last: Option<(i64, usize)>,
+    /// The pane `[start, end)` of the last element: the next one is most likely in it too, and
+    /// then its pane costs two comparisons instead of two divisions.
+    last_geometry: (i64, i64),
     /// Late elements dropped because no side output for late data was set.
     pub num_late_records_dropped: u64,
     /// The same count, as the operator's `numLateRecordsDropped` metric (from `open`).
@@ -183,6 +186,7 @@ where
             watermark: i64::MIN,
             clock: ctx.clock.clone(),
             last: None,
+            last_geometry: (0, 0),
             num_late_records_dropped: 0,
             late_dropped: Default::default(),
             reached: i64::MIN,
@@ -242,7 +246,14 @@ where
     /// Adds one element; `t` is the time that assigns it (event or processing time).
     #[inline]
     fn add(&mut self, value: T, t: i64, ts: i64, out: &mut Emitter<WF::Out>) -> Result<()> {
-        let Some((start, end)) = self.panes_of.pane_of(t) else { return Ok(()) };
+        let (start, end) = match self.last_geometry {
+            (start, end) if start <= t && t < end => (start, end),
+            _ => {
+                let Some(geometry) = self.panes_of.pane_of(t) else { return Ok(()) };
+                self.last_geometry = geometry;
+                geometry
+            }
+        };
         let key = (self.key)(&value);
         // After a restore, the event time the key's subtask had reached until the watermark
         // catches up with it: elements late then are late now.
