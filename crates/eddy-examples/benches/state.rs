@@ -309,6 +309,9 @@ fn run_recovery(s: &Scenario, dir: &Path) -> std::result::Result<(), String> {
     eddy_core::codec::encode_value(&snapshot, &mut bytes).map_err(err)?;
     drop(snapshot);
     std::fs::write(&file, &bytes).map_err(|e| e.to_string())?;
+    // On disk, as a completed checkpoint is (the job master syncs its files): otherwise the
+    // kernel would still be writing it back while the restore below is timed.
+    std::fs::File::open(&file).and_then(|f| f.sync_all()).map_err(|e| e.to_string())?;
     let size = bytes.len();
     drop(bytes);
 
