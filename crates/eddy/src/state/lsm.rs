@@ -33,7 +33,7 @@ use eddy_core::keygroup::assign_to_key_group;
 use eddy_core::{EddyError, Key, Result};
 
 use super::entry::{Cached, Entry, RETURNED};
-use super::snapshot::{for_each_entry, KeyGroupState};
+use super::snapshot::{bad_key_group, for_each_entry, KeyGroupState};
 use super::ttl::StateTtlConfig;
 use super::Map;
 
@@ -373,13 +373,14 @@ struct SortedKeyGroup<'a> {
     kg: &'a KeyGroupState,
     /// The LSM keys, back to back.
     keys: Vec<u8>,
-    /// Each entry's LSM key in `keys` and encoded value in `kg.bytes`, sorted by key.
-    rows: Vec<(Range<usize>, Range<usize>)>,
+    /// Each entry's LSM key in `keys` and encoded value in `kg.bytes` (`None`: the entry is
+    /// empty and not written), sorted by key.
+    rows: Vec<(Range<usize>, Option<Range<usize>>)>,
 }
 
 impl<'a> SortedKeyGroup<'a> {
-    /// Decodes and checks the entries of `kg` (see `for_each_entry`), leaves out empty ones, and
-    /// sorts them by LSM key; a key that comes twice is an error.
+    /// Decodes and checks the entries of `kg` (see `for_each_entry`) and sorts them by LSM key;
+    /// a key that comes twice is an error.
     fn decode<K: Key, E: Entry>(
         name: &str,
         state: u16,
@@ -390,33 +391,16 @@ impl<'a> SortedKeyGroup<'a> {
         let prefix = lsm_prefix(kg.key_group as u16, state);
         let mut keys = Vec::new();
         let mut rows = Vec::new();
-        let mut empty = Vec::new();
         for_each_entry::<K, E>(name, max_parallelism, kg, has_ttl, |_, entry, at| {
             let start = keys.len();
             keys.extend_from_slice(&prefix);
             keys.extend_from_slice(&kg.bytes[at.key]);
-            if entry.is_empty() {
-                empty.push(start..keys.len());
-            } else {
-                rows.push((start..keys.len(), at.entry));
-            }
+            rows.push((start..keys.len(), (!entry.is_empty()).then_some(at.entry)));
             Ok(())
         })?;
         rows.sort_unstable_by(|a, b| keys[a.0.clone()].cmp(&keys[b.0.clone()]));
-        let twice = |a: &Range<usize>, b: &Range<usize>| keys[a.clone()] == keys[b.clone()];
-        let mut duplicate = rows.windows(2).any(|w| twice(&w[0].0, &w[1].0));
-        if !empty.is_empty() {
-            empty.sort_unstable_by(|a, b| keys[a.clone()].cmp(&keys[b.clone()]));
-            duplicate |= empty.windows(2).any(|w| twice(&w[0], &w[1]))
-                || empty
-                    .iter()
-                    .any(|e| rows.binary_search_by(|(k, _)| keys[k.clone()].cmp(&keys[e.clone()])).is_ok());
-        }
-        if duplicate {
-            return Err(EddyError::BadInput {
-                location: format!("keyed state '{name}', key group {}", kg.key_group),
-                reason: "holds the same key twice".into(),
-            });
+        if rows.windows(2).any(|w| keys[w[0].0.clone()] == keys[w[1].0.clone()]) {
+            return Err(bad_key_group(name, kg, "holds the same key twice".into()));
         }
         Ok(SortedKeyGroup { kg, keys, rows })
     }
@@ -424,7 +408,9 @@ impl<'a> SortedKeyGroup<'a> {
     /// Hands the entries to `write` (an ingestion's) in key order.
     fn write(&self, mut write: impl FnMut(&[u8], &[u8]) -> fjall::Result<()>) -> fjall::Result<()> {
         for (key, value) in &self.rows {
-            write(&self.keys[key.clone()], &self.kg.bytes[value.clone()])?;
+            if let Some(value) = value {
+                write(&self.keys[key.clone()], &self.kg.bytes[value.clone()])?;
+            }
         }
         Ok(())
     }

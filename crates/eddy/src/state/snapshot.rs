@@ -282,7 +282,7 @@ pub(crate) fn for_each_entry<K: Key, E: Entry>(
     Ok(())
 }
 
-fn bad_key_group(name: &str, kg: &KeyGroupState, reason: String) -> EddyError {
+pub(crate) fn bad_key_group(name: &str, kg: &KeyGroupState, reason: String) -> EddyError {
     EddyError::BadInput { location: format!("keyed state '{name}', key group {}", kg.key_group), reason }
 }
 
